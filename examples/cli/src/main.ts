@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The `trellis` command. Each host contributes its commands from its own folder; this file only
+ * maps names to lazily imported modules so `trellis --help` starts fast.
+ */
+import { defineGroup, runCommand, shutdownSignal, type Command, type CommandGroup } from '@trellis/sdk/cli';
+import { SDK_VERSION } from '@trellis/sdk';
+
+type Loader = () => Promise<Command<any> | CommandGroup>;
+
+/** Every top-level command, in the order `trellis --help` lists them. */
+export const commands: Record<string, { summary: string; load: Loader }> = {
+  plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
+};
+
+export const root = defineGroup({
+  name: 'trellis',
+  summary: `trellis ${SDK_VERSION}: plugin SDK with a load balancer, a pub/sub broker and a Chord DHT`,
+  subcommands: Object.fromEntries(Object.entries(commands).map(([name, c]) => [name, c.load])),
+});
+
+function rootHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  return [
+    root.summary,
+    '',
+    'Usage: trellis <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Options:',
+    '  -h, --help     show help (also: trellis <command> --help)',
+    '  -v, --version  print the version',
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(rootHelp());
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version' || first === '-v') {
+    process.stdout.write(`${SDK_VERSION}\n`);
+    return 0;
+  }
+  if (first.startsWith('-')) {
+    process.stderr.write(`trellis: unknown option '${first}' (see "trellis --help")\n`);
+    return 2;
+  }
+  return runCommand('trellis', root, argv, { stdout: process.stdout, stderr: process.stderr, signal: shutdownSignal() });
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

@@ -1,0 +1,81 @@
+/**
+ * The serialization hook area: codecs. A codec has a numeric wire id, a name, and turns values
+ * into bytes and back. Wire ids follow the reference: 0 = JSON, 1 = XML, 2 = Pickle.
+ */
+import { SyncHook } from 'tapable';
+
+/**
+ * The value model every codec round-trips: null, booleans, numbers (integers beyond 2^53 as
+ * bigint), strings, arrays, plain objects with string keys, and bytes.
+ */
+export type Value =
+  | null
+  | boolean
+  | number
+  | bigint
+  | string
+  | Uint8Array
+  | readonly Value[]
+  | { readonly [key: string]: Value };
+
+export interface Codec {
+  /** The number announced on the wire (0 = JSON, 1 = XML, 2 = Pickle, others free). */
+  readonly wireId: number;
+  /** The contribution id, e.g. "json". */
+  readonly name: string;
+  /** Throws `CodecError` for a value outside the model. */
+  encode(value: Value): Uint8Array;
+  /** Throws `CodecError` for bytes that are malformed, truncated, forbidden or over a limit. */
+  decode(bytes: Uint8Array): Value;
+}
+
+/** Well-known wire ids. */
+export const WireId = Object.freeze({ JSON: 0, XML: 1, PICKLE: 2 } as const);
+
+/** Observer hooks for the serialization area. */
+export function createSerializationHooks() {
+  return Object.freeze({
+    /** SyncHook<[Codec, unknown]>: a codec rejected input (for logging and metrics). */
+    codecError: new SyncHook<[Codec, unknown]>(['codec', 'error']),
+  });
+}
+export type SerializationHooks = ReturnType<typeof createSerializationHooks>;
+
+import { ContributionRegistry, type AreaHost } from './registry.js';
+import { NoProviderError, PluginError } from '../errors.js';
+
+/** The host side of the serialization area: codecs by name or wire id, resolved lazily. */
+export class SerializationArea {
+  readonly hooks: SerializationHooks = createSerializationHooks();
+  /** @internal */
+  readonly registry = new ContributionRegistry<Codec>('serializers');
+  readonly #host: AreaHost;
+  readonly #wireIds: () => ReadonlyMap<number, string>;
+
+  constructor(host: AreaHost, wireIds: () => ReadonlyMap<number, string>) {
+    this.#host = host;
+    this.#wireIds = wireIds;
+  }
+
+  /** Names of every declared codec. */
+  serializers(): string[] {
+    return [...this.#host.contributors('serializers').keys()];
+  }
+
+  /** The name declared for a wire id, if any. */
+  nameOf(wireId: number): string | undefined {
+    return this.#wireIds().get(wireId);
+  }
+
+  /** The codec called `name` or numbered `wireId`, activating its plugin on first use. */
+  async codec(nameOrWireId: string | number): Promise<Codec> {
+    const name = typeof nameOrWireId === 'number' ? this.nameOf(nameOrWireId) : nameOrWireId;
+    if (name === undefined) {
+      throw new NoProviderError('serializer', `wire id ${nameOrWireId}`, [...this.#wireIds()].map(([id, n]) => `${n} (${id})`));
+    }
+    const plugin = await this.#host.activateContributor('serializers', name);
+    const entry = this.registry.get(name);
+    if (!entry) throw new PluginError(plugin, `serializer:${name}`, new Error('the plugin activated but did not register this codec'));
+    return entry.value;
+  }
+}

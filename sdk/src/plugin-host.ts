@@ -1,0 +1,529 @@
+/**
+ * The plugin host, after VS Code's extension host: it scans plugin folders, validates manifests
+ * without running plugin code, indexes contributions, and activates a plugin lazily the first
+ * time one of its activation events fires. Concurrent activations share one promise, dependencies
+ * activate first, `activate` runs under a timeout, and a failing plugin is recorded as failed
+ * while the host and every other plugin keep going.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SafeEmitter } from './safe-emitter.js';
+import { createLogger, type Logger } from './logger.js';
+import { disposeAll, type Disposable } from './disposable.js';
+import { readManifest, validateManifest, activationEvent, type ManifestInput, type PluginManifest } from './manifest.js';
+import {
+  ActivationError,
+  ActivationTimeoutError,
+  ContributionError,
+  DependencyError,
+  DisposedError,
+  ErrorCodes,
+  ManifestError,
+  NoProviderError,
+  PluginError,
+  TimeoutError,
+  TrellisError,
+  errors,
+} from './errors.js';
+import { SDK_VERSION } from './version.js';
+import { RoutingArea } from './areas/routing.js';
+import { SerializationArea } from './areas/serialization.js';
+import { DhtRoutingArea } from './areas/dht-routing.js';
+import type { AreaHost, AreaName } from './areas/registry.js';
+import { tapSync } from './taps.js';
+import type { PluginContext, PluginModule } from './context.js';
+
+export type PluginState = 'discovered' | 'activating' | 'active' | 'failed' | 'deactivating' | 'deactivated' | 'invalid';
+
+/** A snapshot of one plugin, as `trellis plugins` shows it. */
+export interface PluginInfo {
+  readonly id: string;
+  readonly version: string;
+  /** The plugin folder, or undefined for in-process plugins. */
+  readonly dir: string | undefined;
+  readonly state: PluginState;
+  readonly manifest: PluginManifest | undefined;
+  /** Why the plugin is `failed` or `invalid`. */
+  readonly error: TrellisError | undefined;
+  /** How long `activate` took, once active. */
+  readonly activationMs: number | undefined;
+}
+
+/** A plugin defined inside the embedding app: a manifest plus the module's functions. */
+export interface InProcessPlugin extends PluginModule {
+  readonly manifest: ManifestInput;
+}
+
+export interface PluginHostOptions {
+  /** Plugin directories to scan: folders of plugin folders, or single plugin folders. */
+  dirs?: readonly string[];
+  /** Also scan the plugins shipped with Trellis (default true). */
+  builtins?: boolean;
+  /** Plugins defined in-process, registered before any folder is scanned. */
+  plugins?: readonly InProcessPlugin[];
+  /** How long `activate` and `deactivate` may take (default 10 s). */
+  activationTimeoutMs?: number;
+  logger?: Logger;
+  /** Overrides the SDK version checked against `engines.trellis` (tests). */
+  sdkVersion?: string;
+}
+
+export interface HostEvents {
+  /** A plugin finished `activate`. */
+  activated: [info: PluginInfo];
+  /** A plugin failed to activate: it threw, timed out, or a dependency failed. */
+  'activation-failed': [info: PluginInfo, error: TrellisError];
+  /** A plugin's code threw inside a hook or a provider call. */
+  'plugin-error': [error: PluginError];
+  /** A plugin was deactivated and its subscriptions disposed. */
+  deactivated: [info: PluginInfo];
+  /** A folder looked like a plugin but its manifest is invalid; it is skipped. */
+  'invalid-plugin': [dir: string, error: TrellisError];
+}
+
+interface PluginRecord {
+  id: string;
+  version: string;
+  dir: string | undefined;
+  manifest: PluginManifest | undefined;
+  module: PluginModule | undefined;
+  state: PluginState;
+  error: TrellisError | undefined;
+  activation: Promise<void> | undefined;
+  context: PluginContext | undefined;
+  /** Registrations and subscriptions to dispose on deactivation. */
+  owned: Disposable[];
+  activationMs: number | undefined;
+  order: number;
+}
+
+/** The folder of plugins shipped with Trellis: `<repo>/plugins`, beside `sdk/`. */
+export const BUILTIN_PLUGINS_DIR: string = fileURLToPath(new URL('../../plugins', import.meta.url));
+
+
+export class PluginHost extends SafeEmitter<HostEvents> {
+  readonly routing: RoutingArea;
+  readonly serialization: SerializationArea;
+  readonly dhtRouting: DhtRoutingArea;
+  readonly log: Logger;
+  readonly sdkVersion: string;
+
+  readonly #records = new Map<string, PluginRecord>();
+  readonly #invalid: PluginInfo[] = [];
+  readonly #contributors: Record<AreaName, Map<string, string>> = { strategies: new Map(), serializers: new Map(), dhtRouting: new Map() };
+  readonly #wireIds = new Map<number, string>();
+  readonly #timeoutMs: number;
+  readonly #dirs: string[];
+  #scanned: Promise<void> | undefined;
+  #activationOrder = 0;
+  #disposed = false;
+
+  constructor(options: PluginHostOptions = {}) {
+    super();
+    this.log = options.logger ?? createLogger('trellis');
+    this.sdkVersion = options.sdkVersion ?? SDK_VERSION;
+    this.#timeoutMs = options.activationTimeoutMs ?? 10_000;
+    this.#dirs = [...(options.dirs ?? []).map((d) => resolve(d))];
+    if (options.builtins ?? true) this.#dirs.push(BUILTIN_PLUGINS_DIR);
+    const areaHost: AreaHost = {
+      activateContributor: (area, id) => this.#activateContributor(area, id),
+      contributors: (area) => this.#contributors[area],
+      reportPluginError: (err) => this.#reportPluginError(err),
+    };
+    this.routing = new RoutingArea(areaHost);
+    this.serialization = new SerializationArea(areaHost, () => this.#wireIds);
+    this.dhtRouting = new DhtRoutingArea(areaHost);
+    for (const plugin of options.plugins ?? []) this.register(plugin);
+  }
+
+  /** The directories this host scans, in order (earlier ones win on duplicate plugin ids). */
+  get dirs(): readonly string[] {
+    return this.#dirs;
+  }
+
+  protected override onListenerError(event: string | symbol, err: unknown): void {
+    this.log.error(`a listener of host event "${String(event)}" threw`, err);
+  }
+
+  // ---------------------------------------------------------------- discovery
+
+  /** Registers a plugin defined in-process. Throws `ManifestError` for a bad manifest. */
+  register(plugin: InProcessPlugin): PluginInfo {
+    this.#assertAlive();
+    const manifest = validateManifest(plugin.manifest, `in-process plugin "${plugin.manifest?.name ?? '?'}"`, this.sdkVersion);
+    if (typeof plugin.activate !== 'function') throw new ManifestError(`in-process plugin "${manifest.name}"`, 'activate', 'must be a function');
+    const record = this.#add(manifest, undefined, { activate: plugin.activate.bind(plugin), deactivate: plugin.deactivate?.bind(plugin) });
+    return this.#info(record);
+  }
+
+  /**
+   * Scans the directories once (later calls share the first scan). Invalid plugins are recorded
+   * and reported through `invalid-plugin`; they never stop the scan.
+   */
+  scan(): Promise<void> {
+    this.#scanned ??= this.#scan();
+    return this.#scanned;
+  }
+
+  async #scan(): Promise<void> {
+    for (const dir of this.#dirs) {
+      if (!existsSync(dir)) {
+        this.log.warn(`plugin directory ${dir} does not exist`);
+        continue;
+      }
+      // A folder with a manifest is one plugin; otherwise each subfolder may be one.
+      const candidates = existsSync(join(dir, 'package.json')) && (await this.#looksLikePlugin(dir))
+        ? [dir]
+        : (await readdir(dir)).sort().map((name) => join(dir, name));
+      for (const candidate of candidates) {
+        if (!(await stat(candidate).catch(() => undefined))?.isDirectory()) continue;
+        if (!existsSync(join(candidate, 'package.json'))) continue;
+        try {
+          const manifest = await readManifest(candidate, this.sdkVersion);
+          this.#add(manifest, candidate, undefined);
+        } catch (err) {
+          const error = err instanceof TrellisError ? err : new ManifestError(join(candidate, 'package.json'), '(file)', String(err));
+          this.#invalid.push(Object.freeze({ id: candidate, version: '', dir: candidate, state: 'invalid', manifest: undefined, error, activationMs: undefined }));
+          this.log.warn(`skipping plugin in ${candidate}: ${error.message}`);
+          this.emit('invalid-plugin', candidate, error);
+        }
+      }
+    }
+  }
+
+  async #looksLikePlugin(dir: string): Promise<boolean> {
+    try {
+      const { readFile } = await import('node:fs/promises');
+      const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
+      return typeof pkg?.engines?.trellis === 'string' || pkg?.contributes !== undefined;
+    } catch {
+      return true; // let readManifest report the problem
+    }
+  }
+
+  #add(manifest: PluginManifest, dir: string | undefined, module: PluginModule | undefined): PluginRecord {
+    const existing = this.#records.get(manifest.name);
+    if (existing) {
+      throw new TrellisError(
+        ErrorCodes.DUPLICATE_PLUGIN,
+        `plugin "${manifest.name}" is already registered from ${existing.dir ?? 'in-process'}; ${dir ?? 'the in-process one'} is ignored`,
+      );
+    }
+    const record: PluginRecord = {
+      id: manifest.name,
+      version: manifest.version,
+      dir,
+      manifest,
+      module,
+      state: 'discovered',
+      error: undefined,
+      activation: undefined,
+      context: undefined,
+      owned: [],
+      activationMs: undefined,
+      order: 0,
+    };
+    this.#records.set(record.id, record);
+    const index = (area: AreaName, ids: readonly string[]) => {
+      for (const id of ids) {
+        const owner = this.#contributors[area].get(id);
+        if (owner === undefined) this.#contributors[area].set(id, record.id);
+        else this.log.warn(`plugin "${record.id}" also contributes ${area} "${id}", already provided by "${owner}"; using "${owner}"`);
+      }
+    };
+    index('strategies', manifest.contributes.strategies.map((s) => s.id));
+    index('serializers', manifest.contributes.serializers.map((s) => s.id));
+    index('dhtRouting', manifest.contributes.dhtRouting.map((s) => s.id));
+    for (const s of manifest.contributes.serializers) {
+      if (!this.#wireIds.has(s.wireId)) this.#wireIds.set(s.wireId, s.id);
+    }
+    return record;
+  }
+
+  /** Every known plugin (valid ones in discovery order, then invalid folders). */
+  plugins(): PluginInfo[] {
+    return [...[...this.#records.values()].map((r) => this.#info(r)), ...this.#invalid];
+  }
+
+  /** One plugin's snapshot. */
+  plugin(id: string): PluginInfo | undefined {
+    const record = this.#records.get(id);
+    return record && this.#info(record);
+  }
+
+  #info(r: PluginRecord): PluginInfo {
+    return Object.freeze({ id: r.id, version: r.version, dir: r.dir, state: r.state, manifest: r.manifest, error: r.error, activationMs: r.activationMs });
+  }
+
+  // --------------------------------------------------------------- activation
+
+  /** Activates every plugin listening for `event` (and those with `*`). Failures are recorded, not thrown. */
+  async activateByEvent(event: string): Promise<void> {
+    await this.scan();
+    const targets = [...this.#records.values()].filter((r) => r.manifest!.activationEvents.some((e) => e === event || e === '*'));
+    await Promise.all(targets.map((r) => this.activate(r.id).catch(() => undefined)));
+  }
+
+  /**
+   * Activates plugin `id` (dependencies first). Concurrent calls share one activation. Rejects
+   * with an `ActivationError` (or `DependencyError`) when it fails; the plugin stays `failed`.
+   */
+  async activate(id: string): Promise<void> {
+    this.#assertAlive();
+    await this.scan();
+    const record = this.#records.get(id);
+    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is installed; run "trellis plugins" to list them`);
+    if (record.activation) return record.activation;
+    if (record.state === 'deactivated') record.state = 'discovered';
+    record.activation = this.#activate(record);
+    return record.activation;
+  }
+
+  async #activate(record: PluginRecord): Promise<void> {
+    const manifest = record.manifest!;
+    record.state = 'activating';
+    const started = performance.now();
+    try {
+      this.#checkDependencies(record.id, []);
+      for (const dep of manifest.pluginDependencies) {
+        try {
+          await this.activate(dep);
+        } catch (err) {
+          throw new ActivationError(record.id, `dependency "${dep}" failed to activate`, { cause: err });
+        }
+      }
+      const module = record.module ?? (await this.#load(record));
+      record.module = module;
+      const context = this.#createContext(record);
+      record.context = context;
+      await this.#withTimeout(record.id, () => module.activate(context));
+      if (record.state !== 'activating') return; // disposed or deactivated meanwhile
+      record.state = 'active';
+      record.activationMs = performance.now() - started;
+      record.order = ++this.#activationOrder;
+      this.log.debug(`activated ${record.id} in ${record.activationMs.toFixed(1)} ms`);
+      this.emit('activated', this.#info(record));
+    } catch (err) {
+      const error =
+        err instanceof ActivationError || err instanceof DependencyError
+          ? err
+          : new ActivationError(record.id, `activate() threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      record.state = 'failed';
+      record.error = error;
+      this.#disposeOwned(record);
+      this.log.error(error.message);
+      this.emit('activation-failed', this.#info(record), error);
+      throw error;
+    }
+  }
+
+  /** Walks the dependency graph from `id`; a cycle or a missing plugin is an error, never a hang. */
+  #checkDependencies(id: string, path: string[]): void {
+    if (path.includes(id)) {
+      const cycle = [...path.slice(path.indexOf(id)), id].join(' -> ');
+      throw new DependencyError(path[0]!, `dependency cycle: ${cycle}`, ErrorCodes.DEPENDENCY_CYCLE);
+    }
+    const record = this.#records.get(id);
+    if (!record) throw new DependencyError(path[path.length - 1] ?? id, `depends on "${id}", which is not installed`);
+    for (const dep of record.manifest!.pluginDependencies) this.#checkDependencies(dep, [...path, id]);
+  }
+
+  async #load(record: PluginRecord): Promise<PluginModule> {
+    const file = resolve(record.dir!, record.manifest!.main!);
+    if (!existsSync(file)) {
+      throw new ActivationError(record.id, `its main module ${file} does not exist; build the plugin first (npm run build)`);
+    }
+    let mod: Partial<PluginModule> & { default?: Partial<PluginModule> };
+    try {
+      mod = await import(pathToFileURL(file).href);
+    } catch (err) {
+      throw new ActivationError(record.id, `loading ${file} failed: ${(err as Error).message}`, { cause: err });
+    }
+    const activate = mod.activate ?? mod.default?.activate;
+    const deactivate = mod.deactivate ?? mod.default?.deactivate;
+    if (typeof activate !== 'function') throw new ActivationError(record.id, `${file} does not export an activate() function`);
+    return { activate, ...(deactivate ? { deactivate } : {}) };
+  }
+
+  #withTimeout(plugin: string, fn: () => void | Promise<void>): Promise<void> {
+    return new Promise<void>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new ActivationTimeoutError(plugin, this.#timeoutMs)), this.#timeoutMs);
+      timer.unref?.();
+      Promise.resolve()
+        .then(fn)
+        .then(
+          () => {
+            clearTimeout(timer);
+            resolvePromise();
+          },
+          (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+    });
+  }
+
+  async #activateContributor(area: AreaName, id: string): Promise<string> {
+    await this.scan();
+    const plugin = this.#contributors[area].get(id);
+    const label = area === 'strategies' ? 'strategy' : area === 'serializers' ? 'serializer' : 'DHT routing';
+    if (plugin === undefined) throw new NoProviderError(label, id, [...this.#contributors[area].keys()]);
+    const event = area === 'strategies' ? activationEvent.strategy(id) : area === 'serializers' ? activationEvent.serializer(id) : activationEvent.dhtRouting(id);
+    this.log.debug(`activation event ${event} -> ${plugin}`);
+    await this.activate(plugin);
+    return plugin;
+  }
+
+  // ------------------------------------------------------------------ context
+
+  #createContext(record: PluginRecord): PluginContext {
+    const manifest = record.manifest!;
+    const sink = (err: PluginError) => this.#reportPluginError(err);
+    const own = (d: Disposable): Disposable => {
+      record.owned.push(d);
+      return d;
+    };
+    const alive = () => {
+      if (record.state !== 'activating' && record.state !== 'active') throw new DisposedError(`the context of plugin "${record.id}"`);
+    };
+    const declared = (area: AreaName) => new Set<string>(manifest.contributes[area].map((c) => c.id));
+    const strategies = declared('strategies');
+    const serializers = declared('serializers');
+    const dht = declared('dhtRouting');
+    const id = record.id;
+
+    return Object.freeze({
+      pluginId: id,
+      manifest,
+      pluginDir: record.dir,
+      subscriptions: [],
+      log: this.log.child(id),
+      errors,
+      routing: Object.freeze({
+        registerStrategy: (sid: string, factory: Parameters<PluginContext['routing']['registerStrategy']>[1]) => {
+          alive();
+          if (typeof factory !== 'function') throw new ContributionError(id, 'strategies', sid, 'must be registered with a factory function');
+          return own(this.routing.registry.register(id, strategies, sid, factory));
+        },
+        tap: (hook: keyof RoutingArea['hooks'], listener: (...args: any[]) => void) => {
+          alive();
+          return own(tapSync(this.routing.hooks[hook] as any, `routing.${hook}`, id, listener, sink));
+        },
+      }),
+      serialization: Object.freeze({
+        registerCodec: (codec: Parameters<PluginContext['serialization']['registerCodec']>[0]) => {
+          alive();
+          const name = codec?.name;
+          const entry = manifest.contributes.serializers.find((s) => s.id === name);
+          if (entry && entry.wireId !== codec.wireId) {
+            throw new ContributionError(id, 'serializers', name, `has wireId ${codec.wireId} but the manifest declares ${entry.wireId}`);
+          }
+          if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') {
+            throw new ContributionError(id, 'serializers', String(name), 'a codec needs encode() and decode()');
+          }
+          return own(this.serialization.registry.register(id, serializers, name, codec));
+        },
+        tap: (hook: keyof SerializationArea['hooks'], listener: (...args: any[]) => void) => {
+          alive();
+          return own(tapSync(this.serialization.hooks[hook] as any, `serialization.${hook}`, id, listener, sink));
+        },
+      }),
+      dhtRouting: Object.freeze({
+        registerRouting: (rid: string, factory: Parameters<PluginContext['dhtRouting']['registerRouting']>[1]) => {
+          alive();
+          if (typeof factory !== 'function') throw new ContributionError(id, 'dhtRouting', rid, 'must be registered with a factory function');
+          return own(this.dhtRouting.registry.register(id, dht, rid, factory));
+        },
+        tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
+          alive();
+          return own(tapSync(this.dhtRouting.hooks[hook] as any, `dhtRouting.${hook}`, id, listener, sink));
+        },
+      }),
+    }) as PluginContext;
+  }
+
+  #reportPluginError(error: PluginError): void {
+    this.log.error(error.message);
+    this.emit('plugin-error', error);
+  }
+
+  /**
+   * Reports an error thrown by a plugin's provider (a strategy's `select`, a codec's `decode`…)
+   * caught by an engine. Returns the `PluginError` so the engine can use it.
+   */
+  pluginError(plugin: string, hook: string, cause: unknown): PluginError {
+    const error = cause instanceof PluginError ? cause : new PluginError(plugin, hook, cause);
+    this.#reportPluginError(error);
+    return error;
+  }
+
+  #disposeOwned(record: PluginRecord): unknown[] {
+    const failures = [
+      ...disposeAll(record.context?.subscriptions.splice(0) ?? []),
+      ...disposeAll(record.owned.splice(0)),
+    ];
+    for (const err of failures) this.#reportPluginError(new PluginError(record.id, 'dispose', err));
+    return failures;
+  }
+
+  // ------------------------------------------------------------- deactivation
+
+  /** Runs the plugin's `deactivate()`, then disposes its subscriptions; dependents go first. */
+  async deactivate(id: string): Promise<void> {
+    const record = this.#records.get(id);
+    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is installed`);
+    if (record.activation) await record.activation.catch(() => undefined);
+    if (record.state !== 'active') return;
+    for (const other of this.#records.values()) {
+      if (other.state === 'active' && other.manifest!.pluginDependencies.includes(id)) await this.deactivate(other.id);
+    }
+    record.state = 'deactivating';
+    try {
+      if (record.module?.deactivate) await this.#withTimeout(record.id, () => record.module!.deactivate!());
+    } catch (err) {
+      this.#reportPluginError(new PluginError(record.id, 'deactivate', err));
+    }
+    this.#disposeOwned(record);
+    record.state = 'deactivated';
+    record.activation = undefined;
+    record.context = undefined;
+    this.emit('deactivated', this.#info(record));
+  }
+
+  /**
+   * Deactivates every plugin, most recently activated first, within `timeoutMs` overall. Rejects
+   * with a `TimeoutError` when the deadline passes (the rest is abandoned, not awaited).
+   */
+  async dispose({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const active = [...this.#records.values()].filter((r) => r.state === 'active').sort((a, b) => b.order - a.order);
+    const work = (async () => {
+      for (const r of active) await this.deactivate(r.id);
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`plugin host did not dispose within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+      for (const r of this.#records.values()) if (r.state === 'activating') r.state = 'deactivated';
+      this.removeAllListeners();
+    }
+  }
+
+  #assertAlive(): void {
+    if (this.#disposed) throw new DisposedError('the plugin host');
+  }
+}
+
+/** Creates a plugin host. The shipped plugins are included unless `builtins: false`. */
+export function createHost(options: PluginHostOptions = {}): PluginHost {
+  return new PluginHost(options);
+}
+
