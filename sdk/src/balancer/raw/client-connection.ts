@@ -281,11 +281,13 @@ export class Exchange implements UpstreamUser {
     this.#since = Date.now();
     const socket = conn.socket;
     const queued = this.#queued;
+    // HTTP/1.1 back-ends require Host; an HTTP/1.0 client may not have sent one
+    const head = this.#req.hasHost ? this.#req.upstreamHead : this.#req.upstreamHead.replace('\r\n', `\r\nhost: ${this.#pick!.state.backend.id}\r\n`);
     if (queued === null) {
-      socket.write(this.#req.upstreamHead, 'latin1');
+      socket.write(head, 'latin1');
     } else {
       socket.cork();
-      socket.write(this.#req.upstreamHead, 'latin1');
+      socket.write(head, 'latin1');
       for (const b of queued) socket.write(b);
       socket.uncork();
       this.#queued = null;

@@ -29,6 +29,8 @@ export interface RequestHead {
   readonly chunked: boolean;
   readonly keepAlive: boolean;
   readonly expectContinue: boolean;
+  /** False for an HTTP/1.0 request without Host: the engine adds the back-end's. */
+  readonly hasHost: boolean;
   /** The head to send upstream, ending with the blank line. */
   readonly upstreamHead: string;
 }
@@ -128,7 +130,7 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   if (chunked) out += 'transfer-encoding: chunked\r\n';
   else if (contentLength !== -1) out += `content-length: ${contentLength}\r\n`;
   out += '\r\n';
-  return { method, target, minor, contentLength, chunked, keepAlive, expectContinue, upstreamHead: out };
+  return { method, target, minor, contentLength, chunked, keepAlive, expectContinue, hasHost: host !== undefined, upstreamHead: out };
 }
 
 /** Removes header lines whose lower-cased names are in `names` from a `name: value\r\n` block. */
