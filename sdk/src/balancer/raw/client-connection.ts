@@ -374,6 +374,18 @@ export class Exchange implements UpstreamUser {
     const head = `HTTP/1.1 ${res.status} ${res.reason}\r\n${res.headers}${framingHeader}${connection}\r\n`;
     const socket = conn.socket;
     this.#headSent = true;
+    if (this.#framing === Framing.Length && from < buf.length && buf.length - from <= this.#remaining && buf.length - from <= 16 * 1024) {
+      // the common small response: head and body in one buffer, one write, one syscall
+      const bodyLen = buf.length - from;
+      const out = Buffer.allocUnsafe(head.length + bodyLen);
+      out.write(head, 0, 'latin1');
+      buf.copy(out, head.length, from);
+      const ok = socket.write(out);
+      this.#remaining -= bodyLen;
+      if (this.#remaining === 0) return this.#complete(true);
+      if (!ok) this.#upstream?.socket.pause();
+      return;
+    }
     if (from < buf.length && this.#framing !== Framing.None) {
       socket.cork();
       socket.write(head, 'latin1');
