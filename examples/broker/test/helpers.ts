@@ -2,7 +2,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { serialize, deserialize } from 'node:v8';
 import { FrameReader } from '@trellis/sdk/framing';
-import { createHost, createBroker, connect, type Broker, type BrokerClient, type BrokerOptions, type Codec, type PluginHost, type Value } from '@trellis/sdk';
+import { createHost, createBroker, connect, createLogger, type Broker, type BrokerClient, type BrokerOptions, type Codec, type PluginHost, type Value } from '@trellis/sdk';
 
 /** A codec plugin defined in the test (wire id 9): V8's structured clone, unlike any shipped codec. */
 export const v8Plugin = {
@@ -44,7 +44,7 @@ export const jsonPlugin = {
 
 /** A plugin host with the shipped codec plugins (built dist/) plus the test's v8 codec. */
 export function testHost(): PluginHost {
-  return createHost({ builtins: false, plugins: [jsonPlugin, v8Plugin] });
+  return createHost({ builtins: false, plugins: [jsonPlugin, v8Plugin], logger: createLogger('test', 'silent') });
 }
 
 export interface Running {

@@ -11,6 +11,10 @@ type Loader = () => Promise<Command<any> | CommandGroup>;
 /** Every top-level command, in the order `trellis --help` lists them. */
 export const commands: Record<string, { summary: string; load: Loader }> = {
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
+  broker: { summary: 'run the pub/sub message broker', load: () => import('@trellis/example-broker/cli').then((m) => m.broker) },
+  pub: { summary: 'publish values to a broker topic', load: () => import('@trellis/example-broker/cli').then((m) => m.pub) },
+  sub: { summary: 'subscribe to a broker topic (one JSON line per message)', load: () => import('@trellis/example-broker/cli').then((m) => m.sub) },
+  topics: { summary: 'list the broker topics that hold a value (JSON array)', load: () => import('@trellis/example-broker/cli').then((m) => m.topics) },
 };
 
 export const root = defineGroup({
