@@ -44,7 +44,7 @@ export const jsonPlugin = {
 
 /** A plugin host with the shipped codec plugins (built dist/) plus the test's v8 codec. */
 export function testHost(): PluginHost {
-  return createHost({ builtins: false, plugins: [jsonPlugin, v8Plugin], logger: createLogger('test', 'silent') });
+  return createHost({ plugins: [jsonPlugin, v8Plugin], logger: createLogger('test', 'silent') });
 }
 
 export interface Running {
@@ -143,4 +143,12 @@ export function until(check: () => boolean, ms = 3000, what = 'condition'): Prom
     };
     tick();
   });
+}
+
+/** Compares values across codecs: every byte string becomes a plain Uint8Array (Buffer or not). */
+export function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  return value;
 }
