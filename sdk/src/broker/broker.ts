@@ -486,6 +486,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     );
   }
 
+  /** The id of the plugin that contributes codec `name` (for PluginError reports). */
+  #pluginOf(codec: Codec): string {
+    const owner = this.#host.plugins().find((p) => p.manifest?.contributes.serializers.some((s) => s.id === codec.name));
+    return owner?.id ?? codec.name;
+  }
+
   #wireOf(name: string): string {
     for (let id = 0; id < 256; id++) if (this.#host.serialization.nameOf(id) === name) return String(id);
     return '?';
@@ -551,7 +557,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     try {
       value = codec.decode(payload);
     } catch (err) {
-      if (!(err instanceof CodecError)) this.#host.pluginError(codec.name, `serializer:${codec.name}.decode`, err);
+      if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.#counters.messagesIn++;
@@ -588,7 +594,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
           frames[w] = frame;
           used.push(w);
         }
-        if (frame === null) continue;
+        if (frame === null) {
+          // its codec plugin cannot encode this message: losing it silently would break the stream
+          this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
+          continue;
+        }
         sub.queue.write(frame);
         count++;
         if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
@@ -612,7 +622,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       return buf;
     } catch (err) {
       // the value came from another codec's decode, so this is the target plugin's failure
-      this.#host.pluginError(codec.name, `serializer:${codec.name}.encode`, err);
+      this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.encode`, err);
       return null;
     }
   }
@@ -639,7 +649,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     s.queue.write(subackFrame(id, retained.length));
     for (const n of retained) {
       const payload = this.#payload(n.retained!, s.codec!);
-      if (payload) s.queue.write(messageFrame(n.pathBytes, payload, true));
+      if (!payload) {
+        this.#drop(s, BrokerErrorCode.INTERNAL, `the ${s.codec!.name} codec plugin failed to encode the last value of ${n.path}`);
+        return;
+      }
+      s.queue.write(messageFrame(n.pathBytes, payload, true));
     }
     this.#counters.messagesOut += retained.length;
     this.emit('subscribe', s.info(), topic);
