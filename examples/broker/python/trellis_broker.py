@@ -27,6 +27,7 @@ import json
 import math
 import os
 import pickle
+import re
 import socket
 import struct
 import xml.etree.ElementTree as ET
@@ -316,9 +317,113 @@ class XMLQueue(Queue):
         return xml_decode(data)
 
 
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _xml_text(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+
+
+def _xml_attr(s: str) -> str:
+    return (_xml_text(s).replace('"', "&quot;").replace("\t", "&#9;").replace("\n", "&#10;"))
+
+
+def _xml_write(v: Any, out: List[str], depth: int) -> None:
+    if depth > 512:
+        raise ValueError("nesting deeper than 512")
+    if v is None:
+        out.append("<null/>")
+    elif isinstance(v, bool):
+        out.append("<bool>true</bool>" if v else "<bool>false</bool>")
+    elif isinstance(v, int):
+        out.append("<int>%d</int>" % v)
+    elif isinstance(v, float):
+        if math.isnan(v):
+            text = "NaN"
+        elif math.isinf(v):
+            text = "Infinity" if v > 0 else "-Infinity"
+        else:
+            text = repr(v)
+        out.append("<float>%s</float>" % text)
+    elif isinstance(v, str):
+        if v == "":
+            out.append("<str/>")
+        elif _XML_ILLEGAL.search(v):
+            out.append('<str enc="json">%s</str>' % _xml_text(json.dumps(v)))
+        else:
+            out.append("<str>%s</str>" % _xml_text(v))
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        data = bytes(v)
+        out.append("<bytes>%s</bytes>" % base64.b64encode(data).decode("ascii") if data else "<bytes/>")
+    elif isinstance(v, (list, tuple)):
+        if not v:
+            out.append("<list/>")
+            return
+        out.append("<list>")
+        for item in v:
+            _xml_write(item, out, depth + 1)
+        out.append("</list>")
+    elif isinstance(v, dict):
+        if not v:
+            out.append("<dict/>")
+            return
+        out.append("<dict>")
+        for key, item in v.items():
+            if not isinstance(key, str) or _XML_ILLEGAL.search(key):
+                raise TypeError("dict keys must be strings XML can carry, got %r" % (key,))
+            out.append('<item key="%s">' % _xml_attr(key))
+            _xml_write(item, out, depth + 1)
+            out.append("</item>")
+        out.append("</dict>")
+    else:
+        raise TypeError("%s is outside the Trellis value model" % type(v).__name__)
+
+
 def xml_encode(value: Any) -> bytes:
-    raise NotImplementedError("XML form pending")
+    """The xml plugin's typed form: <null/> <bool> <int> <float> <str> <bytes> <list> <dict><item key>."""
+    out: List[str] = []
+    _xml_write(value, out, 0)
+    return "".join(out).encode("utf-8")
+
+
+def _xml_read(el: "ET.Element", depth: int) -> Any:
+    if depth > 512:
+        raise ValueError("nesting deeper than 512")
+    tag, text = el.tag, el.text or ""
+    if tag == "null":
+        return None
+    if tag == "bool":
+        t = text.strip()
+        if t not in ("true", "false"):
+            raise ValueError("malformed <bool>: %r" % t)
+        return t == "true"
+    if tag == "int":
+        return int(text.strip())
+    if tag == "float":
+        return float(text.strip())
+    if tag == "str":
+        if el.get("enc") == "json":
+            v = json.loads(text)
+            if not isinstance(v, str):
+                raise ValueError('<str enc="json"> does not hold a JSON string')
+            return v
+        return text
+    if tag == "bytes":
+        return base64.b64decode("".join(text.split()), validate=True)
+    if tag == "list":
+        return [_xml_read(child, depth + 1) for child in el]
+    if tag == "dict":
+        out = {}
+        for item in el:
+            if item.tag != "item" or "key" not in item.attrib or len(item) != 1:
+                raise ValueError("a <dict> holds only <item key=...> elements with one value each")
+            out[item.get("key")] = _xml_read(item[0], depth + 1)
+        return out
+    raise ValueError("unknown element <%s>" % tag)
 
 
 def xml_decode(data: bytes) -> Any:
-    raise NotImplementedError("XML form pending")
+    """Reads the typed form back; DTDs and entity declarations are refused before parsing."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ValueError("refusing an XML document with a DTD")
+    return _xml_read(ET.fromstring(data), 0)
