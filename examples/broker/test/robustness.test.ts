@@ -94,4 +94,23 @@ test('a codec plugin that throws while encoding is reported with its id; its con
   }
 });
 
+test('the store of last values is bounded: a publish past it is refused, the store keeps serving', async () => {
+  const r = await startBroker({ maxRetainedBytes: 1000 });
+  try {
+    const producer = await r.client('json', 'producer');
+    await producer.publish('/a', 'x'.repeat(500), { ack: true });
+    await producer.publish('/a', 'y'.repeat(600), { ack: true }); // replaces /a: 602 bytes kept
+    assert.is(r.broker.stats().retainedBytes, 602);
+    const error = new Promise<Error>((resolve) => producer.once('error', resolve));
+    producer.publish('/b', 'z'.repeat(500));
+    assert.match((await error).message, /LIMIT: the broker keeps at most 1000 bytes of last values/);
+    assert.equal(r.broker.topics(), ['/a']);
+    const other = await r.client('json');
+    await other.publish('/c', 'small', { ack: true });
+    assert.equal(await other.listTopics(), ['/a', '/c']);
+  } finally {
+    await r.stop();
+  }
+});
+
 test.run();

@@ -51,6 +51,8 @@ export interface BrokerOptions {
   readonly maxBufferBytes?: number;
   /** Most topic-tree nodes (topics with values or subscribers, and their parents) (default 100,000). */
   readonly maxTopics?: number;
+  /** Total size of the last values kept, in payload bytes; a publish past it is refused (default 256 MiB). */
+  readonly maxRetainedBytes?: number;
   /** Most subscriptions one connection may hold (default 10,000). */
   readonly maxSubscriptionsPerClient?: number;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
@@ -93,6 +95,8 @@ export interface BrokerStats {
   /** Nodes of the topic tree (topics, subscribed paths and their parents). */
   readonly nodes: number;
   readonly subscriptions: number;
+  /** Payload bytes of the last values kept. */
+  readonly retainedBytes: number;
   readonly messagesIn: number;
   /** Deliveries: one per message per receiving connection (retained values included). */
   readonly messagesOut: number;
@@ -136,6 +140,8 @@ export interface BrokerEvents {
 /** A topic's last value and its encodings, made at most once per codec. */
 interface Retained {
   readonly value: Value;
+  /** The producer's payload size, counted against `maxRetainedBytes`. */
+  readonly size: number;
   /** Payload bytes by codec wire id. */
   readonly payloads: (Buffer | undefined)[];
 }
@@ -189,6 +195,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #maxBuffer: number;
   readonly #maxTopics: number;
   readonly #maxSubs: number;
+  readonly #maxRetained: number;
+  #retainedBytes = 0;
   readonly #helloTimeoutMs: number;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
@@ -219,6 +227,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#maxBuffer = options.maxBufferBytes ?? 8 * 1024 * 1024;
     this.#maxTopics = options.maxTopics ?? 100_000;
     this.#maxSubs = options.maxSubscriptionsPerClient ?? 10_000;
+    this.#maxRetained = options.maxRetainedBytes ?? 256 * 1024 * 1024;
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#lingerMs = options.lingerMs ?? 2_000;
   }
@@ -303,6 +312,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       topics: this.#tree.retainedCount,
       nodes: this.#tree.size,
       subscriptions,
+      retainedBytes: this.#retainedBytes,
       ...this.#counters,
       rates: { ...this.#rates },
       encodes: Object.fromEntries(this.#encodes),
@@ -560,10 +570,16 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+    const retainedBytes = this.#retainedBytes - (node.retained?.size ?? 0) + payload.length;
+    if (retainedBytes > this.#maxRetained) {
+      this.#tree.prune(node);
+      throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
+    }
+    this.#retainedBytes = retainedBytes;
     this.#counters.messagesIn++;
     const payloads: (Buffer | undefined)[] = [];
     payloads[s.wire] = Buffer.from(payload);
-    const retained: Retained = { value, payloads };
+    const retained: Retained = { value, size: payload.length, payloads };
     if (node.retained === undefined) this.#tree.retain(node, retained);
     else node.retained = retained;
 
