@@ -23,28 +23,9 @@ export const v8Plugin = {
   },
 };
 
-/** Stand-in JSON codec until the shipped plugins land (TEMPORARY). */
-export const jsonPlugin = {
-  manifest: { name: 'json', version: '1.0.0', engines: { trellis: '*' }, contributes: { serializers: [{ id: 'json', title: 'JSON', wireId: 0 }] } },
-  activate(ctx: import('@trellis/sdk').PluginContext) {
-    ctx.serialization.registerCodec({
-      wireId: 0,
-      name: 'json',
-      encode: (value: Value) => Buffer.from(JSON.stringify(value)),
-      decode: (bytes: Uint8Array) => {
-        try {
-          return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as Value;
-        } catch (err) {
-          throw new ctx.errors.CodecError('json', (err as Error).message);
-        }
-      },
-    } satisfies Codec);
-  },
-};
-
 /** A plugin host with the shipped codec plugins (built dist/) plus the test's v8 codec. */
 export function testHost(): PluginHost {
-  return createHost({ plugins: [jsonPlugin, v8Plugin], logger: createLogger('test', 'silent') });
+  return createHost({ plugins: [v8Plugin], logger: createLogger('test', 'silent') });
 }
 
 export interface Running {

@@ -96,6 +96,35 @@ print(json.dumps(["after-cancel", t, {"n": v["n"], "raw": v["raw"].hex()}]))
   }
 });
 
+test('Python JSON, XML and Pickle queues exchange equal typed values through the broker', async () => {
+  const r = await startBroker();
+  try {
+    const consumer = await r.client('pickle', 'consumer');
+    const sub = await consumer.subscribe('/py');
+    const lines = await python(
+      r.port,
+      `
+import json
+from trellis_broker import JSONQueue, XMLQueue, PickleQueue, PRODUCER, CONSUMER
+value = {"n": 1, "f": 2.5, "s": "a <b> & 'c'\\r\\n", "b": b"\\x00\\x01", "l": [True, False, None, []], "d": {}, "big": -(2**80), "e": ""}
+queues = {"json": JSONQueue, "xml": XMLQueue, "pickle": PickleQueue}
+consumers = {name: q("/py", _type=CONSUMER) for name, q in queues.items()}
+for name, q in queues.items():
+    q("/py/" + name, _type=PRODUCER).push(value, ack=True)
+for name, c in consumers.items():
+    got = [c.pull() for _ in queues]
+    print(json.dumps([name, [t for t, _ in got], all(v == value for _, v in got)]))
+`,
+    );
+    assert.equal(lines.map((l) => JSON.parse(l)), ['json', 'xml', 'pickle'].map((name) => [name, ['/py/json', '/py/xml', '/py/pickle'], true]));
+    const got = await take(sub, 3);
+    const expected = { n: 1, f: 2.5, s: "a <b> & 'c'\r\n", b: new Uint8Array([0, 1]), l: [true, false, null, []], d: {}, big: -(2n ** 80n), e: '' };
+    for (const m of got) assert.equal(plain(m.value), expected, m.topic);
+  } finally {
+    await r.stop();
+  }
+});
+
 test('the Python client reports a broker refusal as BrokerError', async () => {
   const r = await startBroker();
   try {

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect as netConnect } from 'node:net';
 import { helloFrame, publishFrame, Role, createBroker, createHost, createLogger, connect, type PluginError, type Value } from '@trellis/sdk';
-import { startBroker, take, jsonPlugin } from './helpers.js';
+import { startBroker, take } from './helpers.js';
 
 test('hundreds of connections sending random and mutated frames are each closed; the broker keeps serving', async () => {
   const r = await startBroker({ lingerMs: 200 });
@@ -48,10 +48,8 @@ test('hundreds of connections sending random and mutated frames are each closed;
 test('a codec plugin that throws while encoding is reported with its id; its consumer is dropped with the reason, others still get the message', async () => {
   const errors: PluginError[] = [];
   const host = createHost({
-    builtins: false,
     logger: createLogger('test', 'silent'),
     plugins: [
-      jsonPlugin,
       {
         manifest: { name: 'broken-codec', version: '1.0.0', engines: { trellis: '*' }, contributes: { serializers: [{ id: 'broken', title: 'Broken', wireId: 42 }] } },
         activate(ctx) {
