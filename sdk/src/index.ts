@@ -42,3 +42,4 @@ export {
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
+export * from './dht/index.js';
