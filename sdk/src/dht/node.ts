@@ -375,10 +375,14 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     return this.#store.get(key)?.value;
   }
 
-  /** Finds the node responsible for `key` (a string is hashed; a bigint is an id), hop by hop. */
-  async lookup(key: string | bigint, { trace = true } = {}): Promise<LookupResult> {
+  /**
+   * Finds the node responsible for `key` (a string is hashed; a bigint is an id), hop by hop.
+   * `ownerShortcut: false` runs the paper's find_successor exactly: a key this node owns is not
+   * answered locally but routed around the ring to its predecessor (for path-length comparisons).
+   */
+  async lookup(key: string | bigint, { trace = true, ownerShortcut = true } = {}): Promise<LookupResult> {
     const id = typeof key === 'string' ? this.hashOf(key) : key;
-    return this.#findSuccessor(id, trace, false);
+    return this.#findSuccessor(id, trace, false, ownerShortcut);
   }
 
   /** Stores `value` under `key` on its owner (from inside the process, not over a client socket). */
@@ -391,6 +395,18 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   async get(key: string): Promise<Value | undefined> {
     const rep = await this.#originate('GET', key, { key });
     return rep.method === 'ACK' ? rep.args : undefined;
+  }
+
+  /**
+   * Starts from a known ring state instead of joining (simulations of large rings): sets the
+   * predecessor and successor list and fills every routing entry with `successorOf(start)`.
+   */
+  warmStart(state: { predecessor: DhtNode | undefined; successors: readonly DhtNode[]; successorOf: (id: bigint) => DhtNode }): void {
+    this.#running();
+    this.#predecessor = state.predecessor;
+    this.#setSuccessors(state.successors);
+    for (const entry of this.#table!.refresh()) this.#table!.update(entry.index, state.successorOf(entry.start));
+    this.#replicaSignature = '';
   }
 
   // ---------------------------------------------------------------- maintenance
@@ -644,17 +660,17 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   /** Lookup from this node: answered locally when the successor covers it, else routed. */
-  async #findSuccessor(id: bigint, trace: boolean, internal: boolean): Promise<LookupResult> {
+  async #findSuccessor(id: bigint, trace: boolean, internal: boolean, ownerShortcut = true): Promise<LookupResult> {
     const self = this.#running();
     const succ = this.#successors[0]!;
     let result: LookupResult | undefined;
-    if (this.owns(id)) result = { id, node: self, hops: 0, routeHops: 0, path: [self] };
+    if (this.owns(id) && (ownerShortcut || sameNode(succ, self))) result = { id, node: self, hops: 0, routeHops: 0, path: [self] };
     else if (internal && inHalfOpen(self.id, succ.id, id)) result = { id, node: succ, hops: 0, routeHops: 0, path: [self, succ] };
     if (!result) {
       let lastError: unknown;
       for (let attempt = 0; attempt < 2 && !result; attempt++) {
         try {
-          const rep = await this.#routeRequest('SUCCESSOR', id, { id: wireId(id) }, trace);
+          const rep = await this.#routeRequest('SUCCESSOR', id, { id: wireId(id) }, trace, !ownerShortcut);
           const path = rep.path === undefined ? [] : readNodes(rep.path, 'path', this.#opt.maxHops + 2);
           result = {
             id,
@@ -679,7 +695,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   /** Starts a routed request at this node and waits for the reply carrying its rid. */
-  #routeRequest(method: Routed['method'], target: bigint, args: Record<string, Value>, trace: boolean): Promise<Args> {
+  #routeRequest(method: Routed['method'], target: bigint, args: Record<string, Value>, trace: boolean, skipOwn = false): Promise<Args> {
     const self = this.#self!;
     return new Promise<Args>((resolve, reject) => {
       const rid = ++this.#seq;
@@ -688,7 +704,12 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       });
       this.#pending.set(rid, { resolve, reject, timer });
       const full: Args = { ...args, rid };
-      this.#route({ method, target, from: self, args: full, hops: 0, routeHops: 0, direct: false, path: trace ? [] : undefined, attempt: 0 });
+      const m: Routed = { method, target, from: self, args: full, hops: 0, routeHops: 0, direct: false, path: trace ? [] : undefined, attempt: 0 };
+      if (skipOwn && this.owns(target) && !inHalfOpen(self.id, this.#successors[0]!.id, target)) {
+        // the paper's find_successor: start from the closest preceding finger even for our own key
+        const next = this.#closestPreceding(target);
+        this.#forward(m, next && !sameNode(next, self) ? next : this.#successors[0]!, false);
+      } else this.#route(m);
     });
   }
 
