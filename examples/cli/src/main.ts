@@ -11,6 +11,7 @@ type Loader = () => Promise<Command<any> | CommandGroup>;
 /** Every top-level command, in the order `trellis --help` lists them. */
 export const commands: Record<string, { summary: string; load: Loader }> = {
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
+  dht: { summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes', load: () => import('@trellis/example-dht/cli').then((m) => m.dht) },
 };
 
 export const root = defineGroup({
