@@ -24,5 +24,5 @@ export { successorRouting } from './successor-routing.js';
 export { DhtClient, type DhtClientOptions } from './client.js';
 export { addressKey, type Address, type DhtTransport, type TransportFactory, type WireMessage, type Receiver } from './transport.js';
 export { wireNode, wireAddr, wireId, readNode, readAddr } from './wire.js';
-export { Simulation, idealSuccessor, seededRandom, type SimulationOptions, type RingCheck } from './simulation.js';
+export { Simulation, checkRing, idealSuccessor, seededRandom, type SimulationOptions, type RingCheck } from './simulation.js';
 export { createUdpNode, type UdpNodeOptions } from './create-node.js';

@@ -7,6 +7,7 @@
 import type { DhtNode, DhtRoutingFactory } from '../areas/dht-routing.js';
 import { createLogger, type Logger } from '../logger.js';
 import { ChordNode, type ChordNodeOptions } from './node.js';
+import type { HashName } from './hash.js';
 import { MemoryNetwork } from './memory-transport.js';
 
 import { sameNode } from './wire.js';
@@ -19,6 +20,8 @@ export interface SimulationOptions {
   routing?: DhtRoutingFactory;
   successors?: number;
   replicas?: number;
+  /** Key hash (default 'sha1': FNV-1a puts similar short keys on a handful of nodes at 64 bits). */
+  hash?: HashName;
   /** Seed of the id generator (default 1). */
   seed?: number;
   /** Maintenance timers and timeouts, in virtual ms. */
@@ -85,6 +88,7 @@ export class Simulation {
     const node = new ChordNode({
       transport: this.network,
       bits: this.bits,
+      hash: o.hash ?? 'sha1',
       id,
       routing: o.routing,
       successors: o.successors ?? 4,
@@ -152,24 +156,7 @@ export class Simulation {
 
   /** Compares every live node with the ring its ids imply. */
   check(): RingCheck {
-    const live = this.live();
-    const ring = live.map((n) => n.self).sort((a, b) => (a.id < b.id ? -1 : 1));
-    const successorOf = idealSuccessor(ring);
-    const out: RingCheck = { correct: 0, live: live.length, wrongSuccessor: 0, wrongPredecessor: 0, wrongFingers: 0 };
-    const size = 1n << BigInt(this.bits);
-    for (const n of live) {
-      const info = n.info();
-      const i = ring.findIndex((x) => x.id === n.self.id);
-      const succ = ring.length > 1 ? ring[(i + 1) % ring.length]! : n.self;
-      const pred = ring.length > 1 ? ring[(i - 1 + ring.length) % ring.length] : undefined;
-      let ok = true;
-      if (!sameNode(info.successors[0], succ)) (out.wrongSuccessor++, (ok = false));
-      if (!sameNode(info.predecessor, pred)) (out.wrongPredecessor++, (ok = false));
-      const fingersOk = info.fingers.every((f, k) => sameNode(f, successorOf((n.self.id + (1n << BigInt(k))) % size)));
-      if (!fingersOk) (out.wrongFingers++, (ok = false));
-      if (ok) out.correct++;
-    }
-    return out;
+    return checkRing(this.live());
   }
 
   async close(): Promise<void> {
@@ -192,3 +179,24 @@ export function idealSuccessor(ring: readonly DhtNode[]): (id: bigint) => DhtNod
 }
 
 
+
+/** Compares each node's successor, predecessor and routing entries with the ring its members' ids imply. */
+export function checkRing(nodes: readonly ChordNode[]): RingCheck {
+  const ring = nodes.map((n) => n.self).sort((a, b) => (a.id < b.id ? -1 : 1));
+  const successorOf = idealSuccessor(ring);
+  const out: RingCheck = { correct: 0, live: nodes.length, wrongSuccessor: 0, wrongPredecessor: 0, wrongFingers: 0 };
+  for (const n of nodes) {
+    const info = n.info();
+    const size = 1n << BigInt(info.bits);
+    const i = ring.findIndex((x) => x.id === n.self.id);
+    const succ = ring.length > 1 ? ring[(i + 1) % ring.length]! : n.self;
+    const pred = ring.length > 1 ? ring[(i - 1 + ring.length) % ring.length] : undefined;
+    let ok = true;
+    if (!sameNode(info.successors[0], succ)) (out.wrongSuccessor++, (ok = false));
+    if (!sameNode(info.predecessor, pred)) (out.wrongPredecessor++, (ok = false));
+    const fingersOk = info.fingers.every((f, k) => sameNode(f, successorOf((n.self.id + (1n << BigInt(k))) % size)));
+    if (!fingersOk) (out.wrongFingers++, (ok = false));
+    if (ok) out.correct++;
+  }
+  return out;
+}
