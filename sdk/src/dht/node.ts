@@ -411,29 +411,37 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   // ---------------------------------------------------------------- maintenance
 
-  /** One stabilize round: ask the successor for its predecessor and list, adopt, notify. */
+  /**
+   * One stabilize round: ask the successor for its predecessor and list, adopt, notify. When the
+   * successor's predecessor lies between us, ask that node too (up to 16 steps), so a chain of
+   * nodes that joined behind our successor is absorbed in one round instead of one per period.
+   */
   async stabilize(): Promise<void> {
     const self = this.#running();
-    let succ = this.#successors[0]!;
-    if (sameNode(succ, self)) {
-      if (!this.#predecessor) return;
-      this.#setSuccessors([this.#predecessor]);
-      succ = this.#predecessor;
+    for (let step = 0; step < 16; step++) {
+      let succ = this.#successors[0]!;
+      if (sameNode(succ, self)) {
+        if (!this.#predecessor) return;
+        this.#setSuccessors([this.#predecessor]);
+        succ = this.#predecessor;
+      }
+      let rep: Args;
+      try {
+        rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
+      } catch (err) {
+        if (err instanceof TimeoutError) this.#peerFailed(succ);
+        return;
+      }
+      if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
+      const x = rep.predecessor_id === null || rep.predecessor_id === undefined ? undefined : { id: readId(rep.predecessor_id, 'predecessor_id'), ...readAddr(rep.predecessor_addr, 'predecessor_addr') };
+      const list = readNodes(rep.successors ?? [], 'successors');
+      const closer = x !== undefined && !sameNode(x, self) && inOpen(self.id, succ.id, x.id);
+      this.#setSuccessors(closer ? [x, succ, ...list] : [succ, ...list]);
+      if (closer) continue;
+      const now = this.#successors[0]!;
+      if (!sameNode(now, self)) this.#send(now, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+      break;
     }
-    let rep: Args;
-    try {
-      rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
-    } catch (err) {
-      if (err instanceof TimeoutError) this.#peerFailed(succ);
-      return;
-    }
-    if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
-    const x = rep.predecessor_id === null || rep.predecessor_id === undefined ? undefined : { id: readId(rep.predecessor_id, 'predecessor_id'), ...readAddr(rep.predecessor_addr, 'predecessor_addr') };
-    const list = readNodes(rep.successors ?? [], 'successors');
-    if (x && !sameNode(x, self) && inOpen(self.id, succ.id, x.id)) this.#setSuccessors([x, succ, ...list]);
-    else this.#setSuccessors([succ, ...list]);
-    const now = this.#successors[0]!;
-    if (!sameNode(now, self)) this.#send(now, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
     this.#replicateIfChanged();
   }
 
@@ -536,6 +544,16 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         return this.#notified({ id: readId(args.predecessor_id, 'predecessor_id'), ...readAddr(args.predecessor_addr, 'predecessor_addr') });
       case 'PING':
         return this.#reply(from, 'PONG', args, {});
+      case 'SUCCESSOR_HINT': {
+        // checked like a stabilize answer: only a node between us and our successor is adopted
+        const x = { id: readId(args.successor_id, 'successor_id'), ...readAddr(args.successor_addr, 'successor_addr') };
+        const self = this.#self!;
+        const succ = this.#successors[0]!;
+        if (sameNode(x, self) || !inOpen(self.id, succ.id, x.id)) return;
+        this.#setSuccessors([x, ...this.#successors]);
+        this.#send(x, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+        return;
+      }
       case 'REPLICATE':
         for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
         return;
@@ -735,6 +753,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       this.#send(x, { method: 'TRANSFER', args: { rid: ++this.#seq, entries } });
     }
     if (alone) this.#setSuccessors([x]);
+    // the old predecessor's successor is now x: tell it instead of waiting for its next stabilize
+    if (old) this.#send(old, { method: 'SUCCESSOR_HINT', args: { successor_id: wireId(x.id), successor_addr: wireAddr(x) } });
     this.emit('predecessor-changed', x, old);
   }
 
