@@ -1,6 +1,6 @@
 /**
  * `trellis dht`: run Chord nodes (`node`, `ring`) and talk to them with the reference protocol
- * (`put`, `get`, `info`).
+ * (`put`, `get`, `info`, and `lookup`, which traces the path hop by hop).
  */
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { createHost, createUdpNode, DhtClient, type HashName } from '@trellis/sdk';
@@ -128,6 +128,12 @@ const info = clientCommand('info', "Show a node's id, predecessor, successor lis
   return 0;
 });
 
+const lookup = clientCommand('lookup', 'Find the node that owns a key and print the path the lookup took', 'KEY', async (client, target, args, out) => {
+  if (args.length !== 1) throw new UsageError('lookup needs KEY');
+  out.write(toJson({ key: args[0], ...(await client.lookup(target, args[0]!)) }) + '\n');
+  return 0;
+});
+
 export const dht = defineGroup({
   name: 'dht',
   summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes',
@@ -137,6 +143,7 @@ export const dht = defineGroup({
     put: async () => put,
     get: async () => get,
     info: async () => info,
+    lookup: async () => lookup,
   },
 });
 

@@ -47,12 +47,12 @@ test('bad datagrams are dropped with a log line and the node keeps serving', asy
     send(codec.encode({ method: 'PUT', args: { key: 5, value: 1 } })); // key must be a string
     send(codec.encode({ method: 'NO_SUCH_METHOD' }));
     send(codec.encode({ method: 'PUT', args: { key: 'big', value: 'x'.repeat(4000) } })); // over 2048 bytes
-    assert.ok(await waitFor(() => dropped.length >= 3, 2000), `dropped: ${dropped.join(' | ')}`);
+    assert.ok(await waitFor(() => dropped.length >= 6, 2000), `dropped: ${dropped.join(' | ')}`);
     assert.ok(await client.put(node.address, 'still', 'serving'));
     assert.equal(await client.get(node.address, 'still'), 'serving');
     assert.is(node.localValue('big'), undefined);
-    assert.is(dropped.length, 3, `node-level drops: ${dropped.join(' | ')}`); // shape errors; codec/size drops happen in the transport
-    assert.is(node.stats().dropped, 3);
+    assert.is(dropped.length, 6, dropped.join(' | '));
+    assert.is(node.stats().dropped, 6);
     assert.is(lines.filter((l) => l.startsWith('dropped')).length, 6, lines.join('\n'));
     assert.ok(lines.some((l) => /forbidden opcode GLOBAL/.test(l)));
     assert.ok(lines.some((l) => /over the 2048-byte limit/.test(l)));

@@ -59,6 +59,13 @@ export class DhtClient {
     return rep.args as Record<string, Value>;
   }
 
+  /** Asks `node` to look `key` up: the owner `[id, [host, port]]`, hops and the path taken. */
+  async lookup(node: Address, key: string): Promise<Record<string, Value>> {
+    const rep = await this.request(node, { method: 'LOOKUP', args: { key } });
+    if (rep.method !== 'ACK' || typeof rep.args !== 'object' || rep.args === null) throw new ProtocolError(`LOOKUP ${key} failed (${rep.method})`);
+    return rep.args as Record<string, Value>;
+  }
+
   /** Sends one request and waits for the one reply datagram. */
   request(node: Address, message: { method: string; args?: Value }): Promise<{ method: string; args: Value | undefined }> {
     const run = async () => {

@@ -216,6 +216,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#table = (this.#opt.routing ?? successorRouting)(init);
     this.#successors = [this.#self];
     transport.onMessage((message, from) => this.#receive(message, from));
+    transport.onDrop?.((from, reason) => this.#dropped(from, reason));
     this.#state = 'running';
     if (this.#opt.maintenance) this.startMaintenance();
     return transport.address;
@@ -500,11 +501,14 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       this.#dispatch(method, args, from);
     } catch (err) {
       if (!(err instanceof TrellisError)) throw err;
-      this.#counters.dropped++;
-      const reason = err.message;
-      this.#log.warn(`dropped a message from ${from.host}:${from.port}: ${reason}`);
-      this.emit('dropped', from, reason);
+      this.#dropped(from, err.message);
     }
+  }
+
+  #dropped(from: Address, reason: string): void {
+    this.#counters.dropped++;
+    this.#log.warn(`dropped a datagram from ${from.host}:${from.port}: ${reason}`);
+    this.emit('dropped', from, reason);
   }
 
   #dispatch(method: string, args: Args, from: Address): void {
@@ -564,6 +568,21 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       case 'LEAVE':
         this.#neighbourLeft(readId(args.id, 'id'), args);
         return this.#reply(from, 'LEAVE_REP', args, {});
+      case 'LOOKUP': {
+        // a client asks for the owner of a key and the path the lookup took (visualisation, CLI)
+        const to = args.from !== undefined ? readAddr(args.from, 'from') : from;
+        const key = typeof args.key === 'string' ? args.key : readId(args.id, 'id');
+        if (this.#state !== 'running') return;
+        this.lookup(key).then(
+          (r) =>
+            this.#send(to, {
+              method: 'ACK',
+              args: { id: wireId(r.id), node: wireNode(r.node), hops: r.hops, route_hops: r.routeHops, path: r.path.map(wireNode) },
+            }),
+          () => this.#send(to, { method: 'NACK' }),
+        );
+        return;
+      }
       case 'INFO':
         return this.#send(args.from !== undefined ? readAddr(args.from, 'from') : from, { method: 'ACK', args: this.wireInfo() });
       default:

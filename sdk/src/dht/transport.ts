@@ -26,6 +26,8 @@ export interface DhtTransport {
   send(to: Address, message: WireMessage): void;
   /** Sets the function incoming messages go to (the node). */
   onMessage(receiver: Receiver): void;
+  /** Sets the function told about datagrams dropped before decoding (oversized, not decodable). */
+  onDrop?(listener: (from: Address, reason: string) => void): void;
   close(): Promise<void>;
 }
 

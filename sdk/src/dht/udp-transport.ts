@@ -45,6 +45,7 @@ export class UdpTransport implements DhtTransport {
   readonly #socket: Socket;
   readonly #resolved = new Map<string, string>();
   #receiver: Receiver | undefined;
+  #dropListener: ((from: Address, reason: string) => void) | undefined;
   #address: Address = { host: '0.0.0.0', port: 0 };
   #closed = false;
   readonly counters: UdpTransportStats = { received: 0, sent: 0, dropped: 0 };
@@ -78,6 +79,10 @@ export class UdpTransport implements DhtTransport {
 
   onMessage(receiver: Receiver): void {
     this.#receiver = receiver;
+  }
+
+  onDrop(listener: (from: Address, reason: string) => void): void {
+    this.#dropListener = listener;
   }
 
   send(to: Address, message: WireMessage): void {
@@ -127,7 +132,8 @@ export class UdpTransport implements DhtTransport {
 
   #drop(from: Address, why: string): void {
     this.counters.dropped++;
-    this.#log.warn(`dropped datagram from ${from.host}:${from.port}: ${why}`);
+    if (this.#dropListener) this.#dropListener(from, why);
+    else this.#log.warn(`dropped datagram from ${from.host}:${from.port}: ${why}`);
   }
 
   /** Names resolve once (IPv4, like the socket); 'localhost' must not cost a lookup per datagram. */
