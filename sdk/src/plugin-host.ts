@@ -350,7 +350,6 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   #withTimeout(plugin: string, fn: () => void | Promise<void>): Promise<void> {
     return new Promise<void>((resolvePromise, reject) => {
       const timer = setTimeout(() => reject(new ActivationTimeoutError(plugin, this.#timeoutMs)), this.#timeoutMs);
-      timer.unref?.();
       Promise.resolve()
         .then(fn)
         .then(
