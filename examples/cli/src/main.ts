@@ -11,6 +11,7 @@ type Loader = () => Promise<Command<any> | CommandGroup>;
 /** Every top-level command, in the order `trellis --help` lists them. */
 export const commands: Record<string, { summary: string; load: Loader }> = {
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
+  demo: { summary: 'run all three hosts at once with traffic and a live web view', load: () => import('@trellis/example-demo/cli').then((m) => m.demo) },
 };
 
 export const root = defineGroup({
