@@ -188,7 +188,7 @@ function arc(from, to, bits, cls, extra = {}) {
 function renderChord(c) {
   if (!showPanel('chord', c)) return;
   state.chord = c;
-  $('#chord-info').textContent = `${c.nodes.length} nodes · m = ${c.bits} · ids 0…${2 ** c.bits - 1} · ${c.nodes.reduce((a, n) => a + n.keys, 0)} keys stored`;
+  $('#chord-info').textContent = `${c.nodes.length} nodes · m = ${c.bits} · ids 0…${2 ** c.bits - 1} · ${c.nodes.reduce((a, n) => a + n.keys, 0)} keys stored (with replicas) · ${c.traffic.puts} puts, ${c.traffic.gets} gets (${c.traffic.hits} found), ${c.traffic.failures} failed`;
   const svg = $('#ring');
   const bits = c.bits;
   const defs = el('svg:defs', {},
@@ -251,7 +251,7 @@ $('#lookup-form').addEventListener('submit', async (e) => {
   const key = $('#lookup-key').value;
   const list = $('#hops');
   list.replaceChildren(el('li', { text: 'tracing…' }));
-  const res = await fetch('/api/lookup', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) });
+  const res = await fetch('/api/lookup', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, from: state.selectedNode ?? null }) });
   const body = await res.json();
   if (!res.ok) {
     list.replaceChildren(el('li', { text: `lookup failed: ${body.error}` }));

@@ -21,7 +21,7 @@ export const demo = defineCommand({
     port: { type: 'string', short: 'p', default: String(DEFAULT_BASE_PORT), description: 'base port: web view on it, the services just above it (0 = ephemeral ports)', placeholder: 'port' },
     nodes: { type: 'string', default: '8', description: 'Chord ring size', placeholder: 'n' },
     bits: { type: 'string', default: '10', description: 'Chord identifier bits m', placeholder: 'm' },
-    rate: { type: 'string', default: '40', description: 'requests per second sent through the balancer', placeholder: 'n' },
+    rate: { type: 'string', default: '30', description: 'requests per second sent through the balancer', placeholder: 'n' },
     duration: { type: 'string', description: 'stop after this many seconds (default: run until Ctrl-C)', placeholder: 'seconds' },
     'no-open': { type: 'boolean', description: 'do not open the web view in a browser' },
   },

@@ -2,11 +2,14 @@
  * The demo: every Trellis host in one process on loopback ports, with traffic, and the live web
  * view over them. `startDemo()` is what `trellis demo` (and `npm start`) runs; tests call it too.
  */
+import { fileURLToPath } from 'node:url';
 import { createHost, createLogger, InvalidArgumentError, type Logger, type PluginHost } from '@trellis/sdk';
 import { WebServer } from './web-server.js';
 import { portPlan, DEFAULT_BASE_PORT, type PortPlan } from './ports.js';
 import type { DemoPart } from './part.js';
 import { unavailable, type BalancerView, type BrokerView, type ChordView, type DemoModel, type LookupView, type Snapshot, type Unavailable } from './view-model.js';
+
+const CUSTOM_STRATEGY_DIR = fileURLToPath(new URL('../../custom-strategy/', import.meta.url));
 
 export interface DemoOptions {
   /** First port of the plan (web view); 0 puts every service on an ephemeral port. */
@@ -17,7 +20,7 @@ export interface DemoOptions {
   readonly bits?: number;
   /** Snapshot interval of the live view (default 500 ms). */
   readonly intervalMs?: number;
-  /** Requests per second the demo's load generator sends through the balancer (default 40). */
+  /** Requests per second the demo's load generator sends through the balancer (default 30). */
   readonly rate?: number;
   readonly logger?: Logger;
 }
@@ -28,7 +31,7 @@ export interface BalancerPart extends DemoPart<BalancerView> {
 }
 export type BrokerPart = DemoPart<BrokerView>;
 export interface ChordPart extends DemoPart<ChordView> {
-  lookup(key: string): Promise<LookupView>;
+  lookup(key: string, from?: number): Promise<LookupView>;
 }
 
 export interface PartContext {
@@ -61,11 +64,12 @@ export interface RunningDemo {
 export async function startDemo(starters: Starters, options: DemoOptions = {}): Promise<RunningDemo> {
   const log = options.logger ?? createLogger('demo');
   const ports = portPlan(options.basePort ?? DEFAULT_BASE_PORT, { nodes: options.nodes ?? 8 });
-  const host = createHost({ logger: log });
+  // The shipped plugins plus the plugin author's example, so p2c-least-request is on the menu.
+  const host = createHost({ dirs: [CUSTOM_STRATEGY_DIR], logger: log });
   const ctx: PartContext = {
     host,
     ports,
-    options: { nodes: options.nodes ?? 8, bits: options.bits ?? 10, intervalMs: options.intervalMs ?? 500, rate: options.rate ?? 40 },
+    options: { nodes: options.nodes ?? 8, bits: options.bits ?? 10, intervalMs: options.intervalMs ?? 500, rate: options.rate ?? 30 },
     log,
   };
   const failures: Record<string, string> = {};
@@ -101,9 +105,9 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
       if (!balancer) throw new InvalidArgumentError(`the balancer is not running: ${failures.balancer}`);
       return balancer.setStrategy(id);
     },
-    lookup: async (key) => {
+    lookup: async (key, from) => {
       if (!chord) throw new InvalidArgumentError(`the Chord ring is not running: ${failures.chord}`);
-      return chord.lookup(key);
+      return chord.lookup(key, from);
     },
   };
   const web = new WebServer({ model, intervalMs: ctx.options.intervalMs, log });

@@ -58,6 +58,8 @@ export interface ChordView {
   readonly available: true;
   readonly bits: number;
   readonly nodes: readonly ChordNodeView[];
+  /** The demo's own key traffic: puts and gets issued from random nodes. */
+  readonly traffic: { readonly puts: number; readonly gets: number; readonly hits: number; readonly failures: number };
 }
 
 export interface LookupView {
@@ -83,8 +85,8 @@ export interface DemoModel {
   snapshot(): Snapshot;
   /** Switches the balancer's strategy; rejects with a typed error for an unknown id. */
   setStrategy(id: string): Promise<string>;
-  /** Traces a lookup through the ring hop by hop. */
-  lookup(key: string): Promise<LookupView>;
+  /** Traces a lookup through the ring hop by hop, from node `from` (default: the first node). */
+  lookup(key: string, from?: number): Promise<LookupView>;
 }
 
 export function unavailable(reason: string): Unavailable {

@@ -87,7 +87,8 @@ export class WebServer {
     if (req.method === 'POST' && url.pathname === '/api/lookup') {
       const body = await readJson(req);
       if (typeof body.key !== 'string' || body.key.length === 0 || body.key.length > 200) throw new InvalidArgumentError('body must be {"key": "<1..200 characters>"}');
-      return this.#json(res, 200, await this.#model.lookup(body.key));
+      if (body.from !== undefined && body.from !== null && !Number.isInteger(body.from)) throw new InvalidArgumentError('"from" must be a node id');
+      return this.#json(res, 200, await this.#model.lookup(body.key, (body.from ?? undefined) as number | undefined));
     }
     const file = FILES[url.pathname];
     if (req.method === 'GET' && file) {
