@@ -188,6 +188,10 @@ function arc(from, to, bits, cls, extra = {}) {
 function renderChord(c) {
   if (!showPanel('chord', c)) return;
   state.chord = c;
+  // Redraw only when something changed, so a click never lands on a node being replaced.
+  const key = JSON.stringify([c, state.selectedNode, state.lookup?.id, state.lookup?.path, state.lookup?.shown]);
+  if (key === state.chordKey) return;
+  state.chordKey = key;
   $('#chord-info').textContent = `${c.nodes.length} nodes · m = ${c.bits} · ids 0…${2 ** c.bits - 1} · ${c.nodes.reduce((a, n) => a + n.keys, 0)} keys stored (with replicas) · ${c.traffic.puts} puts, ${c.traffic.gets} gets (${c.traffic.hits} found), ${c.traffic.failures} failed`;
   const svg = $('#ring');
   const bits = c.bits;
@@ -219,7 +223,7 @@ function renderChord(c) {
   for (const n of c.nodes) {
     const [x, y] = pos(n.id, bits);
     const [lx, ly] = pos(n.id, bits, R + 24);
-    children.push(el('svg:g', { class: `node${n.id === state.selectedNode ? ' selected' : ''}`, 'data-node': n.id, onclick: () => selectNode(n.id) },
+    children.push(el('svg:g', { class: `node${n.id === state.selectedNode ? ' selected' : ''}`, 'data-node': n.id },
       el('svg:circle', { cx: x, cy: y, r: 9 }),
       el('svg:text', { x: lx, y: ly + 4, 'text-anchor': 'middle', text: n.id })));
   }
@@ -240,6 +244,12 @@ function renderNodeDetail() {
       el('tbody', {}, ...n.fingers.map((f, i) => el('tr', {}, el('td', { text: i + 1 }), el('td', { text: (n.id + 2 ** i) % 2 ** c.bits }), el('td', { text: f ?? '–' }))))),
   );
 }
+
+// One delegated listener: node groups are redrawn, the svg stays.
+$('#ring').addEventListener('click', (e) => {
+  const g = e.target.closest?.('g.node');
+  if (g) selectNode(Number(g.getAttribute('data-node')));
+});
 
 function selectNode(id) {
   state.selectedNode = id;
