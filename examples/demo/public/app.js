@@ -182,7 +182,10 @@ function arc(from, to, bits, cls, extra = {}) {
   const [x1, y1] = pos(from, bits);
   const [x2, y2] = pos(to, bits);
   const mx = (x1 + x2) / 2 * 0.6, my = (y1 + y2) / 2 * 0.6;
-  return el('svg:path', { class: cls, d: `M${x1.toFixed(1)},${y1.toFixed(1)} Q${mx.toFixed(1)},${my.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`, ...extra });
+  // End the arrow at the target circle's edge, not its centre, so the head stays visible.
+  const dx = x2 - mx, dy = y2 - my, len = Math.hypot(dx, dy) || 1;
+  const ex = x2 - (dx / len) * 10, ey = y2 - (dy / len) * 10;
+  return el('svg:path', { class: cls, d: `M${x1.toFixed(1)},${y1.toFixed(1)} Q${mx.toFixed(1)},${my.toFixed(1)} ${ex.toFixed(1)},${ey.toFixed(1)}`, ...extra });
 }
 
 function renderChord(c) {
