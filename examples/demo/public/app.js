@@ -79,6 +79,7 @@ function renderBalancer(b, t) {
       }
       state.samples.push({ t, rates });
       if (state.samples.length > HISTORY) state.samples.shift();
+      while (state.switches.length && state.switches[0].t < state.samples[0].t) state.switches.shift();
     }
   }
   state.last = { t, byId: new Map(b.backends.map((x) => [x.id, x.requests])) };
@@ -115,6 +116,8 @@ function drawChart(ids) {
   children.push(el('svg:text', { x: W - 6, y: 14, 'text-anchor': 'end', fill: '#8a96a3', 'font-size': 11, text: `${fmt(max, 0)}/s` }));
   const offset = HISTORY - samples.length;
   for (const sw of state.switches) {
+    // A switch older than the window has scrolled off the chart.
+    if (!samples.length || sw.t < samples[0].t) continue;
     const i = samples.findIndex((s) => s.t >= sw.t);
     if (i < 0) continue;
     const sx = x(offset + i);
