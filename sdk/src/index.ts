@@ -42,3 +42,5 @@ export {
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
+export * from './balancer/index.js';
+export * from './broker/index.js';
