@@ -69,6 +69,8 @@ function renderBalancer(b, t) {
   $('#balancer').dataset.strategy = b.strategy;
 
   const ids = b.backends.map((x) => x.id);
+  // The first frames can arrive back to back (connect + timer); a tiny interval would spike the rate.
+  if (state.last && t - state.last.t < 100) return finishBalancer(b, ids);
   if (state.last) {
     const dt = (t - state.last.t) / 1000;
     if (dt > 0) {
@@ -83,6 +85,10 @@ function renderBalancer(b, t) {
     }
   }
   state.last = { t, byId: new Map(b.backends.map((x) => [x.id, x.requests])) };
+  finishBalancer(b, ids);
+}
+
+function finishBalancer(b, ids) {
 
   $('#backends').replaceChildren(
     ...b.backends.map((x) =>
@@ -226,9 +232,15 @@ function renderChord(c) {
       children.push(arc(lookup.path[i], lookup.path[i + 1], bits, 'hop', { 'marker-end': 'url(#arrow-hop)', 'data-testid': 'hop-arrow' }));
     }
   }
+  let lastLabel = -Infinity;
+  let pushed = false;
   for (const n of c.nodes) {
     const [x, y] = pos(n.id, bits);
-    const [lx, ly] = pos(n.id, bits, R + 24);
+    // Neighbours closer than ~3° would print their ids on top of each other: move every other one out.
+    const crowded = (n.id - lastLabel) / 2 ** bits < 0.01;
+    pushed = crowded && !pushed;
+    lastLabel = n.id;
+    const [lx, ly] = pos(n.id, bits, R + (pushed ? 44 : 24));
     children.push(el('svg:g', { class: `node${n.id === state.selectedNode ? ' selected' : ''}`, 'data-node': n.id },
       el('svg:circle', { cx: x, cy: y, r: 9 }),
       el('svg:text', { x: lx, y: ly + 4, 'text-anchor': 'middle', text: n.id })));
