@@ -197,6 +197,11 @@ export async function runCommand(
       io.stderr.write(`${path}: ${err.message} [${err.code}]\n`);
       return 1;
     }
+    // operating-system errors (EADDRINUSE, ECONNREFUSED, ENOENT…) are the user's to fix: one line
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      io.stderr.write(`${path}: ${err.message}\n`);
+      return 1;
+    }
     io.stderr.write(`${path}: ${(err as Error)?.stack ?? String(err)}\n`);
     return 1;
   }
