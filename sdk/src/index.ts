@@ -44,3 +44,4 @@ export {
 export { SDK_VERSION } from './version.js';
 export * from './balancer/index.js';
 export * from './broker/index.js';
+export * from './dht/index.js';
