@@ -43,3 +43,5 @@ export {
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
 export * from './balancer/index.js';
+export * from './broker/index.js';
+export * from './dht/index.js';

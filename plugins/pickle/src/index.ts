@@ -1,0 +1,22 @@
+/**
+ * The pickle plugin: contributes the `pickle` codec (wire id 2), a safe subset of CPython's
+ * pickle. The codec itself lives in `pickle.ts` so other code can use it without a host.
+ */
+import type { PluginContext, Codec, Value } from '@trellis/sdk';
+import { decode, encode, type PickleLimits } from './pickle.js';
+
+/** Builds the codec with the SDK's `CodecError` (taken from the context, never imported). */
+export function createPickleCodec(errors: PluginContext['errors'], limits: PickleLimits = {}): Codec {
+  const error = (message: string, offset?: number) => new errors.CodecError('pickle', message, { offset });
+  const options = { ...limits, error };
+  return Object.freeze({
+    wireId: 2,
+    name: 'pickle',
+    encode: (value: Value) => encode(value, options),
+    decode: (bytes: Uint8Array) => decode(bytes, options),
+  });
+}
+
+export function activate(ctx: PluginContext): void {
+  ctx.subscriptions.push(ctx.serialization.registerCodec(createPickleCodec(ctx.errors)));
+}
