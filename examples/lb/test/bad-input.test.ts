@@ -52,6 +52,26 @@ test('a client dribbling headers one byte at a time is cut off at the headers ti
   }
 });
 
+test('a client that stalls in the middle of its request body gets 408, the back-end is not blamed', async () => {
+  const echo = await startServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('done'));
+  });
+  const lb = await startBalancer([echo.port], { timeouts: { requestMs: 300 } });
+  try {
+    const r = await raw(lb.port, 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b', { timeoutMs: 3000 });
+    assert.match(r.text, /^HTTP\/1\.1 408 /);
+    assert.ok(r.closed);
+    const b = lb.lb.stats().backends[0]!;
+    assert.is(b.errors, 0);
+    assert.is(b.healthy, true);
+    assert.is(lb.lb.stats().active, 0);
+  } finally {
+    await lb.close();
+    await echo.close();
+  }
+});
+
 test('a back-end that does not answer in time gets 504', async () => {
   const silentServer = await startServer(() => {
     /* never answers */

@@ -438,7 +438,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
-      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, maxHeadBytes: 16 * 1024 });
+      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
       const onClose = (c: ClientConnection) => this.#rawConnections.delete(c);
       const raw = createTcpServer({ noDelay: true }, (socket) => {
         const conn = new ClientConnection(socket, this, settings, onClose);
@@ -446,7 +446,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         if (this.#closing) conn.closeIfIdle();
       });
       // one timer for every connection's deadlines, instead of timers per request
-      const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headersMs, t.idleMs, t.upstreamMs) / 4)));
+      const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headersMs, t.idleMs, t.upstreamMs, t.requestMs) / 4)));
       this.#sweeper = setInterval(() => {
         const now = Date.now();
         for (const c of this.#rawConnections) c.sweep(now);

@@ -22,6 +22,8 @@ export interface RawSettings {
   readonly headersMs: number;
   readonly idleMs: number;
   readonly upstreamMs: number;
+  /** A request body must be complete within this, counted from its head. */
+  readonly requestMs: number;
   /** Largest request or response head accepted (default 16 KiB). */
   readonly maxHeadBytes: number;
 }
@@ -233,6 +235,7 @@ export class Exchange implements UpstreamUser {
   #bodySent = false;
   #bodyDone = false;
   #since = 0;
+  readonly #startedAt = Date.now();
   #resBuf: Buffer | null = null;
   #res: ResponseHead | null = null;
   #framing = Framing.None;
@@ -298,6 +301,7 @@ export class Exchange implements UpstreamUser {
 
   requestBody(chunk: Buffer, last: boolean): void {
     if (last) this.#bodyDone = true;
+    this.#since = Date.now(); // an upload in progress is activity, not a silent back-end
     if (this.#done) return;
     const up = this.#upstream;
     if (up === null) {
@@ -529,6 +533,21 @@ export class Exchange implements UpstreamUser {
 
   sweep(now: number): void {
     if (this.#done || this.#pick === null) return;
+    if (!this.#bodyDone && !this.#headSent && now - this.#startedAt > this.#conn.settings.requestMs) {
+      // the client is too slow to send its body: its fault, not the back-end's
+      this.#done = true;
+      const up = this.#upstream;
+      this.#upstream = null;
+      if (up !== null) {
+        up.user = null;
+        up.socket.destroy();
+      } else this.#pool?.cancel(this);
+      this.#conn.host.settle(this.#pick, true, 408, this.#req.method, this.#req.target);
+      this.#conn.host.countLocal('timeouts');
+      this.#conn.reply(408, 'Request Timeout: the request body did not arrive in time\n', false);
+      this.#conn.exchangeDone(false);
+      return;
+    }
     if (now - this.#since > this.#conn.settings.upstreamMs) {
       const err = Object.assign(new Error('upstream timeout'), { code: this.#res === null ? 'UND_ERR_HEADERS_TIMEOUT' : 'UND_ERR_BODY_TIMEOUT' });
       if (this.#upstream === null) this.#pool?.cancel(this);
