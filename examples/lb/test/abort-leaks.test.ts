@@ -67,7 +67,9 @@ test('clients aborting mid-response leak nothing after 10,000 aborts', async () 
 
     await waitFor(() => lb.lb.stats().active === 0, 10_000, 'every aborted request to settle');
     await waitFor(() => open.size === 0, 10_000, 'every upstream response to be closed');
+    await waitFor(() => lb.lb.stats().clientConnections === 0, 10_000, 'every client connection to be closed');
     const upstreamSockets = await connections(upstream.server);
+    assert.ok(lb.lb.stats().backends[0]!.connections <= 50, `balancer-side upstream sockets: ${lb.lb.stats().backends[0]!.connections}`);
     // what may stay is idle pooled keep-alive connections, bounded by the client concurrency
     assert.ok(upstreamSockets <= 50, `upstream sockets left open: ${upstreamSockets}`);
     const stats = lb.lb.stats();

@@ -27,6 +27,9 @@ export interface BackendStats {
   errors: number;
   meanMs: number;
   p99Ms: number;
+  /** Open keep-alive sockets to this back-end (raw engine; 0 otherwise), and how many are idle. */
+  connections: number;
+  idleConnections: number;
 }
 
 export interface PoolOptions {
@@ -103,6 +106,8 @@ export class BackendState {
       errors: this.errors,
       meanMs: round(this.latency.mean()),
       p99Ms: round(this.latency.quantile(0.99)),
+      connections: this.upstream?.size ?? 0,
+      idleConnections: this.upstream?.idle ?? 0,
     };
   }
 

@@ -89,6 +89,8 @@ export interface BalancerStats {
   uptimeMs: number;
   closing: boolean;
   active: number;
+  /** Open client connections (raw HTTP engine and TCP mode; null with the undici engine). */
+  clientConnections: number | null;
   requests: number;
   errors: number;
   retries: number;
@@ -550,6 +552,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       uptimeMs: Date.now() - this.#startedAt,
       closing: this.#closing,
       active: this.#active,
+      clientConnections: this.mode === 'tcp' ? this.#tcpSockets.size : this.engine === 'raw' ? this.#rawConnections.size : null,
       requests: this.#requests,
       errors: this.#errors,
       ...this.#local,

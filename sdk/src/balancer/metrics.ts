@@ -18,7 +18,9 @@ export function prometheusText(stats: BalancerStats): string {
   family('trellis_lb_backend_errors_total', 'counter', 'Of those, the ones that failed (connect error, reset, timeout, 5xx).', per((b) => b.errors));
   family('trellis_lb_backend_response_ms_mean', 'gauge', 'Mean response time in milliseconds.', per((b) => b.meanMs));
   family('trellis_lb_backend_response_ms_p99', 'gauge', '99th percentile response time over the recent window, in milliseconds.', per((b) => b.p99Ms));
+  family('trellis_lb_backend_connections', 'gauge', 'Open keep-alive sockets to the back-end (raw engine).', per((b) => b.connections));
   family('trellis_lb_active', 'gauge', 'Requests or connections in flight.', [[lb, stats.active]]);
+  if (stats.clientConnections !== null) family('trellis_lb_client_connections', 'gauge', 'Open client connections.', [[lb, stats.clientConnections]]);
   family('trellis_lb_requests_total', 'counter', 'Requests or connections routed to a back-end that ended.', [[lb, stats.requests]]);
   family('trellis_lb_local_responses_total', 'counter', 'Answers and events produced by the balancer itself, by kind.', [
     [`${lb},kind="bad_request"`, stats.badRequests],
