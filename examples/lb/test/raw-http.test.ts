@@ -156,6 +156,46 @@ test('a back-end that breaks framing mid-response cuts the client instead of lyi
   }
 });
 
+test('an upgrade (websocket-style) is tunnelled both ways and settled when it closes', async () => {
+  const { createServer: createHttpServer } = await import('node:http');
+  const server = createHttpServer((_req, res) => res.end('plain'));
+  const upgraded = new Set<import('node:stream').Duplex>();
+  server.on('upgrade', (req, socket, head) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade}\r\nConnection: Upgrade\r\nX-Seen-Via: ${req.headers.via}\r\n\r\nhello-from-server;`);
+    if (head.length) socket.write(head);
+    socket.on('data', (c) => socket.write(`echo:${c}`));
+    socket.on('end', () => socket.end());
+    upgraded.add(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const lb = await startBalancer([(server.address() as AddressInfo).port], { strategy: 'least-connections' });
+  try {
+    const client = connect({ host: '127.0.0.1', port: lb.port });
+    let text = '';
+    client.on('data', (c) => (text += c));
+    client.write('GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n');
+    await new Promise<void>((r) => { const t = setInterval(() => { if (text.includes('hello-from-server;')) { clearInterval(t); r(); } }, 5); });
+    assert.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.match(text, /upgrade: websocket\r\n/i);
+    assert.match(text, /x-seen-via: 1\.1 trellis/i);
+    assert.is(lb.lb.stats().active, 1, 'the tunnel counts as active while open');
+    client.write('ping');
+    await new Promise<void>((r) => { const t = setInterval(() => { if (text.endsWith('echo:ping')) { clearInterval(t); r(); } }, 5); });
+    client.destroy();
+    await new Promise<void>((r) => { const t = setInterval(() => { if (lb.lb.stats().active === 0) { clearInterval(t); r(); } }, 5); });
+    const b = lb.lb.stats().backends[0]!;
+    assert.is(b.requests, 1);
+    assert.is(b.errors, 0);
+    // without Connection: upgrade the header is hop-by-hop and dropped: a plain request
+    const plain = await raw(lb.port, 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n');
+    assert.match(plain.text, /^HTTP\/1\.1 200 [\s\S]*plain$/);
+  } finally {
+    await lb.close();
+    for (const s of upgraded) s.destroy();
+    await new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); });
+  }
+});
+
 test('a slow reader applies backpressure to the back-end response', async () => {
   let written = 0;
   const flood = await startServer((_req, res) => {

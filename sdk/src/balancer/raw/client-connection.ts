@@ -37,6 +37,8 @@ const enum Phase {
   Head,
   Body,
   Wait,
+  /** Upgraded (e.g. websocket): bytes relayed as they are until either side closes. */
+  Tunnel,
   Closed,
 }
 
@@ -78,6 +80,9 @@ export class ClientConnection {
     switch (this.phase) {
       case Phase.Body:
         this.#onBody(chunk, 0);
+        return;
+      case Phase.Tunnel:
+        this.exchange?.tunnelData(chunk);
         return;
       case Phase.Head:
         this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
@@ -165,6 +170,15 @@ export class ClientConnection {
     }
   }
 
+  /** The back-end accepted an upgrade: from now on bytes pass through. Returns bytes already read. */
+  startTunnel(): Buffer | null {
+    this.phase = Phase.Tunnel;
+    const rest = this.buf;
+    this.buf = null;
+    if (this.socket.isPaused()) this.socket.resume();
+    return rest;
+  }
+
   /** The exchange finished its response; keep the connection for the next request or close it. */
   exchangeDone(keepAlive: boolean): void {
     this.exchange = null;
@@ -246,6 +260,7 @@ export class Exchange implements UpstreamUser {
   #headSent = false;
   #done = false;
   #reusedSocket = false;
+  #tunnel = false;
 
   constructor(conn: ClientConnection, req: RequestHead) {
     this.#conn = conn;
@@ -314,7 +329,13 @@ export class Exchange implements UpstreamUser {
   }
 
   onUpstreamDrain(): void {
-    if (!this.#done && !this.#bodyDone && this.#conn.socket.isPaused()) this.#conn.socket.resume();
+    if (!this.#done && (this.#tunnel || !this.#bodyDone) && this.#conn.socket.isPaused()) this.#conn.socket.resume();
+  }
+
+  /** Client bytes of an upgraded connection. */
+  tunnelData(chunk: Buffer): void {
+    const up = this.#upstream;
+    if (up !== null && !up.socket.write(chunk)) this.#conn.socket.pause();
   }
 
   onClientDrain(): void {
@@ -323,6 +344,10 @@ export class Exchange implements UpstreamUser {
   }
 
   onUpstreamData(chunk: Buffer): void {
+    if (this.#tunnel) {
+      if (!this.#conn.socket.write(chunk)) this.#upstream?.socket.pause();
+      return;
+    }
     this.#since = Date.now();
     if (this.#res === null) {
       const buf = this.#resBuf === null ? chunk : Buffer.concat([this.#resBuf, chunk]);
@@ -348,11 +373,48 @@ export class Exchange implements UpstreamUser {
         return this.#fail(err as Error, false);
       }
       from = end + 4;
+      if (res.status === 101) {
+        if (this.#req.upgrade === undefined || res.upgrade === undefined) return this.#fail(new HeadError(502, 'the back-end switched protocols without being asked'), false);
+        return this.#startTunnel(res, buf, from);
+      }
       if (res.status >= 100 && res.status < 200) continue; // interim: the client got its own 100
       this.#resBuf = null;
       this.#res = res;
       this.#writeResponseHead(res, buf, from);
       return;
+    }
+  }
+
+  /** 101: relay the answer, then join the two sockets until either side closes. */
+  #startTunnel(res: ResponseHead, buf: Buffer, from: number): void {
+    this.#tunnel = true;
+    this.#res = res;
+    this.#headSent = true;
+    const socket = this.#conn.socket;
+    socket.cork();
+    socket.write(`HTTP/1.1 101 ${res.reason}\r\n${res.headers}connection: upgrade\r\nupgrade: ${res.upgrade}\r\n\r\n`, 'latin1');
+    if (from < buf.length) socket.write(buf.subarray(from));
+    socket.uncork();
+    const early = this.#conn.startTunnel();
+    if (early !== null) this.tunnelData(early);
+  }
+
+  /** The tunnel is over (either side closed): close the other side, settle once. */
+  #endTunnel(): void {
+    if (this.#done) return;
+    this.#done = true;
+    const up = this.#upstream;
+    this.#upstream = null;
+    if (up !== null && !up.socket.destroyed) {
+      up.user = null;
+      up.socket.end();
+      up.socket.destroySoon();
+    }
+    this.#conn.host.settle(this.#pick!, true, 101, this.#req.method, this.#req.target);
+    const client = this.#conn.socket;
+    if (!client.destroyed) {
+      client.end();
+      client.destroySoon();
     }
   }
 
@@ -454,6 +516,7 @@ export class Exchange implements UpstreamUser {
   }
 
   onUpstreamClose(err: NodeJS.ErrnoException | undefined): void {
+    if (this.#tunnel) return this.#endTunnel();
     this.#upstream = null;
     if (this.#done) return;
     if (this.#res !== null && this.#framing === Framing.Close) return this.#complete(false);
@@ -516,6 +579,7 @@ export class Exchange implements UpstreamUser {
   // ---------------------------------------------------------------- client side
 
   onClientClose(): void {
+    if (this.#tunnel) return this.#endTunnel();
     if (this.#done) return;
     this.#done = true;
     const host = this.#conn.host;
@@ -532,7 +596,7 @@ export class Exchange implements UpstreamUser {
   }
 
   sweep(now: number): void {
-    if (this.#done || this.#pick === null) return;
+    if (this.#done || this.#tunnel || this.#pick === null) return;
     if (!this.#bodyDone && !this.#headSent && now - this.#startedAt > this.#conn.settings.requestMs) {
       // the client is too slow to send its body: its fault, not the back-end's
       this.#done = true;

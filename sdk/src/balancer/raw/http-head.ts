@@ -31,6 +31,8 @@ export interface RequestHead {
   readonly expectContinue: boolean;
   /** False for an HTTP/1.0 request without Host: the engine adds the back-end's. */
   readonly hasHost: boolean;
+  /** The protocol asked for with `Connection: upgrade` + `Upgrade` (e.g. websocket). */
+  readonly upgrade: string | undefined;
   /** The head to send upstream, ending with the blank line. */
   readonly upstreamHead: string;
 }
@@ -63,6 +65,7 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   let xff: string | undefined;
   let forwarded: string | undefined;
   let viaIn: string | undefined;
+  let upgradeValue: string | undefined;
   let kept = '';
   let start = eol === -1 ? head.length : eol + 2;
   while (start < head.length) {
@@ -109,6 +112,9 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
       case 'via':
         viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
         continue;
+      case 'upgrade':
+        upgradeValue = value;
+        continue;
       case 'x-forwarded-proto':
       case 'x-forwarded-host':
         continue;
@@ -129,8 +135,11 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   out += `forwarded: ${forwarded === undefined ? self : `${forwarded}, ${self}`}\r\nvia: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
   if (chunked) out += 'transfer-encoding: chunked\r\n';
   else if (contentLength !== -1) out += `content-length: ${contentLength}\r\n`;
+  // an upgrade is end to end only when the client names it in Connection (RFC 9110 §7.8)
+  const upgrade = upgradeValue !== undefined && minor === 1 && /(?:^|,)\s*upgrade\s*(?:,|$)/.test(conn) ? upgradeValue : undefined;
+  if (upgrade !== undefined) out += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`;
   out += '\r\n';
-  return { method, target, minor, contentLength, chunked, keepAlive, expectContinue, hasHost: host !== undefined, upstreamHead: out };
+  return { method, target, minor, contentLength, chunked, keepAlive, expectContinue, hasHost: host !== undefined, upgrade, upstreamHead: out };
 }
 
 /** Removes header lines whose lower-cased names are in `names` from a `name: value\r\n` block. */
@@ -151,6 +160,8 @@ export interface ResponseHead {
   /** Header lines for the client (`name: value\r\n`…), hop-by-hop removed, Via added. */
   readonly headers: string;
   readonly reason: string;
+  /** The `Upgrade` header of a 101 answer. */
+  readonly upgrade: string | undefined;
 }
 
 export function parseResponse(head: string, via: string): ResponseHead {
@@ -163,6 +174,7 @@ export function parseResponse(head: string, via: string): ResponseHead {
   let chunked = false;
   let connection: string | undefined;
   let viaIn: string | undefined;
+  let upgrade: string | undefined;
   let headers = '';
   let start = eol === -1 ? head.length : eol + 2;
   while (start < head.length) {
@@ -191,6 +203,9 @@ export function parseResponse(head: string, via: string): ResponseHead {
       case 'via':
         viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
         continue;
+      case 'upgrade':
+        upgrade = value;
+        continue;
     }
     if (HOP_BY_HOP.has(lower)) continue;
     headers += `${name}: ${value}\r\n`;
@@ -201,5 +216,5 @@ export function parseResponse(head: string, via: string): ResponseHead {
   const conn = connection?.toLowerCase() ?? '';
   const upstreamKeepAlive = minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   headers += `via: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
-  return { status, contentLength, chunked, upstreamKeepAlive, headers, reason: m[3] ?? '' };
+  return { status, contentLength, chunked, upstreamKeepAlive, headers, reason: m[3] ?? '', upgrade };
 }
