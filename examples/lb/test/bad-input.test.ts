@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from 'node:net';
-import { startPis, startBalancer, startServer, get, raw, sleep } from './helpers.js';
+import { startPis, startBalancer, startServer, get, raw } from './helpers.js';
 
 test('a malformed request gets 400 and the connection closes; others keep being served', async () => {
   const { servers, ports } = await startPis(1);

@@ -6,7 +6,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Pick, RoutingCore } from './routing-core.js';
-import { NoBackendError } from './errors.js';
 import { responseHeaders } from './forward-headers.js';
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2). */
@@ -57,7 +56,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     const pick = this.#core.pick(this.#req.method, this.#req.url);
     if (pick instanceof Error) {
       this.#core.countLocal('noBackend');
-      this.#reply(503, pick instanceof NoBackendError ? `Service Unavailable: ${pick.message}\n` : `Service Unavailable: ${pick.message}\n`, { 'retry-after': '1' });
+      this.#reply(503, `Service Unavailable: ${pick.message}\n`, { 'retry-after': '1' });
       return;
     }
     this.#pick = pick;

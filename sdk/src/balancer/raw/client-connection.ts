@@ -246,7 +246,6 @@ export class Exchange implements UpstreamUser {
   #attempts = 0;
   /** Body bytes received before a socket was ready. */
   #queued: Buffer[] | null = null;
-  #bodySent = false;
   #bodyDone = false;
   #since = 0;
   readonly #startedAt = Date.now();
@@ -309,7 +308,6 @@ export class Exchange implements UpstreamUser {
       for (const b of queued) socket.write(b);
       socket.uncork();
       this.#queued = null;
-      this.#bodySent = true;
       if (this.#conn.socket.isPaused() && !socket.writableNeedDrain) this.#conn.socket.resume();
     }
   }
@@ -324,7 +322,6 @@ export class Exchange implements UpstreamUser {
       if (this.#queued.length > 16) this.#conn.socket.pause();
       return;
     }
-    this.#bodySent = true;
     if (!up.socket.write(chunk)) this.#conn.socket.pause();
   }
 
