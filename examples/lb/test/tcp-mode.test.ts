@@ -101,6 +101,32 @@ test('TCP mode retries a refused connect on another back-end before any byte is 
   }
 });
 
+test('TCP mode closes a connection that stays silent past the idle timeout', async () => {
+  const a = await echoServer('A');
+  const lb = await startBalancer([a.port], { mode: 'tcp', timeouts: { idleMs: 200 } });
+  try {
+    const s = connect({ host: '127.0.0.1', port: lb.port });
+    s.on('error', () => {});
+    s.resume(); // read the echoes, so the close is seen
+    const t0 = Date.now();
+    let alive = true;
+    s.on('close', () => (alive = false));
+    // traffic keeps it open past the idle time
+    for (let i = 0; i < 4; i++) {
+      s.write('x');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(alive, 'closed while traffic was flowing');
+    await waitFor(() => !alive, 2000, 'the idle connection to be closed');
+    assert.ok(Date.now() - t0 >= 400);
+    assert.ok(lb.lb.stats().timeouts >= 1);
+    await waitFor(() => lb.lb.stats().active === 0, 2000, 'the session to settle');
+  } finally {
+    await lb.close();
+    await a.close();
+  }
+});
+
 test('TCP mode respects backpressure: a slow reader does not make the proxy buffer everything', async () => {
   // a back-end that floods 64 MiB as fast as it is allowed to; the client reads nothing for a while
   let sent = 0;

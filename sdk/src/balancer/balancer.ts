@@ -159,6 +159,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #server: HttpServer | TcpServer | undefined;
   #address: { host: string; port: number } | null = null;
   readonly #tcpSockets = new Set<Socket>();
+  readonly #tcpSessions = new Set<TcpSession>();
   readonly #rawConnections = new Set<ClientConnection>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing = false;
@@ -428,9 +429,14 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   };
 
   #onConnection = (socket: Socket): void => {
+    const session = new TcpSession(this, socket, { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs });
     this.#tcpSockets.add(socket);
-    socket.once('close', () => this.#tcpSockets.delete(socket));
-    new TcpSession(this, socket, { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs }).start();
+    this.#tcpSessions.add(session);
+    socket.once('close', () => {
+      this.#tcpSockets.delete(socket);
+      this.#tcpSessions.delete(session);
+    });
+    session.start();
   };
 
   /** Starts serving; resolves with the bound address (port 0 picks a free one). */
@@ -471,6 +477,12 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     } else {
       const tcp = createTcpServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
       tcp.on('connection', this.#onConnection);
+      const tick = Math.max(25, Math.min(1000, Math.floor(this.#timeouts.idleMs / 4)));
+      this.#sweeper = setInterval(() => {
+        const now = Date.now();
+        for (const s of this.#tcpSessions) s.sweep(now);
+      }, tick);
+      this.#sweeper.unref();
       server = tcp;
     }
     this.#server = server;

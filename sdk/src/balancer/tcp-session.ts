@@ -21,6 +21,8 @@ export class TcpSession {
   #pick: Pick | undefined;
   #attempts = 0;
   #failed = false;
+  #lastBytes = 0;
+  #lastActive = Date.now();
 
   constructor(core: RoutingCore, client: Socket, options: TcpSessionOptions) {
     this.#core = core;
@@ -34,11 +36,22 @@ export class TcpSession {
       if (up === undefined || up.destroyed) this.#settle(!this.#failed);
       else closeAfterWrites(up);
     });
-    if (options.idleTimeoutMs > 0) {
-      client.setTimeout(options.idleTimeoutMs, () => {
-        this.#core.countLocal('timeouts');
-        this.#fail();
-      });
+  }
+
+  /**
+   * Timer sweep: closes a connection that moved no byte either way for the idle timeout. Byte
+   * counters are compared per tick, so the data path carries no timer work at all.
+   */
+  sweep(now: number): void {
+    if (this.#options.idleTimeoutMs <= 0) return;
+    const c = this.#client;
+    const bytes = c.bytesRead + c.bytesWritten;
+    if (bytes !== this.#lastBytes) {
+      this.#lastBytes = bytes;
+      this.#lastActive = now;
+    } else if (now - this.#lastActive > this.#options.idleTimeoutMs) {
+      this.#core.countLocal('timeouts');
+      this.#fail();
     }
   }
 
@@ -61,7 +74,7 @@ export class TcpSession {
     });
     upstream.once('connect', () => {
       connected = true;
-      upstream.setTimeout(0); // the client side's idle timer sees traffic both ways
+      upstream.setTimeout(0); // idle time is the balancer's sweep, which sees traffic both ways
       const client = this.#client;
       client.pipe(upstream);
       upstream.pipe(client);
