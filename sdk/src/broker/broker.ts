@@ -411,6 +411,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     s.backlog = [];
     this.#unsubscribeAll(s);
     s.queue.write(errorFrame(code, message));
+    s.queue.flush();
     s.socket.end();
     s.lingerTimer = setTimeout(() => s.socket.destroy(), lingerMs).unref();
   }

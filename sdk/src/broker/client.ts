@@ -222,9 +222,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     return this.#queue.pending;
   }
 
-  /** Resolves once queued output has drained to the socket (at once if nothing is queued). */
+  /** Resolves once queued output is down to the socket's high-water mark (at once if it is). */
   drained(): Promise<void> {
-    if (this.#queue.pending === 0 || this.#closed) return Promise.resolve();
+    this.#queue.flush();
+    if (this.#closed || !this.#socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.#socket.off('drain', done);
@@ -313,7 +314,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
 
   /** Flushes what is queued, closes the connection, and ends every subscription. */
   async close(): Promise<void> {
-    if (!this.#socket.destroyed) this.#socket.end();
+    if (!this.#socket.destroyed) {
+      this.#queue.flush();
+      this.#socket.end();
+    }
     const timer = setTimeout(() => this.#socket.destroy(), 2000);
     await this.#closedPromise;
     clearTimeout(timer);
