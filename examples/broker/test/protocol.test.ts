@@ -62,6 +62,14 @@ test('a 4 GiB length prefix is refused at once, not buffered', async ({ r }) => 
   assert.is(err.code, BrokerErrorCode.FRAME_TOO_LARGE);
 });
 
+test('the client refuses a message over the broker frame limit and its connection stays usable', async ({ r }) => {
+  const client = await r.client('json');
+  assert.is(client.maxFrameBytes, 64 * 1024);
+  assert.throws(() => client.publish('/big', 'x'.repeat(70 * 1024)), /exceeds the broker's 65536-byte frame limit/);
+  await client.publish('/small', 'fits', { ack: true });
+  assert.equal(await client.listTopics(), ['/small']);
+});
+
 test('an empty frame, an unknown frame type and a truncated PUBLISH are malformed', async ({ r }) => {
   assert.is((await refused(r, helloFrame(0, Role.BOTH), frameOf([]))).code, BrokerErrorCode.FRAME_TOO_LARGE);
   assert.is((await refused(r, helloFrame(0, Role.BOTH), frameOf([0x55]))).code, BrokerErrorCode.MALFORMED);

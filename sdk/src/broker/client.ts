@@ -250,13 +250,18 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     const problem = checkTopic(topic);
     if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
     const payload = this.codec.encode(value);
-    if (!options?.ack) {
-      this.#queue.write(publishFrame(topic, payload));
+    const id = options?.ack ? this.#id() : 0;
+    const frame = publishFrame(topic, payload, id);
+    // the broker would close the connection for it: refuse it here, the connection stays usable
+    if (frame.length - 4 > this.maxFrameBytes) {
+      throw new InvalidArgumentError(`a ${payload.length}-byte message exceeds the broker's ${this.maxFrameBytes}-byte frame limit`);
+    }
+    if (id === 0) {
+      this.#queue.write(frame);
       return;
     }
-    const id = this.#id();
     const done = this.#request<void>(id);
-    this.#queue.write(publishFrame(topic, payload, id));
+    this.#queue.write(frame);
     return done;
   }
 
