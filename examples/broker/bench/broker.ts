@@ -6,7 +6,8 @@
  * publish; MQTT subscriptions stay QoS 0 so both sides do the same work: the broker confirms
  * receipt to the producer). Rounds alternate the systems; we report medians and ratios.
  *
- * Env: BENCH_ROUNDS (5), BENCH_MS (1500 per run, after one 500 ms warm-up run of each), BENCH_FANOUT (100), BENCH_WINDOW (1000 messages in flight).
+ * Env: BENCH_ROUNDS (5), BENCH_MS (1500 per run, after one 500 ms warm-up run of each), BENCH_FANOUT (100),
+ * BENCH_WINDOW (1000 messages in flight); BENCH_SCENARIO / BENCH_SYSTEM narrow the run (profiling).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,9 @@ const RUN_MS = Number(process.env.BENCH_MS ?? 1500);
 const FANOUT = Number(process.env.BENCH_FANOUT ?? 100);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 1000);
 const WARMUP_MS = 500;
+/** Profiling aid: run only these scenarios (substring of the name) and systems. */
+const ONLY_SCENARIO = process.env.BENCH_SCENARIO ?? '';
+const ONLY_SYSTEM = process.env.BENCH_SYSTEM ?? '';
 
 const PAYLOAD: Value = { sensor: 'greenhouse-07', kind: 'temperature', value: 21.375, unit: 'celsius', seq: 1234567, ok: true };
 const PAYLOAD_TEXT = JSON.stringify(PAYLOAD);
@@ -183,12 +187,14 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 async function main(): Promise<void> {
   console.log(`broker benchmark: ${ROUNDS} rounds x ${RUN_MS} ms per run, payload ${Buffer.byteLength(PAYLOAD_TEXT)} bytes of JSON, window ${WINDOW}, node ${process.version}`);
   const [trellis, aedes] = await Promise.all([startServer('trellis'), startServer('aedes')]);
-  const scenarios = [
+  const all = [
     { name: '1→1 no ack (QoS 0)', subs: 1, acks: false },
     { name: '1→1 acked (QoS 1 publish)', subs: 1, acks: true },
     { name: `1→${FANOUT} no ack (QoS 0)`, subs: FANOUT, acks: false },
     { name: `1→${FANOUT} acked (QoS 1 publish)`, subs: FANOUT, acks: true },
   ];
+  const scenarios = all.filter((s) => s.name.includes(ONLY_SCENARIO));
+  const systems = (order: readonly ('trellis' | 'aedes')[]) => order.filter((s) => s.includes(ONLY_SYSTEM));
   const rates: Record<string, { trellis: number[]; aedes: number[] }> = {};
   const perCpu: Record<string, { trellis: number[]; aedes: number[] }> = {};
   for (const s of scenarios) {
@@ -198,13 +204,13 @@ async function main(): Promise<void> {
   try {
     // warm both brokers and both client stacks up (JIT, connection paths) before measuring
     for (const s of scenarios) {
-      await runTrellis(trellis.port, s.subs, s.acks, WARMUP_MS);
-      await runAedes(aedes.port, s.subs, s.acks, WARMUP_MS);
+      if ('trellis'.includes(ONLY_SYSTEM)) await runTrellis(trellis.port, s.subs, s.acks, WARMUP_MS);
+      if ('aedes'.includes(ONLY_SYSTEM)) await runAedes(aedes.port, s.subs, s.acks, WARMUP_MS);
     }
     for (let round = 1; round <= ROUNDS; round++) {
       for (const s of scenarios) {
         const order = round % 2 ? (['trellis', 'aedes'] as const) : (['aedes', 'trellis'] as const);
-        for (const system of order) {
+        for (const system of systems(order)) {
           const pid = (system === 'trellis' ? trellis : aedes).child.pid!;
           const cpuBefore = cpuMs(pid);
           const r = system === 'trellis' ? await runTrellis(trellis.port, s.subs, s.acks) : await runAedes(aedes.port, s.subs, s.acks);
