@@ -78,7 +78,7 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
   }
   try {
     // A 16-digit run may be an integer beyond 2^53, which JSON.parse would round: parse exactly.
-    if (hasDigitRun16(text)) return new ExactParser(text, maxDepth).document();
+    if (hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
     const value = JSON.parse(text);
     // Escapes (\u...) can spell any key, so only their absence lets the substring probes vouch.
     // Depth needs two characters per level: short documents cannot be too deep.
@@ -97,27 +97,30 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
   }
 }
 
-/** True when `s` holds 16 consecutive ASCII digits; probes one character in 16. */
-function hasDigitRun16(s: string): boolean {
+/**
+ * True when `s` may hold an integer literal of 16+ digits (one JSON.parse could round). Probes
+ * one character in 16; a long run right after "." or before "." / "e" is a float and is skipped.
+ */
+function hasLongInteger(s: string): boolean {
   const n = s.length;
   for (let i = 15; i < n; i += 16) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) continue;
+    if (!isDigit(s.charCodeAt(i))) continue;
     let j = i - 1;
-    while (j > i - 16) {
-      const d = s.charCodeAt(j);
-      if (d < 48 || d > 57) break;
-      j--;
-    }
+    while (j >= 0 && isDigit(s.charCodeAt(j))) j--;
     let k = i + 1;
-    while (k < n && k - j - 1 < 16) {
-      const d = s.charCodeAt(k);
-      if (d < 48 || d > 57) break;
-      k++;
+    while (k < n && isDigit(s.charCodeAt(k))) k++;
+    if (k - j - 1 >= 16) {
+      const before = s.charCodeAt(j);
+      const after = s.charCodeAt(k);
+      if (before !== 0x2e && after !== 0x2e && after !== 0x65 && after !== 0x45) return true;
     }
-    if (k - j - 1 >= 16) return true;
+    i = k - 1; // the next probe, i + 16, is the first that a new run could hold
   }
   return false;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
 }
 
 /** Walks a JSON.parse result: depth, forbidden keys, and `$bytes` objects turned into bytes. */

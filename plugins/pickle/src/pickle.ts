@@ -127,19 +127,19 @@ export function decode(bytes: Uint8Array, options: PickleOptions = {}): Value {
 
 class Decoder {
   readonly #b: Uint8Array;
-  readonly #view: DataView;
   readonly #maxDepth: number;
   readonly #maxNodes: number;
   #pos = 0;
-  /** Memo references and DUP make shared (possibly cyclic) structures: checked at STOP. */
+  /** A container reached twice (memo GET or DUP) may be shared or cyclic: checked at STOP. */
   #shared = false;
-  #memo: Map<number, unknown> | undefined;
+  /** Containers built; nesting cannot be deeper than this count. */
+  #containers = 0;
+  #memo: unknown[] = [];
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
   constructor(bytes: Uint8Array, limits: PickleLimits) {
     this.#b = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#maxDepth = limits.maxDepth ?? DEFAULTS.maxDepth;
     this.#maxNodes = limits.maxNodes ?? DEFAULTS.maxNodes;
   }
@@ -168,7 +168,7 @@ class Decoder {
           if (marks.length) bad('STOP inside an unclosed MARK', at);
           if (stack.length !== 1) bad(stack.length === 0 ? 'STOP with an empty stack' : `STOP with ${stack.length} values on the stack`, at);
           const result = stack[0];
-          if (this.#shared || end > this.#maxDepth) this.#check(result, at);
+          if (this.#shared || this.#containers > this.#maxDepth) this.#check(result, at);
           return result as Value;
         }
         // --- stack and marks
@@ -183,10 +183,12 @@ class Decoder {
         case POP_MARK:
           this.#popMark(stack, marks, at);
           break;
-        case DUP:
-          stack.push(this.#top(stack, marks, at));
-          this.#shared = true;
+        case DUP: {
+          const top = this.#top(stack, marks, at);
+          if (top !== null && typeof top === 'object') this.#shared = true;
+          stack.push(top);
           break;
+        }
         // --- constants
         case NONE:
           stack.push(null);
@@ -207,9 +209,7 @@ class Decoder {
           this.#pos += 2;
           break;
         case BININT:
-          this.#need(4, at);
-          stack.push(this.#view.getInt32(this.#pos, true));
-          this.#pos += 4;
+          stack.push(this.#i32(at));
           break;
         case LONG1: {
           const n = this.#u8();
@@ -217,9 +217,7 @@ class Decoder {
           break;
         }
         case LONG4: {
-          this.#need(4, at);
-          const n = this.#view.getInt32(this.#pos, true);
-          this.#pos += 4;
+          const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
           stack.push(this.#long(n, at));
@@ -239,7 +237,7 @@ class Decoder {
         // --- floats
         case BINFLOAT:
           this.#need(8, at);
-          stack.push(this.#view.getFloat64(this.#pos, false));
+          stack.push(readFloat64BE(b, this.#pos));
           this.#pos += 8;
           break;
         case FLOAT:
@@ -267,9 +265,7 @@ class Decoder {
           break;
         }
         case BINSTRING: {
-          this.#need(4, at);
-          const n = this.#view.getInt32(this.#pos, true);
-          this.#pos += 4;
+          const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
           stack.push(latin1(this.#take(n, at)));
           break;
@@ -297,9 +293,11 @@ class Decoder {
           break;
         // --- lists
         case EMPTY_LIST:
+          this.#containers++;
           stack.push([]);
           break;
         case LIST:
+          this.#containers++;
           stack.push(this.#popMark(stack, marks, at));
           break;
         case APPEND: {
@@ -311,17 +309,21 @@ class Decoder {
           break;
         }
         case APPENDS: {
-          const items = this.#popMark(stack, marks, at);
-          const list = this.#top(stack, marks, at);
+          const mark = this.#mark(marks, at);
+          const list = this.#top(stack, marks, at, mark);
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPENDS to something that is not a list', at);
-          for (let i = 0; i < items.length; i++) list.push(items[i]);
+          // Straight from the stack: no intermediate array per container.
+          for (let i = mark; i < stack.length; i++) list.push(stack[i]);
+          while (stack.length > mark) stack.pop(); // cheaper than assigning length
           break;
         }
         // --- tuples
         case EMPTY_TUPLE:
+          this.#containers++;
           stack.push(markTuple([]));
           break;
         case TUPLE_OP:
+          this.#containers++;
           stack.push(markTuple(this.#popMark(stack, marks, at)));
           break;
         case TUPLE1:
@@ -330,14 +332,17 @@ class Decoder {
           const n = op - TUPLE1 + 1;
           const floor = marks.length ? marks[marks.length - 1] : 0;
           if (stack.length - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
+          this.#containers++;
           stack.push(markTuple(stack.splice(stack.length - n, n)));
           break;
         }
         // --- dicts
         case EMPTY_DICT:
+          this.#containers++;
           stack.push({});
           break;
         case DICT: {
+          this.#containers++;
           const items = this.#popMark(stack, marks, at);
           const dict = {};
           this.#setItems(dict, items, at);
@@ -352,30 +357,36 @@ class Decoder {
           break;
         }
         case SETITEMS: {
-          const items = this.#popMark(stack, marks, at);
-          this.#setItems(this.#top(stack, marks, at), items, at);
+          const mark = this.#mark(marks, at);
+          const dict = this.#top(stack, marks, at, mark);
+          if ((stack.length - mark) & 1) bad('odd number of items for a dict', at);
+          for (let i = mark; i < stack.length; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          while (stack.length > mark) stack.pop(); // cheaper than assigning length
           break;
         }
         // --- sets
         case EMPTY_SET: {
           const set: unknown[] = [];
+          this.#containers++;
           (this.#sets ??= new WeakSet()).add(set);
           stack.push(set);
           break;
         }
         case ADDITEMS: {
-          const items = this.#popMark(stack, marks, at);
-          const set = this.#top(stack, marks, at);
+          const mark = this.#mark(marks, at);
+          const set = this.#top(stack, marks, at, mark);
           if (!Array.isArray(set) || !this.#sets?.has(set)) bad('ADDITEMS to something that is not a set', at);
-          for (let i = 0; i < items.length; i++) set.push(items[i]);
+          for (let i = mark; i < stack.length; i++) set.push(stack[i]);
+          while (stack.length > mark) stack.pop(); // cheaper than assigning length
           break;
         }
         case FROZENSET:
+          this.#containers++;
           stack.push(this.#popMark(stack, marks, at));
           break;
         // --- memo
         case MEMOIZE:
-          this.#put((this.#memo ??= new Map()).size, stack, marks, at);
+          this.#put(this.#memo.length, stack, marks, at);
           break;
         case BINPUT:
           this.#put(this.#u8(), stack, marks, at);
@@ -415,19 +426,23 @@ class Decoder {
     return this.#b[this.#pos++];
   }
 
-  #u32(at: number): number {
+  #i32(at: number): number {
     this.#need(4, at);
-    const v = this.#view.getUint32(this.#pos, true);
-    this.#pos += 4;
-    return v;
+    const b = this.#b;
+    const p = this.#pos;
+    this.#pos = p + 4;
+    return b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24);
+  }
+
+  #u32(at: number): number {
+    return this.#i32(at) >>> 0;
   }
 
   #u64(): number {
     const at = this.#pos - 1;
     this.#need(8, at);
-    const lo = this.#view.getUint32(this.#pos, true);
-    const hi = this.#view.getUint32(this.#pos + 4, true);
-    this.#pos += 8;
+    const lo = this.#i32(at) >>> 0;
+    const hi = this.#i32(at) >>> 0;
     // Anything at or above 2^53 cannot fit in this input anyway.
     if (hi >= 0x200000) bad('length out of range', at);
     return hi * 0x100000000 + lo;
@@ -513,9 +528,16 @@ class Decoder {
 
   // --- stack helpers
 
-  #top(stack: unknown[], marks: number[], at: number): unknown {
-    if (stack.length <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
-    return stack[stack.length - 1];
+  /** The top of the stack; `end` is where it ends when items above a popped mark are still there. */
+  #top(stack: unknown[], marks: number[], at: number, end = stack.length): unknown {
+    if (end <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
+    return stack[end - 1];
+  }
+
+  /** Pops the innermost mark and returns it (a stack position). */
+  #mark(marks: number[], at: number): number {
+    if (!marks.length) bad('no MARK to pop to', at);
+    return marks.pop()!;
   }
 
   #popMark(stack: unknown[], marks: number[], at: number): unknown[] {
@@ -530,7 +552,7 @@ class Decoder {
   }
 
   #setItem(dict: unknown, key: unknown, value: unknown, at: number): void {
-    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || dict instanceof Uint8Array) {
+    if (typeof dict !== 'object' || dict === null || Object.getPrototypeOf(dict) !== Object.prototype) {
       bad('SETITEM on something that is not a dict', at);
     }
     let k: string;
@@ -542,14 +564,17 @@ class Decoder {
   }
 
   #put(index: number, stack: unknown[], marks: number[], at: number): void {
-    (this.#memo ??= new Map()).set(index, this.#top(stack, marks, at));
+    const memo = this.#memo;
+    // Indices are dense in practice; a far one would make a huge holey array, so cap the gap.
+    if (index > memo.length + 65536) bad(`memo index ${index} is out of range`, at);
+    memo[index] = this.#top(stack, marks, at);
   }
 
   #get(index: number, at: number): unknown {
-    const memo = this.#memo;
-    if (memo === undefined || !memo.has(index)) bad(`memo key ${index} was never stored`, at);
-    this.#shared = true;
-    return memo.get(index);
+    const v = this.#memo[index];
+    if (v === undefined) bad(`memo key ${index} was never stored`, at);
+    if (v !== null && typeof v === 'object') this.#shared = true;
+    return v;
   }
 
   /** Bounds depth and expanded size; memo-built cycles show up as depth overflow. */
@@ -566,6 +591,22 @@ class Decoder {
     };
     walk(root, 0);
   }
+}
+
+/** Scratch space for BINFLOAT: the eight big-endian bytes, reordered to this machine's order. */
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+function readFloat64BE(b: Uint8Array, p: number): number {
+  const f = F64_BYTES;
+  if (LITTLE_ENDIAN) {
+    f[0] = b[p + 7], f[1] = b[p + 6], f[2] = b[p + 5], f[3] = b[p + 4];
+    f[4] = b[p + 3], f[5] = b[p + 2], f[6] = b[p + 1], f[7] = b[p];
+  } else {
+    for (let k = 0; k < 8; k++) f[k] = b[p + k];
+  }
+  return F64[0];
 }
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
