@@ -166,6 +166,25 @@ test('a slow consumer is disconnected with a reason and does not hold back the o
   }
 });
 
+test('a client that never reads its replies is bounded like a slow consumer', async () => {
+  const r = await startBroker({ maxBufferBytes: 256 * 1024 });
+  try {
+    const producer = await r.client('json', 'producer');
+    for (let i = 0; i < 200; i++) producer.publish(`/${String(i).padStart(3, '0')}/${'t'.repeat(900)}`, i);
+    await producer.publish('/last', 1, { ack: true });
+    const raw = await rawSocket(r.port);
+    raw.socket.pause(); // never reads: every TOPICS reply (about 180 KB) piles up
+    let slow = 0;
+    r.broker.on('slow-consumer', () => slow++);
+    raw.socket.write(Buffer.concat([helloFrame(0, Role.BOTH), ...Array.from({ length: 200 }, (_, i) => idFrame(FrameType.LIST_TOPICS, i + 1))]));
+    await until(() => slow === 1, 3000, 'the slow-consumer event');
+    assert.ok(r.broker.clients().every((c) => c.pendingBytes < 1024 * 1024));
+    await stillServing(r);
+  } finally {
+    await r.stop();
+  }
+});
+
 test('close() tells connected clients the broker is shutting down', async () => {
   const r = await startBroker();
   const client = await r.client('json');

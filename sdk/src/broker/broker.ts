@@ -516,12 +516,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         return this.#unsubscribe(s, body);
       case FrameType.LIST_TOPICS: {
         const id = readId(body, 'LIST_TOPICS');
-        s.queue.write(topicsFrame(id, this.#tree.topics()));
+        this.#reply(s, topicsFrame(id, this.#tree.topics()));
         return;
       }
       case FrameType.STATS: {
         const id = readId(body, 'STATS');
-        s.queue.write(statsReplyFrame(id, JSON.stringify(this.stats())));
+        this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
         return;
       }
       case FrameType.HELLO:
@@ -586,7 +586,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
     const deliveries = this.#deliver(node, retained);
     if (flags & 1) {
-      s.queue.write(idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       this.#counters.acks++;
     }
     if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
@@ -644,6 +644,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
   }
 
+  /** Queues a reply; a client that never reads its replies is bounded like a slow consumer. */
+  #reply(s: Session, frame: Buffer): void {
+    s.queue.write(frame);
+    if (s.queue.pending > this.#maxBuffer) this.#slowConsumer(s);
+  }
+
   #slowConsumer(s: Session): void {
     const pending = s.queue.pending;
     this.#counters.slowConsumers++;
@@ -688,7 +694,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#tree.prune(node);
       this.emit('unsubscribe', s.info(), topic);
     }
-    s.queue.write(idFrame(FrameType.UNSUBACK, id));
+    this.#reply(s, idFrame(FrameType.UNSUBACK, id));
   }
 }
 
