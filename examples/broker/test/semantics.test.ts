@@ -177,6 +177,21 @@ test('each subscriber receives a producer\'s messages in publish order', async (
   for (const s of subs) assert.equal((await take(s, n, 5000)).map((m) => m.value), Array.from({ length: n }, (_, i) => i));
 });
 
+test('a client stops reading while a subscription buffer is full and resumes as it drains', async ({ r }) => {
+  const { connect } = await import('@trellis/sdk');
+  const consumer = await connect({ port: r.port, codec: 'json', plugins: r.host, role: 'consumer', highWaterMark: 10 });
+  r.clients.push(consumer);
+  const sub = await consumer.subscribe('/bp');
+  const producer = await r.client('json', 'producer');
+  for (let i = 0; i < 500; i++) producer.publish('/bp', { i, pad: 'x'.repeat(1000) });
+  await producer.publish('/bp/done', true, { ack: true });
+  await new Promise((res) => setTimeout(res, 100));
+  assert.ok(sub.buffered < 500, `reading paused at ${sub.buffered} buffered messages`);
+  const got = await take(sub, 501, 5000);
+  assert.equal(got.slice(0, 500).map((m) => (m.value as { i: number }).i), Array.from({ length: 500 }, (_, i) => i));
+  assert.is(got[500]!.topic, '/bp/done');
+});
+
 test('roles are enforced: a consumer may not publish, and the broker says why', async ({ r }) => {
   const consumer = await r.client('json', 'consumer');
   consumer.publish('/x', 1);

@@ -291,6 +291,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
       s.end();
       this.#remove(s);
     }
+    this.consumed(); // a dropped buffer may have been what paused reading
     if (this.#closed) return;
     if (this.#subs.some((s) => s.topic === topic)) return;
     const id = this.#id();
