@@ -218,4 +218,23 @@ test('stats and the topic tree describe topics, subscribers and traffic', async 
   assert.is(remote.messagesIn, 1);
 });
 
+test('events report connections, subscriptions, publishes with their delivery count, and disconnects', async ({ r }) => {
+  const seen: string[] = [];
+  r.broker.on('connection', (c) => seen.push(`connection ${c.id}`));
+  r.broker.on('subscribe', (c, topic) => seen.push(`subscribe ${c.id} ${topic} ${c.codec}`));
+  r.broker.on('publish', (e) => seen.push(`publish ${e.topic} ${JSON.stringify(e.value)} ${e.codec} ${e.deliveries}`));
+  r.broker.on('unsubscribe', (c, topic) => seen.push(`unsubscribe ${c.id} ${topic}`));
+  r.broker.on('disconnect', (c) => seen.push(`disconnect ${c.id}`));
+  const consumer = await r.client('xml', 'consumer');
+  const sub = await consumer.subscribe('/ev');
+  const producer = await r.client('pickle', 'producer');
+  await producer.publish('/ev/x', [1, 'a'], { ack: true });
+  await take(sub, 1);
+  await sub.unsubscribe();
+  await consumer.close();
+  await until(() => seen.length === 6, 2000, 'six events');
+  const [c1, c2] = [consumer, producer].map((_, i) => Number(seen.filter((l) => l.startsWith('connection'))[i]!.split(' ')[1]));
+  assert.equal(seen, [`connection ${c1}`, `subscribe ${c1} /ev xml`, `connection ${c2}`, 'publish /ev/x [1,"a"] pickle 1', `unsubscribe ${c1} /ev`, `disconnect ${c1}`]);
+});
+
 test.run();
