@@ -2,8 +2,10 @@
 import type { Starters } from './demo.js';
 import { startBalancerPart } from './balancer-part.js';
 import { startBrokerPart } from './broker-part.js';
+import { startChordPart } from './chord-part.js';
 
 export const starters: Starters = {
   balancer: startBalancerPart,
   broker: startBrokerPart,
+  chord: startChordPart,
 };
