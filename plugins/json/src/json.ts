@@ -77,25 +77,28 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
     throw makeError('document is not valid UTF-8');
   }
   try {
-    // A 16-digit run may be an integer beyond 2^53, which JSON.parse would round: parse exactly.
-    if (hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
-    const value = JSON.parse(text);
-    // Escapes (\u...) can spell any key, so only their absence lets the substring probes vouch.
-    // Depth needs two characters per level: short documents cannot be too deep.
-    if (
-      text.length > 2 * maxDepth + 1 ||
-      text.indexOf('\\u') >= 0 ||
-      text.indexOf('__proto__') >= 0 ||
-      text.indexOf('constructor') >= 0 ||
-      text.indexOf(BYTES_KEY) >= 0
-    ) {
-      return checkParsed(value, 0, maxDepth) as Value;
+    if (text.length <= 2 * maxDepth + 1) {
+      // Short: too short to nest past maxDepth (two characters per level), so probe the text.
+      // A 16-digit integer may exceed 2^53, which JSON.parse would round: parse exactly.
+      if (hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
+      const value = JSON.parse(text);
+      // "proto" is in both __proto__ and prototype; escapes (\u...) could spell any key.
+      if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) return checkParsed(value, 0, maxDepth) as Value;
+      return value;
     }
-    return value;
+    // Long: one walk checks depth, keys and bytes, and notes numbers beyond 2^53.
+    const parsed = JSON.parse(text);
+    sawHugeNumber = typeof parsed === 'number' && (parsed >= 9007199254740992 || parsed <= -9007199254740992);
+    const value = checkParsed(parsed, 0, maxDepth);
+    if (sawHugeNumber && hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
+    return value as Value;
   } catch (err) {
     rethrow(err, makeError, 'decoder');
   }
 }
+
+/** Set by checkParsed when a number's magnitude exceeds 2^53 (it may have been a rounded integer). */
+let sawHugeNumber = false;
 
 /**
  * True when `s` may hold an integer literal of 16+ digits (one JSON.parse could round). Probes
@@ -130,10 +133,11 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
       const item = v[i];
-      if (item !== null && typeof item === 'object') {
+      if (typeof item === 'object') {
+        if (item === null) continue;
         const out = checkParsed(item, depth + 1, maxDepth);
         if (out !== item) v[i] = out;
-      }
+      } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
     }
     return v;
   }
@@ -143,10 +147,11 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
     keys++;
     checkKey(k, o[k]);
     const item = o[k];
-    if (item !== null && typeof item === 'object') {
+    if (typeof item === 'object') {
+      if (item === null) continue;
       const out = checkParsed(item, depth + 1, maxDepth);
       if (out !== item) o[k] = out;
-    }
+    } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
   }
   return keys === 1 ? bytesObject(o) : o;
 }

@@ -24,9 +24,14 @@ export interface PickleLimits {
 export interface PickleOptions extends PickleLimits {
   /** Error factory; defaults to a plain `PickleError` with code TRELLIS_ERR_CODEC. */
   readonly error?: ErrorFactory;
+  /**
+   * Decode: mark tuples (non-enumerable `TUPLE` property) so re-encoding writes tuples again,
+   * for relays of data they do not understand. Off by default: marking costs ~0.1 µs a tuple.
+   */
+  readonly tuples?: boolean;
 }
 
-/** Marks an array as a Python tuple: decoded tuples carry it, and `encode` writes marked arrays as tuples. */
+/** Marks an array as a Python tuple: `encode` writes marked arrays as tuples; `decode` marks them with `tuples: true`. */
 export const TUPLE: unique symbol = Symbol.for('trellis.pickle.tuple') as never;
 
 /** Returns `items` marked as a tuple (a non-enumerable mark: equality and JSON ignore it). */
@@ -135,19 +140,28 @@ class Decoder {
   /** Containers built; nesting cannot be deeper than this count. */
   #containers = 0;
   #memo: unknown[] = [];
+  readonly #markTuples: boolean;
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
-  constructor(bytes: Uint8Array, limits: PickleLimits) {
+  constructor(bytes: Uint8Array, limits: PickleOptions) {
     this.#b = bytes;
     this.#maxDepth = limits.maxDepth ?? DEFAULTS.maxDepth;
     this.#maxNodes = limits.maxNodes ?? DEFAULTS.maxNodes;
+    this.#markTuples = limits.tuples === true;
+  }
+
+  #tuple(items: unknown[]): unknown[] {
+    if (this.#markTuples) Object.defineProperty(items, TUPLE, { value: true });
+    return items;
   }
 
   run(): Value {
     const b = this.#b;
     const end = b.length;
+    // A manual stack pointer: truncating to a mark is one assignment, no pop() loop.
     const stack: unknown[] = [];
+    let sp = 0;
     const marks: number[] = [];
     for (;;) {
       if (this.#pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', this.#pos);
@@ -166,144 +180,148 @@ class Decoder {
         }
         case STOP: {
           if (marks.length) bad('STOP inside an unclosed MARK', at);
-          if (stack.length !== 1) bad(stack.length === 0 ? 'STOP with an empty stack' : `STOP with ${stack.length} values on the stack`, at);
+          if (sp !== 1) bad(sp === 0 ? 'STOP with an empty stack' : `STOP with ${sp} values on the stack`, at);
           const result = stack[0];
           if (this.#shared || this.#containers > this.#maxDepth) this.#check(result, at);
           return result as Value;
         }
         // --- stack and marks
         case MARK:
-          marks.push(stack.length);
+          marks.push(sp);
           break;
         case POP:
-          if (stack.length > (marks.length ? marks[marks.length - 1] : 0)) stack.pop();
+          if (sp > (marks.length ? marks[marks.length - 1] : 0)) sp--;
           else if (marks.length) marks.pop(); // POP of a bare mark, as CPython allows
           else bad('POP on an empty stack', at);
           break;
         case POP_MARK:
-          this.#popMark(stack, marks, at);
+          sp = this.#mark(marks, at);
           break;
         case DUP: {
-          const top = this.#top(stack, marks, at);
+          const top = this.#top(stack, marks, at, sp);
           if (top !== null && typeof top === 'object') this.#shared = true;
-          stack.push(top);
+          stack[sp++] = top;
           break;
         }
         // --- constants
         case NONE:
-          stack.push(null);
+          stack[sp++] = null;
           break;
         case NEWTRUE:
-          stack.push(true);
+          stack[sp++] = true;
           break;
         case NEWFALSE:
-          stack.push(false);
+          stack[sp++] = false;
           break;
         // --- integers
         case BININT1:
-          stack.push(this.#u8());
+          stack[sp++] = this.#u8();
           break;
         case BININT2:
           this.#need(2, at);
-          stack.push(b[this.#pos] | (b[this.#pos + 1] << 8));
+          stack[sp++] = b[this.#pos] | (b[this.#pos + 1] << 8);
           this.#pos += 2;
           break;
         case BININT:
-          stack.push(this.#i32(at));
+          stack[sp++] = this.#i32(at);
           break;
         case LONG1: {
           const n = this.#u8();
-          stack.push(this.#long(n, at));
+          stack[sp++] = this.#long(n, at);
           break;
         }
         case LONG4: {
           const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
-          stack.push(this.#long(n, at));
+          stack[sp++] = this.#long(n, at);
           break;
         }
         case INT: {
           const line = this.#line(at);
           // Protocol 0 writes booleans as INT 01 / INT 00.
-          stack.push(line === '01' ? true : line === '00' ? false : this.#textInt(line, at));
+          stack[sp++] = line === '01' ? true : line === '00' ? false : this.#textInt(line, at);
           break;
         }
         case LONG: {
           const line = this.#line(at);
-          stack.push(this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at));
+          stack[sp++] = this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at);
           break;
         }
         // --- floats
         case BINFLOAT:
           this.#need(8, at);
-          stack.push(readFloat64BE(b, this.#pos));
+          stack[sp++] = readFloat64BE(b, this.#pos);
           this.#pos += 8;
           break;
         case FLOAT:
-          stack.push(textFloat(this.#line(at), at));
+          stack[sp++] = textFloat(this.#line(at), at);
           break;
         // --- text
         case SHORT_BINUNICODE: {
           const n = this.#u8();
-          stack.push(this.#utf8(n, at));
+          stack[sp++] = this.#utf8(n, at);
           break;
         }
         case BINUNICODE:
-          stack.push(this.#utf8(this.#u32(at), at));
+          stack[sp++] = this.#utf8(this.#u32(at), at);
           break;
         case BINUNICODE8:
-          stack.push(this.#utf8(this.#u64(), at));
+          stack[sp++] = this.#utf8(this.#u64(), at);
           break;
         case UNICODE:
-          stack.push(rawUnicodeEscape(this.#lineBytes(at), at));
+          stack[sp++] = rawUnicodeEscape(this.#lineBytes(at), at);
           break;
         // Python 2 `str`: Python 3 reads it as text; bytes above 0x7f are taken as Latin-1.
         case SHORT_BINSTRING: {
           const n = this.#u8();
-          stack.push(latin1(this.#take(n, at)));
+          stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case BINSTRING: {
           const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
-          stack.push(latin1(this.#take(n, at)));
+          stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case STRING:
-          stack.push(latin1(stringEscape(this.#lineBytes(at), at)));
+          stack[sp++] = latin1(stringEscape(this.#lineBytes(at), at));
           break;
         // --- bytes
         case SHORT_BINBYTES: {
           const n = this.#u8();
-          stack.push(new Uint8Array(this.#take(n, at)));
+          stack[sp++] = new Uint8Array(this.#take(n, at));
           break;
         }
         case BINBYTES:
-          stack.push(new Uint8Array(this.#take(this.#u32(at), at)));
+          stack[sp++] = new Uint8Array(this.#take(this.#u32(at), at));
           break;
         case BINBYTES8:
         case BYTEARRAY8:
-          stack.push(new Uint8Array(this.#take(this.#u64(), at)));
+          stack[sp++] = new Uint8Array(this.#take(this.#u64(), at));
           break;
         case NEXT_BUFFER:
           return bad('NEXT_BUFFER: out-of-band buffers are not supported', at);
         case READONLY_BUFFER:
-          this.#top(stack, marks, at);
+          this.#top(stack, marks, at, sp);
           break;
         // --- lists
         case EMPTY_LIST:
           this.#containers++;
-          stack.push([]);
+          stack[sp++] = [];
           break;
         case LIST:
           this.#containers++;
-          stack.push(this.#popMark(stack, marks, at));
+          {
+            const mark = this.#mark(marks, at);
+            stack[mark] = stack.slice(mark, sp);
+            sp = mark + 1;
+          }
           break;
         case APPEND: {
-          if (stack.length - 1 <= (marks.length ? marks[marks.length - 1] : 0)) bad('APPEND needs a list and an item', at);
-          const item = stack.pop();
-          const list = stack[stack.length - 1];
+          if (sp - 1 <= (marks.length ? marks[marks.length - 1] : 0)) bad('APPEND needs a list and an item', at);
+          const item = stack[--sp];
+          const list = stack[sp - 1];
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPEND to something that is not a list', at);
           list.push(item);
           break;
@@ -313,55 +331,62 @@ class Decoder {
           const list = this.#top(stack, marks, at, mark);
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPENDS to something that is not a list', at);
           // Straight from the stack: no intermediate array per container.
-          for (let i = mark; i < stack.length; i++) list.push(stack[i]);
-          while (stack.length > mark) stack.pop(); // cheaper than assigning length
+          for (let i = mark; i < sp; i++) list.push(stack[i]);
+          sp = mark;
           break;
         }
         // --- tuples
         case EMPTY_TUPLE:
           this.#containers++;
-          stack.push(markTuple([]));
+          stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
           this.#containers++;
-          stack.push(markTuple(this.#popMark(stack, marks, at)));
+          {
+            const mark = this.#mark(marks, at);
+            stack[mark] = this.#tuple(stack.slice(mark, sp));
+            sp = mark + 1;
+          }
           break;
         case TUPLE1:
         case TUPLE2:
         case TUPLE3: {
           const n = op - TUPLE1 + 1;
           const floor = marks.length ? marks[marks.length - 1] : 0;
-          if (stack.length - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
+          if (sp - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
           this.#containers++;
-          stack.push(markTuple(stack.splice(stack.length - n, n)));
+          const t = this.#tuple(stack.slice(sp - n, sp));
+          sp -= n;
+          stack[sp++] = t;
           break;
         }
         // --- dicts
         case EMPTY_DICT:
           this.#containers++;
-          stack.push({});
+          stack[sp++] = {};
           break;
         case DICT: {
           this.#containers++;
-          const items = this.#popMark(stack, marks, at);
+          const mark = this.#mark(marks, at);
           const dict = {};
-          this.#setItems(dict, items, at);
-          stack.push(dict);
+          if ((sp - mark) & 1) bad('odd number of items for a dict', at);
+          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          sp = mark;
+          stack[sp++] = dict;
           break;
         }
         case SETITEM: {
-          if (stack.length - 3 < (marks.length ? marks[marks.length - 1] : 0)) bad('SETITEM needs a dict, a key and a value', at);
-          const value = stack.pop();
-          const key = stack.pop();
-          this.#setItem(stack[stack.length - 1], key, value, at);
+          if (sp - 3 < (marks.length ? marks[marks.length - 1] : 0)) bad('SETITEM needs a dict, a key and a value', at);
+          sp -= 2;
+          this.#setItem(stack[sp - 1], stack[sp], stack[sp + 1], at);
           break;
         }
         case SETITEMS: {
           const mark = this.#mark(marks, at);
           const dict = this.#top(stack, marks, at, mark);
-          if ((stack.length - mark) & 1) bad('odd number of items for a dict', at);
-          for (let i = mark; i < stack.length; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
-          while (stack.length > mark) stack.pop(); // cheaper than assigning length
+          if ((sp - mark) & 1) bad('odd number of items for a dict', at);
+          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          sp = mark;
           break;
         }
         // --- sets
@@ -369,42 +394,46 @@ class Decoder {
           const set: unknown[] = [];
           this.#containers++;
           (this.#sets ??= new WeakSet()).add(set);
-          stack.push(set);
+          stack[sp++] = set;
           break;
         }
         case ADDITEMS: {
           const mark = this.#mark(marks, at);
           const set = this.#top(stack, marks, at, mark);
           if (!Array.isArray(set) || !this.#sets?.has(set)) bad('ADDITEMS to something that is not a set', at);
-          for (let i = mark; i < stack.length; i++) set.push(stack[i]);
-          while (stack.length > mark) stack.pop(); // cheaper than assigning length
+          for (let i = mark; i < sp; i++) set.push(stack[i]);
+          sp = mark;
           break;
         }
         case FROZENSET:
           this.#containers++;
-          stack.push(this.#popMark(stack, marks, at));
+          {
+            const mark = this.#mark(marks, at);
+            stack[mark] = stack.slice(mark, sp);
+            sp = mark + 1;
+          }
           break;
         // --- memo
         case MEMOIZE:
-          this.#put(this.#memo.length, stack, marks, at);
+          this.#put(this.#memo.length, this.#top(stack, marks, at, sp), at);
           break;
         case BINPUT:
-          this.#put(this.#u8(), stack, marks, at);
+          this.#put(this.#u8(), this.#top(stack, marks, at, sp), at);
           break;
         case LONG_BINPUT:
-          this.#put(this.#u32(at), stack, marks, at);
+          this.#put(this.#u32(at), this.#top(stack, marks, at, sp), at);
           break;
         case PUT:
-          this.#put(this.#textIndex(at), stack, marks, at);
+          this.#put(this.#textIndex(at), this.#top(stack, marks, at, sp), at);
           break;
         case BINGET:
-          stack.push(this.#get(this.#u8(), at));
+          stack[sp++] = this.#get(this.#u8(), at);
           break;
         case LONG_BINGET:
-          stack.push(this.#get(this.#u32(at), at));
+          stack[sp++] = this.#get(this.#u32(at), at);
           break;
         case GET:
-          stack.push(this.#get(this.#textIndex(at), at));
+          stack[sp++] = this.#get(this.#textIndex(at), at);
           break;
         default: {
           const name = FORBIDDEN_OPCODES[op];
@@ -529,7 +558,7 @@ class Decoder {
   // --- stack helpers
 
   /** The top of the stack; `end` is where it ends when items above a popped mark are still there. */
-  #top(stack: unknown[], marks: number[], at: number, end = stack.length): unknown {
+  #top(stack: unknown[], marks: number[], at: number, end: number): unknown {
     if (end <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
     return stack[end - 1];
   }
@@ -540,19 +569,9 @@ class Decoder {
     return marks.pop()!;
   }
 
-  #popMark(stack: unknown[], marks: number[], at: number): unknown[] {
-    if (!marks.length) bad('no MARK to pop to', at);
-    const mark = marks.pop()!;
-    return mark === stack.length ? [] : stack.splice(mark);
-  }
-
-  #setItems(dict: unknown, items: unknown[], at: number): void {
-    if (items.length & 1) bad('odd number of items for a dict', at);
-    for (let i = 0; i < items.length; i += 2) this.#setItem(dict, items[i], items[i + 1], at);
-  }
 
   #setItem(dict: unknown, key: unknown, value: unknown, at: number): void {
-    if (typeof dict !== 'object' || dict === null || Object.getPrototypeOf(dict) !== Object.prototype) {
+    if (typeof dict !== 'object' || dict === null || Array.isArray(dict) || ArrayBuffer.isView(dict)) {
       bad('SETITEM on something that is not a dict', at);
     }
     let k: string;
@@ -563,11 +582,11 @@ class Decoder {
     (dict as Record<string, unknown>)[k] = value;
   }
 
-  #put(index: number, stack: unknown[], marks: number[], at: number): void {
+  #put(index: number, value: unknown, at: number): void {
     const memo = this.#memo;
     // Indices are dense in practice; a far one would make a huge holey array, so cap the gap.
     if (index > memo.length + 65536) bad(`memo index ${index} is out of range`, at);
-    memo[index] = this.#top(stack, marks, at);
+    memo[index] = value;
   }
 
   #get(index: number, at: number): unknown {
@@ -610,11 +629,6 @@ function readFloat64BE(b: Uint8Array, p: number): number {
 }
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
-function markTuple(items: unknown[]): unknown[] {
-  Object.defineProperty(items, TUPLE, { value: true });
-  return items;
-}
 
 /** Integers within ±(2^53 − 1) are numbers; beyond, bigints (the value model's rule). */
 function normalizeInt(v: bigint): number | bigint {
