@@ -105,6 +105,18 @@ test('an unknown codec id and an unsupported version are refused with the reason
   assert.is((await refused(r, helloFrame(0, 7 as 1))).code, BrokerErrorCode.MALFORMED);
 });
 
+test('connect() rejects with the broker\'s reason when the codec is unknown there', async ({ r }) => {
+  const { connect } = await import('@trellis/sdk');
+  const codec = { wireId: 77, name: 'private', encode: () => new Uint8Array(), decode: () => null };
+  try {
+    await connect({ port: r.port, codec });
+    assert.unreachable('connect should fail');
+  } catch (err) {
+    assert.match((err as Error).message, /UNKNOWN_CODEC: no serializer plugin provides codec 77/);
+  }
+  await stillServing(r);
+});
+
 test('a connection that never says HELLO is closed after the hello timeout', async ({ r }) => {
   const err = await refused(r);
   assert.is(err.code, BrokerErrorCode.OUT_OF_ORDER);
