@@ -86,10 +86,12 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
       if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) return checkParsed(value, 0, maxDepth) as Value;
       return value;
     }
-    // Long: one walk checks depth, keys and bytes, and notes numbers beyond 2^53.
+    // Long: one walk checks depth and notes numbers beyond 2^53; keys and bytes too if a probe fires.
     const parsed = JSON.parse(text);
     sawHugeNumber = typeof parsed === 'number' && (parsed >= 9007199254740992 || parsed <= -9007199254740992);
-    const value = checkParsed(parsed, 0, maxDepth);
+    let value: unknown = parsed;
+    if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) value = checkParsed(parsed, 0, maxDepth);
+    else if (parsed !== null && typeof parsed === 'object') checkDepth(parsed, 0, maxDepth);
     if (sawHugeNumber && hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
     return value as Value;
   } catch (err) {
@@ -154,6 +156,27 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
     } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
   }
   return keys === 1 ? bytesObject(o) : o;
+}
+
+/** The light walk for long documents no probe flagged: depth and numbers beyond 2^53 only. */
+function checkDepth(v: unknown, depth: number, maxDepth: number): void {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth}`);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      if (typeof item === 'object') {
+        if (item !== null) checkDepth(item, depth + 1, maxDepth);
+      } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+    }
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const item = o[k];
+    if (typeof item === 'object') {
+      if (item !== null) checkDepth(item, depth + 1, maxDepth);
+    } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+  }
 }
 
 function checkKey(k: string, value: unknown): void {
