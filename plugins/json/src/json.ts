@@ -353,42 +353,59 @@ function scan(v: unknown, depth: number, maxDepth: number): number {
     case 'boolean':
       return 0;
     case 'number':
-      if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
-      // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
-      return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+      return scanNumber(v);
     case 'bigint':
       return NEEDS_WRITER;
-    case 'object': {
-      if (v === null) return 0;
-      if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
-      let flags = 0;
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const item = v[i];
-          if (typeof item === 'string') continue;
-          if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
-          flags |= scan(item, depth + 1, maxDepth);
-        }
-        return flags;
-      }
-      if (v instanceof Uint8Array) return NEEDS_WRITER;
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
-      const o = v as Record<string, unknown>;
-      let keys = 0;
-      for (const k in o) {
-        keys++;
-        const item = o[k];
-        if (typeof item === 'string') continue;
-        if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
-        flags |= scan(item, depth + 1, maxDepth);
-      }
-      if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
-      return flags;
-    }
+    case 'object':
+      return v === null ? 0 : scanObject(v, depth, maxDepth);
+    case 'undefined':
+      return bad('cannot encode undefined');
     default:
       return bad(`cannot encode a ${typeof v}: outside the value model`);
   }
+}
+
+function scanNumber(v: number): number {
+  if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
+  // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
+  return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+}
+
+/** Containers; scalars are checked inline so the common case makes no call per item. */
+function scanObject(v: object, depth: number, maxDepth: number): number {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
+  let flags = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      const t = typeof item;
+      if (t === 'string' || t === 'boolean') continue;
+      if (t === 'number') flags |= scanNumber(item);
+      else if (t === 'object') {
+        if (item !== null) flags |= scanObject(item, depth + 1, maxDepth);
+      } else if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
+      else flags |= scan(item, depth + 1, maxDepth);
+    }
+    return flags;
+  }
+  if (v instanceof Uint8Array) return NEEDS_WRITER;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in o) {
+    keys++;
+    const item = o[k];
+    const t = typeof item;
+    if (t === 'string' || t === 'boolean') continue;
+    if (t === 'number') flags |= scanNumber(item as number);
+    else if (t === 'object') {
+      if (item !== null) flags |= scanObject(item as object, depth + 1, maxDepth);
+    } else if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
+    else flags |= scan(item, depth + 1, maxDepth);
+  }
+  if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
+  return flags;
 }
 
 /** The general writer, for values holding bigint, bytes or integral floats beyond 2^53. */
