@@ -43,3 +43,4 @@ export {
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
 export * from './dht/index.js';
+export * from './balancer/index.js';

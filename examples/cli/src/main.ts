@@ -10,6 +10,9 @@ type Loader = () => Promise<Command<any> | CommandGroup>;
 
 /** Every top-level command, in the order `trellis --help` lists them. */
 export const commands: Record<string, { summary: string; load: Loader }> = {
+  lb: { summary: 'run the load balancer (HTTP per request or TCP per connection)', load: () => import('@trellis/example-lb/cli').then((m) => m.lb) },
+  pi: { summary: 'run the Pi back-end (GET /<precision> computes pi)', load: () => import('@trellis/example-lb/cli').then((m) => m.pi) },
+  stress: { summary: 'load a URL concurrently: progress, req/s, p50/p99, errors, share per back-end', load: () => import('@trellis/example-lb/cli').then((m) => m.stress) },
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
   dht: { summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes', load: () => import('@trellis/example-dht/cli').then((m) => m.dht) },
 };

@@ -280,15 +280,15 @@ class Decoder {
         // --- bytes
         case SHORT_BINBYTES: {
           const n = this.#u8();
-          stack.push(this.#take(n, at).slice());
+          stack.push(new Uint8Array(this.#take(n, at)));
           break;
         }
         case BINBYTES:
-          stack.push(this.#take(this.#u32(at), at).slice());
+          stack.push(new Uint8Array(this.#take(this.#u32(at), at)));
           break;
         case BINBYTES8:
         case BYTEARRAY8:
-          stack.push(this.#take(this.#u64(), at).slice());
+          stack.push(new Uint8Array(this.#take(this.#u64(), at)));
           break;
         case NEXT_BUFFER:
           return bad('NEXT_BUFFER: out-of-band buffers are not supported', at);

@@ -69,7 +69,13 @@ export class SerializationArea {
 
   /** The codec called `name` or numbered `wireId`, activating its plugin on first use. */
   async codec(nameOrWireId: string | number): Promise<Codec> {
-    const name = typeof nameOrWireId === 'number' ? this.nameOf(nameOrWireId) : nameOrWireId;
+    let name = typeof nameOrWireId === 'number' ? this.nameOf(nameOrWireId) : nameOrWireId;
+    if (name === undefined) {
+      // Wire ids are indexed when the host scans. AreaHost has no scan(), but every activation
+      // scans first: an id no plugin can declare forces the scan, then its NoProviderError is dropped.
+      await this.#host.activateContributor('serializers', '').catch(() => undefined);
+      name = this.nameOf(nameOrWireId as number);
+    }
     if (name === undefined) {
       throw new NoProviderError('serializer', `wire id ${nameOrWireId}`, [...this.#wireIds()].map(([id, n]) => `${n} (${id})`));
     }
