@@ -10,16 +10,18 @@
  * (`HOP_ACK`), so a dead next hop is detected, dropped from the tables and routed around.
  */
 import type { Value } from '../areas/serialization.js';
-import type { DhtNode, DhtRoutingFactory, DhtRoutingHooks, DhtRoutingTable } from '../areas/dht-routing.js';
+import type { DhtNode, DhtRoutingTable } from '../areas/dht-routing.js';
 import { InvalidArgumentError, ProtocolError, TimeoutError, TrellisError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { SafeEmitter } from '../safe-emitter.js';
 import { realClock, type Clock, type TimerHandle } from './clock.js';
-import { addressRepr, resolveHash, type DhtHash, type HashName } from './hash.js';
+import { addressRepr, resolveHash, type DhtHash } from './hash.js';
 import { KeyStore } from './key-store.js';
 import { inHalfOpen, inOpen } from './ring.js';
 import { successorRouting } from './successor-routing.js';
-import type { Address, DhtTransport, TransportFactory, WireMessage } from './transport.js';
+import type { Address, DhtTransport, WireMessage } from './transport.js';
+import type { ChordNodeEvents, ChordNodeOptions, DhtInfo, LookupResult } from './node-types.js';
+import { ROUTED, forwardArgs, readRouted, type Routed, type RoutedMethod } from './routed.js';
 import {
   isArgs,
   readAddr,
@@ -28,7 +30,6 @@ import {
   readInt,
   readNode,
   readNodes,
-  readString,
   sameNode,
   wireAddr,
   wireId,
@@ -36,81 +37,6 @@ import {
   type Args,
 } from './wire.js';
 
-export interface ChordNodeOptions {
-  /** Where the node's transport comes from: `udpTransport({ codec })` or a `MemoryNetwork`. */
-  transport: TransportFactory;
-  /**
-   * The host in the node's identity and advertised address (default: the bound host). The
-   * reference ring uses 'localhost', so ids are hashes of `"('localhost', 5000)"`.
-   */
-  identityHost?: string;
-  /** Identifier bits m (default 10, as the reference). */
-  bits?: number;
-  /** 'fnv1a' (the reference, default) or 'sha1' (truncated to m bits), or a function. */
-  hash?: HashName | DhtHash;
-  /** Overrides the node id (simulations place nodes at chosen ids). */
-  id?: bigint;
-  /** The routing table factory (from a DHT routing plugin); absent = successor-only routing. */
-  routing?: DhtRoutingFactory;
-  routingOptions?: Readonly<Record<string, unknown>>;
-  /** Successor list length r (default 4). */
-  successors?: number;
-  /** Replicas k: every key is copied to the owner's first k successors (default 2). */
-  replicas?: number;
-  clock?: Clock;
-  /** Maintenance periods in ms (defaults: stabilize 250, fix-fingers 500, check-predecessor 500). */
-  stabilizeMs?: number;
-  fixFingersMs?: number;
-  checkPredecessorMs?: number;
-  /** Reply deadline of a node-to-node request (default 500 ms). */
-  rpcTimeoutMs?: number;
-  /** How long a forward waits for its HOP_ACK before the next hop counts as dead (default 300 ms). */
-  hopTimeoutMs?: number;
-  /** Deadline of a whole lookup (default 3 s). */
-  lookupTimeoutMs?: number;
-  /** A routed message forwarded more often than this is dropped (default 4096). */
-  maxHops?: number;
-  /** Run maintenance timers (default true; simulations measuring lookups switch them off). */
-  maintenance?: boolean;
-  /** Observer hooks to call (`host.dhtRouting.hooks`). */
-  hooks?: DhtRoutingHooks;
-  logger?: Logger;
-}
-
-export interface LookupResult {
-  /** The identifier looked up. */
-  readonly id: bigint;
-  /** The node responsible for it: successor(id). */
-  readonly node: DhtNode;
-  /** Node-to-node forwards until the owner had the message. */
-  readonly hops: number;
-  /** Forwards before the last step to the owner: the Chord paper's path length. */
-  readonly routeHops: number;
-  /** The nodes the lookup passed through, origin first, owner last (when traced). */
-  readonly path: readonly DhtNode[];
-}
-
-export interface DhtInfo {
-  readonly id: bigint;
-  readonly address: Address;
-  readonly bits: number;
-  readonly predecessor: DhtNode | undefined;
-  readonly successors: readonly DhtNode[];
-  readonly fingers: readonly (DhtNode | undefined)[];
-  readonly keys: number;
-}
-
-export interface ChordNodeEvents {
-  /** The first successor changed. */
-  'successor-changed': [successor: DhtNode, previous: DhtNode];
-  'predecessor-changed': [predecessor: DhtNode | undefined, previous: DhtNode | undefined];
-  /** A lookup started here finished. */
-  lookup: [result: LookupResult];
-  /** A datagram was dropped: undecodable, wrong shape, unknown method. */
-  dropped: [from: Address, reason: string];
-  /** A peer stopped answering and was removed from the tables. */
-  'peer-failed': [node: DhtNode];
-}
 
 interface Pending {
   resolve(args: Args): void;
@@ -124,22 +50,6 @@ interface Forward {
   timer: TimerHandle;
 }
 
-/** A message routed toward an identifier: SUCCESSOR, JOIN_REQ, PUT, GET. */
-interface Routed {
-  readonly method: 'SUCCESSOR' | 'JOIN_REQ' | 'PUT' | 'GET';
-  readonly target: bigint;
-  /** Where the answer goes. */
-  readonly from: Address;
-  readonly args: Args;
-  readonly hops: number;
-  readonly routeHops: number;
-  readonly direct: boolean;
-  readonly path: Value[] | undefined;
-  readonly attempt: number;
-}
-
-const ROUTED = new Set(['SUCCESSOR', 'JOIN_REQ', 'PUT', 'GET']);
-const ROUTING_FIELDS = new Set(['from', 'fwd', 'hops', 'route_hops', 'direct', 'path']);
 const BATCH = 16;
 
 export class ChordNode extends SafeEmitter<ChordNodeEvents> {
@@ -515,7 +425,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     if (ROUTED.has(method)) {
       if (this.#state !== 'running') return; // leaving: unacknowledged, so the sender routes around us
       if (args.fwd !== undefined) this.#send(from, { method: 'HOP_ACK', args: { fwd: args.fwd } });
-      return this.#route(this.#readRouted(method as Routed['method'], args, from));
+      return this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
     }
     switch (method) {
       case 'HOP_ACK': {
@@ -590,22 +500,6 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     }
   }
 
-  #readRouted(method: Routed['method'], args: Args, sender: Address): Routed {
-    const from = args.from !== undefined && args.from !== null ? readAddr(args.from, 'from') : method === 'JOIN_REQ' ? readAddr(args.addr, 'addr') : sender;
-    let target: bigint;
-    if (method === 'PUT' || method === 'GET') {
-      target = this.hashOf(readString(args.key, 'key'));
-      if (method === 'PUT' && args.value === undefined) throw new ProtocolError('PUT needs a "value"');
-    } else {
-      target = readId(args.id, 'id');
-      if (method === 'JOIN_REQ') readAddr(args.addr, 'addr');
-    }
-    const hops = args.hops === undefined ? 0 : readInt(args.hops, 'hops');
-    const routeHops = args.route_hops === undefined ? hops : readInt(args.route_hops, 'route_hops');
-    const path = args.path === undefined || args.path === null ? undefined : Array.isArray(args.path) ? [...args.path] : undefined;
-    return { method, target, from, args, hops, routeHops, direct: args.direct === true, path, attempt: 0 };
-  }
-
   // -------------------------------------------------------------------- routing
 
   /** One routing step: handle the message here if this node owns the target, else forward it. */
@@ -637,15 +531,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #forward(m: Routed, next: DhtNode, direct: boolean): void {
     const self = this.#self!;
     const fwd = ++this.#seq;
-    const path = m.path ? [...m.path, wireNode(self)] : undefined;
-    const args: Record<string, Value> = {};
-    for (const k in m.args) if (!ROUTING_FIELDS.has(k)) args[k] = m.args[k]!;
-    args.from = wireAddr(m.from);
-    args.fwd = fwd;
-    args.hops = m.hops + 1;
-    args.route_hops = m.routeHops + (direct ? 0 : 1);
-    args.direct = direct;
-    if (path) args.path = path;
+    const args = forwardArgs(m, self, fwd, direct);
     this.#counters.forwarded++;
     const timer = this.#clock.schedule(this.#opt.hopTimeoutMs, () => {
       if (!this.#forwards.delete(fwd) || this.#state !== 'running') return;
