@@ -100,4 +100,26 @@ test('a UDP ring heals around a node that vanishes without a goodbye, and its ke
   }
 });
 
+test('keys move on join and on graceful leave in datagram-sized batches, even when they add up to far more than one datagram', async () => {
+  const ring = await ringOf(1, { bits: 32, hash: 'sha1', replicas: 0 });
+  const codec = await ring.pluginHost.serialization.codec('pickle');
+  const client = new DhtClient({ codec });
+  try {
+    const a = ring.nodes[0]!;
+    const keys = Array.from({ length: 24 }, (_, i) => `big-${i}`);
+    const value = (k: string) => k + ':' + 'z'.repeat(10_000);
+    for (const k of keys) assert.ok(await client.put(a.address, k, value(k)));
+    const b = await ring.add(0);
+    assert.ok(await waitFor(() => checkRing(ring.nodes).correct === 2, 3000));
+    const bKeys = keys.filter((k) => b.owns(b.hashOf(k)));
+    assert.ok(await waitFor(() => bKeys.every((k) => b.localValue(k) === value(k)), 3000), `${bKeys.filter((k) => b.localValue(k) === undefined).length} of ${bKeys.length} keys missing at the joining node`);
+    await a.close(); // graceful: a's keys go to b
+    for (const k of keys) assert.is(b.localValue(k), value(k), k);
+    assert.is(await client.get(b.address, keys[0]!), value(keys[0]!));
+  } finally {
+    await client.close();
+    await ring.close();
+  }
+});
+
 test.run();

@@ -33,9 +33,9 @@ export interface ChordNodeOptions {
   stabilizeMs?: number;
   fixFingersMs?: number;
   checkPredecessorMs?: number;
-  /** Reply deadline of a node-to-node request (default 500 ms). */
+  /** Reply deadline of a node-to-node request (default 1 s). */
   rpcTimeoutMs?: number;
-  /** How long a forward waits for its HOP_ACK before the next hop counts as dead (default 300 ms). */
+  /** How long a forward waits for its HOP_ACK before the next hop counts as dead (default 1 s). */
   hopTimeoutMs?: number;
   /** Deadline of a whole lookup (default 3 s). */
   lookupTimeoutMs?: number;

@@ -30,6 +30,7 @@ import {
   readInt,
   readNode,
   readNodes,
+  chunkEntries,
   sameNode,
   wireAddr,
   wireId,
@@ -50,7 +51,6 @@ interface Forward {
   timer: TimerHandle;
 }
 
-const BATCH = 16;
 
 export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly bits: number;
@@ -70,6 +70,9 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #seq = 0;
   #replicaSignature = '';
   #fixing = false;
+  /** Consecutive unanswered stabilize / check-predecessor requests: one miss is not a failure. */
+  #succMisses = 0;
+  #predMisses = 0;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #counters = { received: 0, sent: 0, dropped: 0, forwarded: 0, lookups: 0, puts: 0, gets: 0, failuresDetected: 0 };
 
@@ -97,8 +100,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       stabilizeMs: positive('stabilizeMs', options.stabilizeMs, 250),
       fixFingersMs: positive('fixFingersMs', options.fixFingersMs, 500),
       checkPredecessorMs: positive('checkPredecessorMs', options.checkPredecessorMs, 500),
-      rpcTimeoutMs: positive('rpcTimeoutMs', options.rpcTimeoutMs, 500),
-      hopTimeoutMs: positive('hopTimeoutMs', options.hopTimeoutMs, 300),
+      rpcTimeoutMs: positive('rpcTimeoutMs', options.rpcTimeoutMs, 1000),
+      hopTimeoutMs: positive('hopTimeoutMs', options.hopTimeoutMs, 1000),
       lookupTimeoutMs: positive('lookupTimeoutMs', options.lookupTimeoutMs, 3000),
       maxHops: positive('maxHops', options.maxHops, 4096),
       maintenance: options.maintenance ?? true,
@@ -207,9 +210,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const succ = this.#successors[0]!;
     if (sameNode(succ, self)) return;
     const owned = this.#ownedEntries();
-    for (let i = 0; i < owned.length; i += BATCH) {
-      await this.#request(succ, 'TRANSFER', { entries: owned.slice(i, i + BATCH) }, this.#opt.rpcTimeoutMs);
-    }
+    for (const entries of chunkEntries(owned)) await this.#request(succ, 'TRANSFER', { entries }, this.#opt.rpcTimeoutMs);
     const pred = this.#predecessor;
     const notices = [this.#request(succ, 'LEAVE', { id: wireId(self.id), predecessor: pred ? wireNode(pred) : null }, this.#opt.rpcTimeoutMs)];
     if (pred && !sameNode(pred, succ)) {
@@ -339,8 +340,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       let rep: Args;
       try {
         rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
+        this.#succMisses = 0;
       } catch (err) {
-        if (err instanceof TimeoutError) this.#peerFailed(succ);
+        // a stalled peer (GC, a loaded machine) misses one deadline; a dead one misses two
+        if (err instanceof TimeoutError && ++this.#succMisses >= 2) {
+          this.#succMisses = 0;
+          this.#peerFailed(succ);
+        }
         return;
       }
       if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
@@ -363,8 +369,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     try {
       await this.#request(pred, 'PING', {}, this.#opt.rpcTimeoutMs);
     } catch (err) {
-      if (err instanceof TimeoutError && sameNode(this.#predecessor, pred)) this.#peerFailed(pred);
+      if (err instanceof TimeoutError && sameNode(this.#predecessor, pred) && ++this.#predMisses >= 2) {
+        this.#predMisses = 0;
+        this.#peerFailed(pred);
+      }
+      return;
     }
+    this.#predMisses = 0;
   }
 
   /**
@@ -441,6 +452,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       case 'STABILIZE':
       case 'PONG':
       case 'TRANSFER_REP':
+      case 'REPLICATE_REP':
       case 'LEAVE_REP':
         return this.#settle(args);
       case 'ACK':
@@ -470,6 +482,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       }
       case 'REPLICATE':
         for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
+        if (args.rid !== undefined) this.#reply(from, 'REPLICATE_REP', args, {});
         return;
       case 'TRANSFER':
         for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
@@ -653,10 +666,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#predecessor = x;
     // keys in (old, x] now belong to x; a lone node hands over everything outside (x, self]
     const moving = old ? this.#store.select((id) => inHalfOpen(old.id, x.id, id)) : alone ? this.#store.select((id) => !inHalfOpen(x.id, self.id, id)) : [];
-    for (let i = 0; i < moving.length; i += BATCH) {
-      const entries = moving.slice(i, i + BATCH).map(([k, e]) => [k, e.value, e.version] as Value);
-      this.#send(x, { method: 'TRANSFER', args: { rid: ++this.#seq, entries } });
-    }
+    if (moving.length > 0) void this.#push(x, 'TRANSFER', moving.map(([k, e]) => [k, e.value, e.version] as Value));
     if (alone) this.#setSuccessors([x]);
     // the old predecessor's successor is now x: tell it instead of waiting for its next stabilize
     if (old) this.#send(old, { method: 'SUCCESSOR_HINT', args: { successor_id: wireId(x.id), successor_addr: wireAddr(x) } });
@@ -753,7 +763,29 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     if (signature === this.#replicaSignature) return;
     this.#replicaSignature = signature;
     const owned = this.#ownedEntries();
-    for (let i = 0; i < owned.length; i += BATCH) this.#replicate(owned.slice(i, i + BATCH));
+    if (owned.length === 0) return;
+    for (const n of replicas) void this.#push(n, 'REPLICATE', owned);
+  }
+
+  /**
+   * Sends entries to `to` in datagram-sized batches, one acknowledged batch at a time (a burst of
+   * large datagrams would overflow the receiver's socket buffer), retrying a batch once.
+   */
+  async #push(to: DhtNode, method: 'TRANSFER' | 'REPLICATE', entries: Value[]): Promise<void> {
+    for (const batch of chunkEntries(entries)) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.#request(to, method, { entries: batch }, this.#opt.rpcTimeoutMs);
+          break;
+        } catch (err) {
+          if (this.#state !== 'running') return;
+          if (attempt >= 1) {
+            this.#log.warn(`${method} of ${batch.length} keys to ${to.host}:${to.port} failed: ${(err as Error).message}`);
+            return;
+          }
+        }
+      }
+    }
   }
 
   // ----------------------------------------------------------------- messaging
