@@ -70,6 +70,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #seq = 0;
   #replicaSignature = '';
   #fixing = false;
+  #closed: Promise<void> | undefined;
   /** Consecutive unanswered stabilize / check-predecessor requests: one miss is not a failure. */
   #succMisses = 0;
   #predMisses = 0;
@@ -182,8 +183,12 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
    * Leaves gracefully: hands the keys it owns to its successor, tells its neighbours to link
    * past it, then closes the transport. Within `timeoutMs` overall (default 2 s).
    */
-  async close({ timeoutMs = 2000, graceful = true }: { timeoutMs?: number; graceful?: boolean } = {}): Promise<void> {
-    if (this.#state === 'closed' || this.#state === 'closing') return;
+  close({ timeoutMs = 2000, graceful = true }: { timeoutMs?: number; graceful?: boolean } = {}): Promise<void> {
+    this.#closed ??= this.#close(timeoutMs, graceful);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number, graceful: boolean): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'closing';
     if (wasRunning && graceful) {
@@ -421,8 +426,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       if (!isArgs(args)) throw new ProtocolError(`${method}: "args" must be a dict`);
       this.#dispatch(method, args, from);
     } catch (err) {
-      if (!(err instanceof TrellisError)) throw err;
-      this.#dropped(from, err.message);
+      if (err instanceof TrellisError) return this.#dropped(from, err.message);
+      // a bug must not take the node down: report it and keep serving everyone else
+      this.#log.error(`handling a datagram from ${from.host}:${from.port} failed`, err instanceof Error ? err.stack ?? err.message : String(err));
+      this.#dropped(from, `internal error: ${(err as Error)?.message ?? String(err)}`);
     }
   }
 
