@@ -7,7 +7,7 @@
  * median ops/s, median bytes/s and the median of the per-round ratios.
  *
  *   npm run bench:codecs                      # default: 15 rounds of 100 ms per contender
- *   npm run bench:codecs -- --rounds 21 --ms 150 --out bench/CODECS.md
+ *   npm run bench:codecs -w @trellis/example-broker -- --rounds 21 --ms 150 --out /tmp/codecs.md
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';

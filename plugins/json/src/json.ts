@@ -86,10 +86,12 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
       if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) return checkParsed(value, 0, maxDepth) as Value;
       return value;
     }
-    // Long: one walk checks depth, keys and bytes, and notes numbers beyond 2^53.
+    // Long: one walk checks depth and notes numbers beyond 2^53; keys and bytes too if a probe fires.
     const parsed = JSON.parse(text);
     sawHugeNumber = typeof parsed === 'number' && (parsed >= 9007199254740992 || parsed <= -9007199254740992);
-    const value = checkParsed(parsed, 0, maxDepth);
+    let value: unknown = parsed;
+    if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) value = checkParsed(parsed, 0, maxDepth);
+    else if (parsed !== null && typeof parsed === 'object') checkDepth(parsed, 0, maxDepth);
     if (sawHugeNumber && hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
     return value as Value;
   } catch (err) {
@@ -154,6 +156,27 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
     } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
   }
   return keys === 1 ? bytesObject(o) : o;
+}
+
+/** The light walk for long documents no probe flagged: depth and numbers beyond 2^53 only. */
+function checkDepth(v: unknown, depth: number, maxDepth: number): void {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth}`);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      if (typeof item === 'object') {
+        if (item !== null) checkDepth(item, depth + 1, maxDepth);
+      } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+    }
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const item = o[k];
+    if (typeof item === 'object') {
+      if (item !== null) checkDepth(item, depth + 1, maxDepth);
+    } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+  }
 }
 
 function checkKey(k: string, value: unknown): void {
@@ -330,42 +353,59 @@ function scan(v: unknown, depth: number, maxDepth: number): number {
     case 'boolean':
       return 0;
     case 'number':
-      if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
-      // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
-      return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+      return scanNumber(v);
     case 'bigint':
       return NEEDS_WRITER;
-    case 'object': {
-      if (v === null) return 0;
-      if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
-      let flags = 0;
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const item = v[i];
-          if (typeof item === 'string') continue;
-          if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
-          flags |= scan(item, depth + 1, maxDepth);
-        }
-        return flags;
-      }
-      if (v instanceof Uint8Array) return NEEDS_WRITER;
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
-      const o = v as Record<string, unknown>;
-      let keys = 0;
-      for (const k in o) {
-        keys++;
-        const item = o[k];
-        if (typeof item === 'string') continue;
-        if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
-        flags |= scan(item, depth + 1, maxDepth);
-      }
-      if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
-      return flags;
-    }
+    case 'object':
+      return v === null ? 0 : scanObject(v, depth, maxDepth);
+    case 'undefined':
+      return bad('cannot encode undefined');
     default:
       return bad(`cannot encode a ${typeof v}: outside the value model`);
   }
+}
+
+function scanNumber(v: number): number {
+  if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
+  // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
+  return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+}
+
+/** Containers; scalars are checked inline so the common case makes no call per item. */
+function scanObject(v: object, depth: number, maxDepth: number): number {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
+  let flags = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      const t = typeof item;
+      if (t === 'string' || t === 'boolean') continue;
+      if (t === 'number') flags |= scanNumber(item);
+      else if (t === 'object') {
+        if (item !== null) flags |= scanObject(item, depth + 1, maxDepth);
+      } else if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
+      else flags |= scan(item, depth + 1, maxDepth);
+    }
+    return flags;
+  }
+  if (v instanceof Uint8Array) return NEEDS_WRITER;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in o) {
+    keys++;
+    const item = o[k];
+    const t = typeof item;
+    if (t === 'string' || t === 'boolean') continue;
+    if (t === 'number') flags |= scanNumber(item as number);
+    else if (t === 'object') {
+      if (item !== null) flags |= scanObject(item as object, depth + 1, maxDepth);
+    } else if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
+    else flags |= scan(item, depth + 1, maxDepth);
+  }
+  if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
+  return flags;
 }
 
 /** The general writer, for values holding bigint, bytes or integral floats beyond 2^53. */

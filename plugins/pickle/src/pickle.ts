@@ -137,8 +137,6 @@ class Decoder {
   #pos = 0;
   /** A container reached twice (memo GET or DUP) may be shared or cyclic: checked at STOP. */
   #shared = false;
-  /** Containers built; nesting cannot be deeper than this count. */
-  #containers = 0;
   #memo: unknown[] = [];
   readonly #markTuples: boolean;
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
@@ -162,6 +160,8 @@ class Decoder {
     // A manual stack pointer: truncating to a mark is one assignment, no pop() loop.
     const stack: unknown[] = [];
     let sp = 0;
+    // Height of each stack slot (0 for scalars): nesting is bounded as containers are built.
+    const hs: number[] = [];
     const marks: number[] = [];
     for (;;) {
       if (this.#pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', this.#pos);
@@ -182,7 +182,7 @@ class Decoder {
           if (marks.length) bad('STOP inside an unclosed MARK', at);
           if (sp !== 1) bad(sp === 0 ? 'STOP with an empty stack' : `STOP with ${sp} values on the stack`, at);
           const result = stack[0];
-          if (this.#shared || this.#containers > this.#maxDepth) this.#check(result, at);
+          if (this.#shared) this.#check(result, at);
           return result as Value;
         }
         // --- stack and marks
@@ -200,33 +200,41 @@ class Decoder {
         case DUP: {
           const top = this.#top(stack, marks, at, sp);
           if (top !== null && typeof top === 'object') this.#shared = true;
+          hs[sp] = hs[sp - 1];
           stack[sp++] = top;
           break;
         }
         // --- constants
         case NONE:
+          hs[sp] = 0;
           stack[sp++] = null;
           break;
         case NEWTRUE:
+          hs[sp] = 0;
           stack[sp++] = true;
           break;
         case NEWFALSE:
+          hs[sp] = 0;
           stack[sp++] = false;
           break;
         // --- integers
         case BININT1:
+          hs[sp] = 0;
           stack[sp++] = this.#u8();
           break;
         case BININT2:
           this.#need(2, at);
+          hs[sp] = 0;
           stack[sp++] = b[this.#pos] | (b[this.#pos + 1] << 8);
           this.#pos += 2;
           break;
         case BININT:
+          hs[sp] = 0;
           stack[sp++] = this.#i32(at);
           break;
         case LONG1: {
           const n = this.#u8();
+          hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
           break;
         }
@@ -234,70 +242,85 @@ class Decoder {
           const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
+          hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
           break;
         }
         case INT: {
           const line = this.#line(at);
           // Protocol 0 writes booleans as INT 01 / INT 00.
+          hs[sp] = 0;
           stack[sp++] = line === '01' ? true : line === '00' ? false : this.#textInt(line, at);
           break;
         }
         case LONG: {
           const line = this.#line(at);
+          hs[sp] = 0;
           stack[sp++] = this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at);
           break;
         }
         // --- floats
         case BINFLOAT:
           this.#need(8, at);
+          hs[sp] = 0;
           stack[sp++] = readFloat64BE(b, this.#pos);
           this.#pos += 8;
           break;
         case FLOAT:
+          hs[sp] = 0;
           stack[sp++] = textFloat(this.#line(at), at);
           break;
         // --- text
         case SHORT_BINUNICODE: {
           const n = this.#u8();
+          hs[sp] = 0;
           stack[sp++] = this.#utf8(n, at);
           break;
         }
         case BINUNICODE:
+          hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u32(at), at);
           break;
         case BINUNICODE8:
+          hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u64(), at);
           break;
         case UNICODE:
+          hs[sp] = 0;
           stack[sp++] = rawUnicodeEscape(this.#lineBytes(at), at);
           break;
         // Python 2 `str`: Python 3 reads it as text; bytes above 0x7f are taken as Latin-1.
         case SHORT_BINSTRING: {
           const n = this.#u8();
+          hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case BINSTRING: {
           const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
+          hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case STRING:
+          hs[sp] = 0;
           stack[sp++] = latin1(stringEscape(this.#lineBytes(at), at));
           break;
         // --- bytes
         case SHORT_BINBYTES: {
           const n = this.#u8();
+          hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(n, at));
           break;
         }
         case BINBYTES:
+          hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u32(at), at));
           break;
         case BINBYTES8:
         case BYTEARRAY8:
+          hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u64(), at));
           break;
         case NEXT_BUFFER:
@@ -307,13 +330,13 @@ class Decoder {
           break;
         // --- lists
         case EMPTY_LIST:
-          this.#containers++;
+          hs[sp] = 1;
           stack[sp++] = [];
           break;
         case LIST:
-          this.#containers++;
           {
             const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
             stack[mark] = stack.slice(mark, sp);
             sp = mark + 1;
           }
@@ -322,6 +345,7 @@ class Decoder {
           if (sp - 1 <= (marks.length ? marks[marks.length - 1] : 0)) bad('APPEND needs a list and an item', at);
           const item = stack[--sp];
           const list = stack[sp - 1];
+          this.#grow(hs, sp - 1, hs[sp] + 1, at);
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPEND to something that is not a list', at);
           list.push(item);
           break;
@@ -332,18 +356,19 @@ class Decoder {
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPENDS to something that is not a list', at);
           // Straight from the stack: no intermediate array per container.
           for (let i = mark; i < sp; i++) list.push(stack[i]);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
           sp = mark;
           break;
         }
         // --- tuples
         case EMPTY_TUPLE:
-          this.#containers++;
+          hs[sp] = 1;
           stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
-          this.#containers++;
           {
             const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
             stack[mark] = this.#tuple(stack.slice(mark, sp));
             sp = mark + 1;
           }
@@ -354,24 +379,26 @@ class Decoder {
           const n = op - TUPLE1 + 1;
           const floor = marks.length ? marks[marks.length - 1] : 0;
           if (sp - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
-          this.#containers++;
+          const h = this.#height(hs, sp - n, sp, at);
           const t = this.#tuple(stack.slice(sp - n, sp));
           sp -= n;
+          hs[sp] = h;
           stack[sp++] = t;
           break;
         }
         // --- dicts
         case EMPTY_DICT:
-          this.#containers++;
+          hs[sp] = 1;
           stack[sp++] = {};
           break;
         case DICT: {
-          this.#containers++;
           const mark = this.#mark(marks, at);
           const dict = {};
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
           for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          const h = this.#height(hs, mark, sp, at);
           sp = mark;
+          hs[sp] = h;
           stack[sp++] = dict;
           break;
         }
@@ -379,6 +406,7 @@ class Decoder {
           if (sp - 3 < (marks.length ? marks[marks.length - 1] : 0)) bad('SETITEM needs a dict, a key and a value', at);
           sp -= 2;
           this.#setItem(stack[sp - 1], stack[sp], stack[sp + 1], at);
+          this.#grow(hs, sp - 1, hs[sp + 1] + 1, at);
           break;
         }
         case SETITEMS: {
@@ -386,14 +414,15 @@ class Decoder {
           const dict = this.#top(stack, marks, at, mark);
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
           for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
           sp = mark;
           break;
         }
         // --- sets
         case EMPTY_SET: {
           const set: unknown[] = [];
-          this.#containers++;
           (this.#sets ??= new WeakSet()).add(set);
+          hs[sp] = 1;
           stack[sp++] = set;
           break;
         }
@@ -402,13 +431,14 @@ class Decoder {
           const set = this.#top(stack, marks, at, mark);
           if (!Array.isArray(set) || !this.#sets?.has(set)) bad('ADDITEMS to something that is not a set', at);
           for (let i = mark; i < sp; i++) set.push(stack[i]);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
           sp = mark;
           break;
         }
         case FROZENSET:
-          this.#containers++;
           {
             const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
             stack[mark] = stack.slice(mark, sp);
             sp = mark + 1;
           }
@@ -427,12 +457,15 @@ class Decoder {
           this.#put(this.#textIndex(at), this.#top(stack, marks, at, sp), at);
           break;
         case BINGET:
+          hs[sp] = 0;
           stack[sp++] = this.#get(this.#u8(), at);
           break;
         case LONG_BINGET:
+          hs[sp] = 0;
           stack[sp++] = this.#get(this.#u32(at), at);
           break;
         case GET:
+          hs[sp] = 0;
           stack[sp++] = this.#get(this.#textIndex(at), at);
           break;
         default: {
@@ -561,6 +594,21 @@ class Decoder {
   #top(stack: unknown[], marks: number[], at: number, end: number): unknown {
     if (end <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
     return stack[end - 1];
+  }
+
+  /** Height of a container holding slots [from, to): one more than its tallest item. */
+  #height(hs: number[], from: number, to: number, at: number): number {
+    let h = 0;
+    for (let i = from; i < to; i++) if (hs[i] > h) h = hs[i];
+    if (h >= this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
+    return h + 1;
+  }
+
+  /** Raises the container in slot `i` to height `h` after an item went into it. */
+  #grow(hs: number[], i: number, h: number, at: number): void {
+    if (h <= hs[i]) return;
+    if (h > this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
+    hs[i] = h;
   }
 
   /** Pops the innermost mark and returns it (a stack position). */

@@ -148,6 +148,13 @@ test('depth, size and memo expansion are bounded', () => {
   for (let i = 0; i < 600; i++) deep[p++] = 0x5d, deep[p++] = 0x5d; // ]] pairs
   deep.fill(0x61, p, p + 600); // 600 APPENDs leave one list
   assert.throws(() => codec.decode(deep.subarray(0, p + 600 - 1).slice()), (e: unknown) => e instanceof CodecError);
+  // Bottom-up nesting (TUPLE1 chains) and top-down nesting (EMPTY_LIST ... APPEND) are both bounded.
+  const chain = (n: number) => Uint8Array.from([0x80, 4, 0x4e, ...new Array(n).fill(0x85), 0x2e]);
+  assert.equal(codec.decode(chain(512)) !== null, true);
+  assert.throws(() => codec.decode(chain(513)), /nesting deeper than 512/);
+  const nested = (n: number) => Uint8Array.from([0x80, 4, ...new Array(n).fill(0x5d), ...new Array(n - 1).fill(0x61), 0x2e]);
+  assert.equal(codec.decode(nested(512)) !== null, true);
+  assert.throws(() => codec.decode(nested(513)), /nesting deeper than 512/);
   // A billion-laughs of memo references: 30 levels of (x, x) is 2^31 values from 190 bytes.
   const bytes = [0x80, 4, 0x4e, 0x94];
   for (let i = 0; i < 30; i++) bytes.push(0x30, 0x68, i, 0x68, i, 0x86, 0x94); // POP, GET i, GET i, TUPLE2, MEMOIZE
