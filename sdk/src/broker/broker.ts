@@ -390,7 +390,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (err instanceof FrameSizeError) {
       this.#drop(s, BrokerErrorCode.FRAME_TOO_LARGE, err.message);
     } else if (err instanceof BrokerError) {
-      this.#drop(s, err.wireCode, err.message.slice(err.message.indexOf(': ') + 2));
+      this.#drop(s, err.wireCode, err.detail);
     } else {
       this.log.error(`internal error on client ${s.id}`, err);
       this.#drop(s, BrokerErrorCode.INTERNAL, 'internal broker error');
