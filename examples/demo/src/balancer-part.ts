@@ -3,7 +3,7 @@
  * as the reference's), the real balancer in front of them, and a steady open-loop load so the
  * page's chart shows how each strategy shares the work. The strategy can be switched at run time.
  */
-import { createBalancer, InvalidArgumentError } from '@trellis/sdk';
+import { createAdminServer, createBalancer, InvalidArgumentError } from '@trellis/sdk';
 import { createPiServer, type PiServer } from '@trellis/example-lb/pi-server';
 import type { BalancerPart, PartContext } from './demo.js';
 
@@ -32,6 +32,10 @@ export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart>
     const address = await balancer.listen(ctx.ports.balancer, '127.0.0.1');
     close.push(() => balancer.close({ timeoutMs: 2_000 }));
     const url = `http://127.0.0.1:${address.port}`;
+    const admin = createAdminServer(balancer);
+    const adminAddress = await admin.listen(ctx.ports.admin, '127.0.0.1');
+    close.push(() => admin.close());
+    const adminUrl = `http://127.0.0.1:${adminAddress.port}`;
 
     // Open-loop load: `rate` requests a second, precision 20…80, whatever the answers take.
     let inFlight = 0;
@@ -58,6 +62,7 @@ export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart>
       hints: [
         `balancer:     ${url}  (back-ends ${backends.join(', ')}, strategy ${INITIAL_STRATEGY})`,
         `  try: curl ${url}/100`,
+        `       curl ${adminUrl}/-/stats     (and /-/metrics for Prometheus)`,
         `       npx trellis stress --url ${url}/100 --requests 200 --concurrency 8`,
       ],
       snapshot() {

@@ -57,8 +57,10 @@ export class WebServer {
     clearInterval(this.#timer);
     for (const res of this.#clients) res.end();
     this.#clients.clear();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    // A browser keeps its keep-alive sockets open; without this, close() would wait for them to time out.
     this.#server.closeAllConnections();
+    await closed;
   }
 
   stats(): { clients: number } {

@@ -42,6 +42,10 @@ test('trellis demo prints working URLs, answers bad input with 4xx, and stops cl
     const [, web] = await waitFor(child, out, /live view:\s+(http:\/\/127\.0\.0\.1:\d+\/)/, 30_000);
     const [, lb] = await waitFor(child, out, /balancer:\s+(http:\/\/127\.0\.0\.1:\d+)/, 1_000);
     assert.match(out.text, /trellis sub --port \d+ --topic \/weather/);
+    const [, admin] = await waitFor(child, out, /curl (http:\/\/127\.0\.0\.1:\d+)\/-\/stats/, 1_000);
+    const adminStats = (await (await fetch(`${admin}/-/stats`)).json()) as { strategy: string; backends: unknown[] };
+    assert.is(adminStats.strategy, 'round-robin');
+    assert.is(adminStats.backends.length, 4);
     assert.match(out.text, /trellis dht get --node 127\.0\.0\.1:\d+ A/);
 
     const page = await fetch(web!);
