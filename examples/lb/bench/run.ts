@@ -2,7 +2,7 @@
  * `npm run bench:lb`: Trellis against its peers, side by side in the same run, on the same two
  * back-ends, alternating targets each round, reporting medians and ratios.
  *
- *   HTTP:  direct, Trellis (http), http-proxy (keep-alive agent), @fastify/http-proxy,
+ *   HTTP:  direct, Trellis (http, raw and undici engines), http-proxy (keep-alive agent), @fastify/http-proxy,
  *          minimal undici Pool proxy, haproxy (1 thread), nginx (1 worker)        — wrk -t1 -cC
  *   TCP:   Trellis (tcp), minimal net pipe, haproxy mode tcp                     — wrk -t1 -cC
  *   Strategies: 4 one-at-a-time Pi back-ends, one slowed; p99 and success per strategy.
@@ -78,6 +78,7 @@ async function httpSection(backends: number[]): Promise<string> {
   const targets: Target[] = [{ name: 'direct (one back-end)', port: backends[0]! }];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
   await add('Trellis lb (http)', freePort().then((port) => startNode('trellis', port, './peers/trellis.ts', ['http', port, 'round-robin', ...backends])));
+  await add('Trellis lb (undici engine)', freePort().then((port) => startNode('trellis-undici', port, './peers/trellis.ts', ['http-undici', port, 'round-robin', ...backends])));
   await add('http-proxy (keep-alive)', freePort().then((port) => startNode('http-proxy', port, './peers/http-proxy.ts', [port, ...backends])));
   await add('@fastify/http-proxy', freePort().then((port) => startNode('fastify', port, './peers/fastify-proxy.ts', [port, ...backends])));
   await add('undici Pool proxy', freePort().then((port) => startNode('undici', port, './peers/undici-proxy.ts', [port, ...backends])));

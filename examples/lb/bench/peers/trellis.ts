@@ -1,11 +1,15 @@
-/** Bench target: the Trellis balancer. `trellis.ts MODE PORT STRATEGY BACKEND_PORT…`. */
+/**
+ * Bench target: the Trellis balancer. `trellis.ts MODE PORT STRATEGY BACKEND_PORT…`, where MODE
+ * is `http`, `tcp` or `http-undici` (HTTP mode on the undici engine).
+ */
 import { createHost, createBalancer } from '@trellis/sdk';
 
 const [mode, port, strategy, ...backends] = process.argv.slice(2);
 const host = createHost();
 const lb = await createBalancer({
   host,
-  mode: mode as 'http' | 'tcp',
+  mode: mode === 'tcp' ? 'tcp' : 'http',
+  engine: mode === 'http-undici' ? 'undici' : 'raw',
   strategy: strategy!,
   backends: backends.map((p) => ({ host: '127.0.0.1', port: Number(p) })),
   timeouts: { idleMs: 60_000 },
