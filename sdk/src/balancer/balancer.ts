@@ -523,7 +523,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       let sweep: NodeJS.Timeout | undefined;
-      if (this.#rawConnections.size > 0 || (this.mode === 'http' && this.engine === 'raw')) {
+      if (this.mode === 'http' && this.engine === 'raw') {
         for (const c of this.#rawConnections) c.closeIfIdle();
         sweep = setInterval(() => {
           for (const c of this.#rawConnections) c.closeIfIdle();

@@ -7,24 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Pick, RoutingCore } from './routing-core.js';
 import { responseHeaders } from './forward-headers.js';
-
-/** Methods that may be sent twice (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** Failures meaning the back-end is unreachable or dropped the connection before answering. */
-const CONNECT_FAILURES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-]);
+import { DROPPED, IDEMPOTENT_METHODS, UNREACHABLE } from './failure-policy.js';
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -112,7 +95,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
       return;
     }
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    const connectFailure = CONNECT_FAILURES.has(code);
+    const connectFailure = UNREACHABLE.has(code) || DROPPED.has(code);
     this.#settle(false);
     if (connectFailure) this.#core.eject(pick.state, `${code}: ${err.message}`);
     const res = this.#res;
@@ -122,7 +105,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
       res.destroy(err);
       return;
     }
-    if (connectFailure && !this.#hasBody && IDEMPOTENT.has(this.#req.method!) && this.#attempts <= this.#core.settings.retries) {
+    if (connectFailure && !this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method!) && this.#attempts <= this.#core.settings.retries) {
       this.#core.countLocal('retries');
       this.start();
       return;

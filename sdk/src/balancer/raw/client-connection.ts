@@ -10,13 +10,12 @@ import { STATUS_CODES } from 'node:http';
 import type { Pick, RoutingCore } from '../routing-core.js';
 import type { BackendState } from '../backend-state.js';
 import { clientAddress } from '../forward-headers.js';
+import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
 import { HeadError, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
 
 export interface RawSettings {
   readonly headersMs: number;
@@ -536,7 +535,7 @@ export class Exchange implements UpstreamUser {
     // a kept-alive socket the back-end closed as we reused it is a race, not a sick back-end
     const stale = !connecting && this.#reusedSocket && this.#res === null && !timeout && !(err instanceof HeadError);
     host.settle(pick, false, 0, this.#req.method, this.#req.target);
-    if (connecting ? CONNECT_FAILURES.has(code) || code === 'ECONNRESET' : !stale && this.#res === null && !timeout && !(err instanceof HeadError)) {
+    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout && !(err instanceof HeadError)) {
       host.eject(pick.state, `${code || 'error'}: ${err.message}`);
     }
     if (this.#headSent) {
@@ -550,7 +549,7 @@ export class Exchange implements UpstreamUser {
       this.#pool?.flushIdle();
       this.#attempts--; // bounded: each stale socket is destroyed as it fails
     }
-    const safe = !this.#hasBody && IDEMPOTENT.has(this.#req.method) && this.#res === null && !timeout;
+    const safe = !this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method) && this.#res === null && !timeout;
     if (safe && this.#attempts <= host.settings.retries) {
       host.countLocal('retries');
       this.start();
