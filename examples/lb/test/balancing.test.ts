@@ -210,6 +210,25 @@ test('a strategy that throws is reported as a plugin error and the balancer keep
   }
 });
 
+test('listening on a busy port rejects and leaves the balancer able to listen elsewhere', async () => {
+  const { servers, ports } = await startPis(1);
+  const lb = await startBalancer(ports);
+  const { createBalancer } = await import('@trellis/sdk');
+  const second = await createBalancer({ host: lb.host, strategy: 'round-robin', backends: [`127.0.0.1:${ports[0]}`] });
+  try {
+    await second.listen(lb.port).then(
+      () => assert.unreachable('bound a busy port'),
+      (err) => assert.is(err.code, 'EADDRINUSE'),
+    );
+    const { port } = await second.listen(0);
+    assert.is((await get(port, '/3')).status, 200);
+  } finally {
+    await second.close();
+    await lb.close();
+    await servers[0]!.close();
+  }
+});
+
 test('an unknown strategy is a typed error naming the available ones', async () => {
   const host = createHost({ logger: silent });
   try {

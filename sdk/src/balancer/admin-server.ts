@@ -4,9 +4,9 @@
  * exposing metrics never exposes the proxy, and vice versa.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Balancer } from './balancer.js';
 import { prometheusText } from './metrics.js';
+import { listenOn } from './listen-on.js';
 
 export class AdminServer {
   readonly #balancer: Balancer;
@@ -39,15 +39,7 @@ export class AdminServer {
       }
     });
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = server.address() as AddressInfo;
-    return { host: addr.address, port: addr.port };
+    return listenOn(server, port, host);
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,6 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse, STATUS_CODES } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { SafeEmitter } from '../safe-emitter.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Backend, RouteInfo, Strategy } from '../areas/routing.js';
@@ -25,6 +24,7 @@ import { NoBackendError } from './errors.js';
 import type { CoreSettings, Pick, RoutingCore } from './routing-core.js';
 import { HttpExchange } from './http-exchange.js';
 import { TcpSession } from './tcp-session.js';
+import { listenOn } from './listen-on.js';
 import { clientAddress, requestHeaders } from './forward-headers.js';
 import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
@@ -486,16 +486,15 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       server = tcp;
     }
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    try {
+      this.#address = await listenOn(server, port, host);
+    } catch (err) {
+      // not bound (EADDRINUSE…): leave the balancer as it was, able to listen again
+      this.#server = undefined;
+      clearInterval(this.#sweeper);
+      throw err;
+    }
     server.on('error', (err) => this.#log.error('server error', err));
-    const addr = server.address() as AddressInfo;
-    this.#address = { host: addr.address, port: addr.port };
     this.#health.start();
     this.emit('listening', this.#address);
     return this.#address;
