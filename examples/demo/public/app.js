@@ -90,19 +90,34 @@ function renderBalancer(b, t) {
 
 function finishBalancer(b, ids) {
 
-  $('#backends').replaceChildren(
-    ...b.backends.map((x) =>
-      el('tr', { 'data-backend': x.id },
-        el('td', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, x.id)}` }), x.id),
-        el('td', { class: `health ${x.healthy ? 'up' : 'down'}`, text: x.healthy ? 'up' : 'down' }),
-        el('td', { text: x.active }),
-        el('td', { text: x.requests }),
-        el('td', { text: x.errors }),
-        el('td', { text: fmt(x.meanMs) }),
-        el('td', { text: fmt(x.p99Ms) }),
+  // Rows are kept and updated in place, so the stop/start buttons never move under the pointer.
+  const tbody = $('#backends');
+  if ([...tbody.rows].map((r) => r.dataset.backend).join() !== ids.join()) {
+    tbody.replaceChildren(
+      ...b.backends.map((x) =>
+        el('tr', { 'data-backend': x.id },
+          el('td', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, x.id)}` }), x.id),
+          ...Array.from({ length: 6 }, () => el('td')),
+          el('td', {}, el('button', { class: 'toggle', 'data-backend': x.id })),
+        ),
       ),
-    ),
-  );
+    );
+  }
+  for (const x of b.backends) {
+    const row = tbody.querySelector(`tr[data-backend="${x.id}"]`);
+    const cells = row.children;
+    cells[1].className = `health ${x.healthy ? 'up' : 'down'}`;
+    cells[1].textContent = x.healthy ? 'up' : 'down';
+    cells[1].title = x.downReason ?? '';
+    cells[2].textContent = x.active;
+    cells[3].textContent = x.requests;
+    cells[4].textContent = x.errors;
+    cells[5].textContent = fmt(x.meanMs);
+    cells[6].textContent = fmt(x.p99Ms);
+    const button = cells[7].firstChild;
+    button.textContent = x.running ? 'stop' : 'start';
+    button.dataset.running = String(x.running);
+  }
   const rps = state.samples.length ? [...state.samples.at(-1).rates.values()].reduce((a, c) => a + c, 0) : 0;
   $('#lb-totals').textContent = `${b.totals.requests} requests, ${b.totals.errors} errors, ${fmt(rps)} req/s now`;
   drawChart(ids);
@@ -138,6 +153,16 @@ function drawChart(ids) {
   svg.dataset.samples = String(samples.length);
   $('#legend').replaceChildren(...ids.map((id) => el('span', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, id)}` }), id)));
 }
+
+$('#backends').addEventListener('click', async (e) => {
+  const button = e.target.closest?.('button.toggle');
+  if (!button) return;
+  button.disabled = true;
+  const running = button.dataset.running !== 'true';
+  const res = await fetch('/api/backend', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: button.dataset.backend, running }) });
+  button.disabled = false;
+  if (!res.ok) alert(`${running ? 'starting' : 'stopping'} the back-end failed: ${(await res.json()).error}`);
+});
 
 $('#strategy').addEventListener('change', async (e) => {
   const strategy = e.target.value;

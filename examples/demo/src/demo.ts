@@ -28,6 +28,7 @@ export interface DemoOptions {
 /** The parts a running demo may hold; each is absent when it failed to start. */
 export interface BalancerPart extends DemoPart<BalancerView> {
   setStrategy(id: string): Promise<string>;
+  setBackendRunning(id: string, running: boolean): Promise<boolean>;
 }
 export type BrokerPart = DemoPart<BrokerView>;
 export interface ChordPart extends DemoPart<ChordView> {
@@ -104,6 +105,10 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
     setStrategy: async (id) => {
       if (!balancer) throw new InvalidArgumentError(`the balancer is not running: ${failures.balancer}`);
       return balancer.setStrategy(id);
+    },
+    setBackendRunning: async (id, running) => {
+      if (!balancer) throw new InvalidArgumentError(`the balancer is not running: ${failures.balancer}`);
+      return balancer.setBackendRunning(id, running);
     },
     lookup: async (key, from) => {
       if (!chord) throw new InvalidArgumentError(`the Chord ring is not running: ${failures.chord}`);

@@ -66,6 +66,8 @@ test('trellis demo prints working URLs, answers bad input with 4xx, and stops cl
     assert.is((await post(`${web}api/lookup`, '{"key":""}')).status, 400);
     assert.is((await post(`${web}api/lookup`, JSON.stringify({ key: 'x'.repeat(5000) }))).status, 400);
     assert.is((await fetch(`${web}nope`)).status, 404);
+    assert.is((await post(`${web}api/backend`, '{"id":"127.0.0.1:1","running":false}')).status, 400);
+    assert.is((await post(`${web}api/backend`, '{"id":"x","running":"no"}')).status, 400);
     const ok = await post(`${web}api/strategy`, '{"strategy":"least-connections"}');
     assert.equal(await ok.json(), { strategy: 'least-connections' });
     const lookup = (await (await post(`${web}api/lookup`, '{"key":"2"}')).json()) as { path: number[]; owner: number; value: unknown };

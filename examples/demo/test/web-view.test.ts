@@ -70,6 +70,18 @@ if (!existsSync(CHROMIUM)) {
       assert.equal(after.slice(1), before.slice(1), 'no new request went to any other back-end');
       await page.waitForSelector('#chart line.switch', { state: 'attached' });
 
+      // Stopping a back-end from the page: the balancer's health checks mark it down; starting it brings it back.
+      const last = rows.at(-1)!.id!;
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.down`, { timeout: 15_000 });
+      const down = demo.model.snapshot().balancer;
+      assert.ok(down.available && down.backends.find((b) => b.id === last)?.healthy === false, 'the engine marked it down');
+      assert.is(await page.textContent(`#backends button[data-backend="${last}"]`), 'start');
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.up`, { timeout: 15_000 });
+      const up = demo.model.snapshot().balancer;
+      assert.ok(up.available && up.backends.find((b) => b.id === last)?.healthy === true, 'the engine marked it up again');
+
       // Broker: the sample topics with last values, subscriber counts and rates.
       await page.waitForSelector('#broker[data-ready="true"]');
       for (const topic of ['/temp', '/msg', '/weather/temperature', '/weather/humidity', '/weather/wind', '/weather2/temperature/celsius']) {
