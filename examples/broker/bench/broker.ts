@@ -6,9 +6,11 @@
  * publish; MQTT subscriptions stay QoS 0 so both sides do the same work: the broker confirms
  * receipt to the producer). Rounds alternate the systems; we report medians and ratios.
  *
- * Env: BENCH_ROUNDS (5), BENCH_MS (1500 per run, after one 500 ms warm-up run of each), BENCH_FANOUT (100), BENCH_WINDOW (1000 messages in flight).
+ * Env: BENCH_ROUNDS (5), BENCH_MS (1500 per run, after one 500 ms warm-up run of each), BENCH_FANOUT (100),
+ * BENCH_WINDOW (1000 messages in flight); BENCH_SCENARIO / BENCH_SYSTEM narrow the run (profiling).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -19,6 +21,9 @@ const RUN_MS = Number(process.env.BENCH_MS ?? 1500);
 const FANOUT = Number(process.env.BENCH_FANOUT ?? 100);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 1000);
 const WARMUP_MS = 500;
+/** Profiling aid: run only these scenarios (substring of the name) and systems. */
+const ONLY_SCENARIO = process.env.BENCH_SCENARIO ?? '';
+const ONLY_SYSTEM = process.env.BENCH_SYSTEM ?? '';
 
 const PAYLOAD: Value = { sensor: 'greenhouse-07', kind: 'temperature', value: 21.375, unit: 'celsius', seq: 1234567, ok: true };
 const PAYLOAD_TEXT = JSON.stringify(PAYLOAD);
@@ -161,6 +166,16 @@ async function runAedes(port: number, subs: number, acks: boolean, ms = RUN_MS):
   return result;
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ = 100
+  } catch {
+    return NaN;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -172,28 +187,41 @@ const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 async function main(): Promise<void> {
   console.log(`broker benchmark: ${ROUNDS} rounds x ${RUN_MS} ms per run, payload ${Buffer.byteLength(PAYLOAD_TEXT)} bytes of JSON, window ${WINDOW}, node ${process.version}`);
   const [trellis, aedes] = await Promise.all([startServer('trellis'), startServer('aedes')]);
-  const scenarios = [
+  const all = [
     { name: '1→1 no ack (QoS 0)', subs: 1, acks: false },
     { name: '1→1 acked (QoS 1 publish)', subs: 1, acks: true },
     { name: `1→${FANOUT} no ack (QoS 0)`, subs: FANOUT, acks: false },
     { name: `1→${FANOUT} acked (QoS 1 publish)`, subs: FANOUT, acks: true },
   ];
+  const scenarios = all.filter((s) => s.name.includes(ONLY_SCENARIO));
+  const systems = (order: readonly ('trellis' | 'aedes')[]) => order.filter((s) => s.includes(ONLY_SYSTEM));
   const rates: Record<string, { trellis: number[]; aedes: number[] }> = {};
-  for (const s of scenarios) rates[s.name] = { trellis: [], aedes: [] };
+  const perCpu: Record<string, { trellis: number[]; aedes: number[] }> = {};
+  for (const s of scenarios) {
+    rates[s.name] = { trellis: [], aedes: [] };
+    perCpu[s.name] = { trellis: [], aedes: [] };
+  }
   try {
     // warm both brokers and both client stacks up (JIT, connection paths) before measuring
     for (const s of scenarios) {
-      await runTrellis(trellis.port, s.subs, s.acks, WARMUP_MS);
-      await runAedes(aedes.port, s.subs, s.acks, WARMUP_MS);
+      if ('trellis'.includes(ONLY_SYSTEM)) await runTrellis(trellis.port, s.subs, s.acks, WARMUP_MS);
+      if ('aedes'.includes(ONLY_SYSTEM)) await runAedes(aedes.port, s.subs, s.acks, WARMUP_MS);
     }
     for (let round = 1; round <= ROUNDS; round++) {
       for (const s of scenarios) {
         const order = round % 2 ? (['trellis', 'aedes'] as const) : (['aedes', 'trellis'] as const);
-        for (const system of order) {
+        for (const system of systems(order)) {
+          const pid = (system === 'trellis' ? trellis : aedes).child.pid!;
+          const cpuBefore = cpuMs(pid);
           const r = system === 'trellis' ? await runTrellis(trellis.port, s.subs, s.acks) : await runAedes(aedes.port, s.subs, s.acks);
+          const brokerCpu = cpuMs(pid) - cpuBefore;
           const perSec = (r.deliveries / r.ms) * 1000;
+          const perCpuSec = (r.deliveries / brokerCpu) * 1000;
           rates[s.name]![system].push(perSec);
-          console.log(`  round ${round} ${s.name.padEnd(28)} ${system.padEnd(7)} ${fmt(perSec).padStart(10)} deliveries/s (${fmt(r.messages)} msgs, ${fmt(r.deliveries)} deliveries, ${r.ms.toFixed(0)} ms)`);
+          perCpu[s.name]![system].push(perCpuSec);
+          console.log(
+            `  round ${round} ${s.name.padEnd(28)} ${system.padEnd(7)} ${fmt(perSec).padStart(10)} deliveries/s ${fmt(perCpuSec).padStart(10)} per broker CPU-s (${fmt(r.messages)} msgs, ${fmt(r.deliveries)} deliveries, ${r.ms.toFixed(0)} ms, broker CPU ${brokerCpu.toFixed(0)} ms)`,
+          );
         }
       }
     }
@@ -201,13 +229,15 @@ async function main(): Promise<void> {
     trellis.child.kill('SIGTERM');
     aedes.child.kill('SIGTERM');
   }
-  console.log('\nmedian deliveries/s (1→1: deliveries = messages)');
-  console.log(`| scenario | Trellis | aedes + mqtt.js | ratio |`);
-  console.log(`|---|---:|---:|---:|`);
+  console.log('\nmedians over the rounds (1→1: deliveries = messages; "per broker CPU-s" = deliveries per second of CPU the broker process used)');
+  console.log(`| scenario | Trellis deliveries/s | aedes deliveries/s | ratio | Trellis per broker CPU-s | aedes per broker CPU-s | ratio |`);
+  console.log(`|---|---:|---:|---:|---:|---:|---:|`);
   for (const s of scenarios) {
     const t = median(rates[s.name]!.trellis);
     const a = median(rates[s.name]!.aedes);
-    console.log(`| ${s.name} | ${fmt(t)} | ${fmt(a)} | ${(t / a).toFixed(2)}x |`);
+    const tc = median(perCpu[s.name]!.trellis);
+    const ac = median(perCpu[s.name]!.aedes);
+    console.log(`| ${s.name} | ${fmt(t)} | ${fmt(a)} | ${(t / a).toFixed(2)}x | ${fmt(tc)} | ${fmt(ac)} | ${(tc / ac).toFixed(2)}x |`);
   }
 }
 

@@ -125,6 +125,8 @@ class Queue:
 
     def pull(self) -> Tuple[str, Any]:
         """Blocks until a message arrives on the topic (or under it); returns ``(topic, value)``."""
+        if self.type != MiddlewareType.CONSUMER:
+            raise RuntimeError("pull() needs a CONSUMER queue; this one is a PRODUCER")
         while not self._messages:
             self._read_frame()
         return self._messages.popleft()

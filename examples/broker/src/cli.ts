@@ -63,7 +63,12 @@ export const broker = defineCommand({
       engine.on('stats', (s) => io.stderr.write(`broker: ${s.connections} clients, ${s.topics} topics, ${s.subscriptions} subscriptions, ${s.rates.in} msg/s in, ${s.rates.out} msg/s out\n`));
     }
     const address = await engine.listen(port, values.host);
-    const codecs = plugins.serialization.serializers().map((n) => `${n}(${wireIdOf(plugins, n)})`).join(', ');
+    const codecs = plugins.serialization
+      .serializers()
+      .map((n) => ({ n, id: wireIdOf(plugins, n) }))
+      .sort((a, b) => Number(a.id) - Number(b.id))
+      .map(({ n, id }) => `${n}(${id})`)
+      .join(', ');
     io.stdout.write(`broker listening on ${address.host}:${address.port} (codecs: ${codecs || 'none installed'})\n`);
     await untilAborted(io.signal);
     await engine.close({ timeoutMs: 3000 });

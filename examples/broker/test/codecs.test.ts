@@ -75,4 +75,36 @@ test('a Pickle payload that tries to import or call is refused before anything i
   assert.equal(r.broker.topics(), []);
 });
 
+test('a value a subscriber codec cannot carry (NaN for JSON) is refused before anyone receives it', async ({ r }) => {
+  const producer = await r.client('pickle', 'producer');
+  const jsonConsumer = await r.client('json', 'consumer');
+  const xmlConsumer = await r.client('xml', 'consumer');
+  const jsonSub = await jsonConsumer.subscribe('/nan');
+  const xmlSub = await xmlConsumer.subscribe('/nan');
+  const refused = new Promise<Error>((resolve) => producer.once('error', resolve));
+  producer.publish('/nan', { reading: NaN });
+  assert.match((await refused).message, /BAD_PAYLOAD: the value cannot be sent to subscribers using json: json: cannot encode NaN/);
+  assert.equal(r.broker.topics(), []);
+  const other = await r.client('pickle', 'producer');
+  await other.publish('/nan', { reading: 1 }, { ack: true });
+  assert.equal((await take(jsonSub, 1))[0]!.value, { reading: 1 }, 'the JSON consumer stayed connected and never saw the NaN');
+  assert.equal((await take(xmlSub, 1))[0]!.value, { reading: 1 });
+});
+
+test('a last value a new subscriber codec cannot carry is skipped; the subscriber keeps its subscription', async ({ r }) => {
+  const producer = await r.client('pickle', 'producer');
+  await producer.publish('/inf/a', Infinity, { ack: true });
+  await producer.publish('/inf/b', 2, { ack: true });
+  const xml = await (await r.client('xml', 'consumer')).subscribe('/inf');
+  assert.is(xml.retained, 2);
+  assert.equal((await take(xml, 2)).map((m) => m.value), [Infinity, 2]);
+  const json = await (await r.client('json', 'consumer')).subscribe('/inf');
+  assert.is(json.retained, 1);
+  assert.equal((await take(json, 1)).map((m) => [m.topic, m.value]), [['/inf/b', 2]]);
+  await producer.publish('/inf/a', 3, { ack: true });
+  await producer.publish('/inf/a', 4, { ack: true });
+  const last = (await take(json, 2)).map((m) => m.value);
+  assert.equal(last, [3, 4]);
+});
+
 test.run();

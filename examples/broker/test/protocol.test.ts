@@ -62,6 +62,14 @@ test('a 4 GiB length prefix is refused at once, not buffered', async ({ r }) => 
   assert.is(err.code, BrokerErrorCode.FRAME_TOO_LARGE);
 });
 
+test('the client refuses a message over the broker frame limit and its connection stays usable', async ({ r }) => {
+  const client = await r.client('json');
+  assert.is(client.maxFrameBytes, 64 * 1024);
+  assert.throws(() => client.publish('/big', 'x'.repeat(70 * 1024)), /exceeds the broker's 65536-byte frame limit/);
+  await client.publish('/small', 'fits', { ack: true });
+  assert.equal(await client.listTopics(), ['/small']);
+});
+
 test('an empty frame, an unknown frame type and a truncated PUBLISH are malformed', async ({ r }) => {
   assert.is((await refused(r, helloFrame(0, Role.BOTH), frameOf([]))).code, BrokerErrorCode.FRAME_TOO_LARGE);
   assert.is((await refused(r, helloFrame(0, Role.BOTH), frameOf([0x55]))).code, BrokerErrorCode.MALFORMED);
@@ -95,6 +103,18 @@ test('an unknown codec id and an unsupported version are refused with the reason
   assert.match(codec.message, /json \(0\)/);
   assert.is((await refused(r, helloFrame(0, Role.BOTH, 9))).code, BrokerErrorCode.UNSUPPORTED_VERSION);
   assert.is((await refused(r, helloFrame(0, 7 as 1))).code, BrokerErrorCode.MALFORMED);
+});
+
+test('connect() rejects with the broker\'s reason when the codec is unknown there', async ({ r }) => {
+  const { connect } = await import('@trellis/sdk');
+  const codec = { wireId: 77, name: 'private', encode: () => new Uint8Array(), decode: () => null };
+  try {
+    await connect({ port: r.port, codec });
+    assert.unreachable('connect should fail');
+  } catch (err) {
+    assert.match((err as Error).message, /UNKNOWN_CODEC: no serializer plugin provides codec 77/);
+  }
+  await stillServing(r);
 });
 
 test('a connection that never says HELLO is closed after the hello timeout', async ({ r }) => {
@@ -153,6 +173,25 @@ test('a slow consumer is disconnected with a reason and does not hold back the o
     assert.match(err.message, /exceed the broker's limit of 1048576/);
     await slow.closed;
     await until(() => r.broker.stats().connections === 2, 2000, 'the slow consumer to be gone');
+  } finally {
+    await r.stop();
+  }
+});
+
+test('a client that never reads its replies is bounded like a slow consumer', async () => {
+  const r = await startBroker({ maxBufferBytes: 256 * 1024 });
+  try {
+    const producer = await r.client('json', 'producer');
+    for (let i = 0; i < 200; i++) producer.publish(`/${String(i).padStart(3, '0')}/${'t'.repeat(900)}`, i);
+    await producer.publish('/last', 1, { ack: true });
+    const raw = await rawSocket(r.port);
+    raw.socket.pause(); // never reads: every TOPICS reply (about 180 KB) piles up
+    let slow = 0;
+    r.broker.on('slow-consumer', () => slow++);
+    raw.socket.write(Buffer.concat([helloFrame(0, Role.BOTH), ...Array.from({ length: 200 }, (_, i) => idFrame(FrameType.LIST_TOPICS, i + 1))]));
+    await until(() => slow === 1, 3000, 'the slow-consumer event');
+    assert.ok(r.broker.clients().every((c) => c.pendingBytes < 1024 * 1024));
+    await stillServing(r);
   } finally {
     await r.stop();
   }

@@ -9,8 +9,12 @@ const PYTHON_DIR = fileURLToPath(new URL('../python', import.meta.url));
 
 /** Runs a Python snippet with the client module importable; resolves with its stdout lines. */
 function python(port: number, code: string, timeoutMs = 10_000): Promise<string[]> {
+  return run(port, ['-c', code], timeoutMs);
+}
+
+function run(port: number, args: string[], timeoutMs = 10_000): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-c', code], {
+    const child = spawn('python3', args, {
       env: { ...process.env, PYTHONPATH: PYTHON_DIR, TRELLIS_BROKER_PORT: String(port), TRELLIS_BROKER_HOST: '127.0.0.1', PYTHONDONTWRITEBYTECODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -141,6 +145,22 @@ except BrokerError as e:
 `,
     );
     assert.equal(lines, ['BAD_TOPIC']);
+  } finally {
+    await r.stop();
+  }
+});
+
+test('the sample producer and consumer script (example.py) runs against the broker', async () => {
+  const r = await startBroker();
+  try {
+    const script = `${PYTHON_DIR}/example.py`;
+    const consumer = run(r.port, [script, 'consumer', '--codec', 'xml', '--topic', '/weather', '--count', '3']);
+    for (let i = 0; i < 300 && r.broker.stats().subscriptions < 1; i++) await new Promise((res) => setTimeout(res, 10));
+    const produced = await run(r.port, [script, 'producer', '--codec', 'pickle', '--topic', '/weather/temperature', '--count', '3', '--interval', '0']);
+    assert.is(produced.length, 3);
+    const lines = await consumer;
+    assert.is(lines[0], 'topics []');
+    assert.equal(lines.slice(1).map((l) => /^\('\/weather\/temperature', \{'celsius': [\d.]+, 'seq': (\d)\}\)$/.exec(l)?.[1]), ['0', '1', '2']);
   } finally {
     await r.stop();
   }

@@ -177,6 +177,21 @@ test('each subscriber receives a producer\'s messages in publish order', async (
   for (const s of subs) assert.equal((await take(s, n, 5000)).map((m) => m.value), Array.from({ length: n }, (_, i) => i));
 });
 
+test('a client stops reading while a subscription buffer is full and resumes as it drains', async ({ r }) => {
+  const { connect } = await import('@trellis/sdk');
+  const consumer = await connect({ port: r.port, codec: 'json', plugins: r.host, role: 'consumer', highWaterMark: 10 });
+  r.clients.push(consumer);
+  const sub = await consumer.subscribe('/bp');
+  const producer = await r.client('json', 'producer');
+  for (let i = 0; i < 500; i++) producer.publish('/bp', { i, pad: 'x'.repeat(1000) });
+  await producer.publish('/bp/done', true, { ack: true });
+  await new Promise((res) => setTimeout(res, 100));
+  assert.ok(sub.buffered < 500, `reading paused at ${sub.buffered} buffered messages`);
+  const got = await take(sub, 501, 5000);
+  assert.equal(got.slice(0, 500).map((m) => (m.value as { i: number }).i), Array.from({ length: 500 }, (_, i) => i));
+  assert.is(got[500]!.topic, '/bp/done');
+});
+
 test('roles are enforced: a consumer may not publish, and the broker says why', async ({ r }) => {
   const consumer = await r.client('json', 'consumer');
   consumer.publish('/x', 1);
@@ -201,6 +216,25 @@ test('stats and the topic tree describe topics, subscribers and traffic', async 
   assert.is(remote.consumers, 1);
   assert.is(remote.producers, 1);
   assert.is(remote.messagesIn, 1);
+});
+
+test('events report connections, subscriptions, publishes with their delivery count, and disconnects', async ({ r }) => {
+  const seen: string[] = [];
+  r.broker.on('connection', (c) => seen.push(`connection ${c.id}`));
+  r.broker.on('subscribe', (c, topic) => seen.push(`subscribe ${c.id} ${topic} ${c.codec}`));
+  r.broker.on('publish', (e) => seen.push(`publish ${e.topic} ${JSON.stringify(e.value)} ${e.codec} ${e.deliveries}`));
+  r.broker.on('unsubscribe', (c, topic) => seen.push(`unsubscribe ${c.id} ${topic}`));
+  r.broker.on('disconnect', (c) => seen.push(`disconnect ${c.id}`));
+  const consumer = await r.client('xml', 'consumer');
+  const sub = await consumer.subscribe('/ev');
+  const producer = await r.client('pickle', 'producer');
+  await producer.publish('/ev/x', [1, 'a'], { ack: true });
+  await take(sub, 1);
+  await sub.unsubscribe();
+  await consumer.close();
+  await until(() => seen.length === 6, 2000, 'six events');
+  const [c1, c2] = [consumer, producer].map((_, i) => Number(seen.filter((l) => l.startsWith('connection'))[i]!.split(' ')[1]));
+  assert.equal(seen, [`connection ${c1}`, `subscribe ${c1} /ev xml`, `connection ${c2}`, 'publish /ev/x [1,"a"] pickle 1', `unsubscribe ${c1} /ev`, `disconnect ${c1}`]);
 });
 
 test.run();

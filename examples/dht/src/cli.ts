@@ -5,7 +5,7 @@
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { createHost, createUdpNode, DhtClient, type HashName } from '@trellis/sdk';
 import { startRing } from './ring.js';
-import { parseValue, toJson } from './json-value.js';
+import { parseValue, toJson, toJsonLines } from './json-value.js';
 
 const nodeOptions = {
   bits: { type: 'string', default: '10', description: 'identifier bits m (ring of 2^m ids)', placeholder: 'm' },
@@ -124,7 +124,7 @@ const get = clientCommand('get', 'Read the value stored under a key (exit 1 when
 
 const info = clientCommand('info', "Show a node's id, predecessor, successor list, finger table and key count", '', async (client, target, args, out) => {
   if (args.length !== 0) throw new UsageError('info takes no arguments');
-  out.write(toJson(await client.info(target), 2) + '\n');
+  out.write(toJsonLines(await client.info(target)) + '\n');
   return 0;
 });
 

@@ -15,3 +15,9 @@ export function parseValue(text: string): import('@trellis/sdk').Value {
     return text;
   }
 }
+
+/** An object as JSON with one top-level field per line and each value on one line (INFO tables stay readable). */
+export function toJsonLines(obj: Record<string, unknown>): string {
+  const fields = Object.entries(obj).map(([k, v]) => `  ${JSON.stringify(k)}: ${toJson(v)}`);
+  return `{\n${fields.join(',\n')}\n}`;
+}

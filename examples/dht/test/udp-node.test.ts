@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
-import { DhtClient, createLogger, type Codec } from '@trellis/sdk';
+import { DhtClient, checkRing, createLogger, type Codec } from '@trellis/sdk';
 import { startRing, type Ring } from '../src/ring.js';
 import { FAST, python, waitFor } from './helpers.js';
 
@@ -72,6 +72,50 @@ test('GET of a missing key is answered NACK and PUT is answered ACK on the clien
     assert.equal(await client.request(target, { method: 'GET', args: { key: 'nothing' } }), { method: 'NACK', args: undefined });
     assert.equal(await client.request(target, { method: 'PUT', args: { key: 'k', value: { nested: [1, 'two', null] } } }), { method: 'ACK', args: undefined });
     assert.equal(await client.get(ring.nodes[0]!.address, 'k'), { nested: [1, 'two', null] });
+  } finally {
+    await client.close();
+    await ring.close();
+  }
+});
+
+test('a UDP ring heals around a node that vanishes without a goodbye, and its keys survive on replicas', async () => {
+  const ring = await ringOf(5, { bits: 32, hash: 'sha1', replicas: 2, logger: createLogger('dht-test', 'silent') });
+  const codec = await ring.pluginHost.serialization.codec('pickle');
+  const client = new DhtClient({ codec, timeoutMs: 2000 });
+  try {
+    assert.ok(await waitFor(() => checkRing(ring.nodes).correct === 5, 5000), JSON.stringify(checkRing(ring.nodes)));
+    const keys = Array.from({ length: 30 }, (_, i) => `key-${i}`);
+    for (const k of keys) assert.ok(await client.put(ring.nodes[0]!.address, k, k.length));
+    await new Promise((r) => setTimeout(r, 200));
+    const owned = (n: (typeof ring.nodes)[number]) => keys.filter((k) => n.owns(n.hashOf(k))).length;
+    const victim = [...ring.nodes.slice(1)].sort((a, b) => owned(b) - owned(a))[0]!;
+    assert.ok(owned(victim) > 0, 'the victim owned keys');
+    await victim.close({ graceful: false }); // the socket just closes: no TRANSFER, no LEAVE
+    const live = ring.nodes.filter((n) => n !== victim);
+    assert.ok(await waitFor(() => checkRing(live).correct === 4, 8000), JSON.stringify(checkRing(live)));
+    for (const k of keys) assert.is(await client.get(live[k.length % 4]!.address, k), k.length, `key ${k}`);
+  } finally {
+    await client.close();
+    await ring.close();
+  }
+});
+
+test('keys move on join and on graceful leave in datagram-sized batches, even when they add up to far more than one datagram', async () => {
+  const ring = await ringOf(1, { bits: 32, hash: 'sha1', replicas: 0 });
+  const codec = await ring.pluginHost.serialization.codec('pickle');
+  const client = new DhtClient({ codec });
+  try {
+    const a = ring.nodes[0]!;
+    const keys = Array.from({ length: 24 }, (_, i) => `big-${i}`);
+    const value = (k: string) => k + ':' + 'z'.repeat(10_000);
+    for (const k of keys) assert.ok(await client.put(a.address, k, value(k)));
+    const b = await ring.add(0);
+    assert.ok(await waitFor(() => checkRing(ring.nodes).correct === 2, 3000));
+    const bKeys = keys.filter((k) => b.owns(b.hashOf(k)));
+    assert.ok(await waitFor(() => bKeys.every((k) => b.localValue(k) === value(k)), 3000), `${bKeys.filter((k) => b.localValue(k) === undefined).length} of ${bKeys.length} keys missing at the joining node`);
+    await a.close(); // graceful: a's keys go to b
+    for (const k of keys) assert.is(b.localValue(k), value(k), k);
+    assert.is(await client.get(b.address, keys[0]!), value(keys[0]!));
   } finally {
     await client.close();
     await ring.close();

@@ -16,7 +16,8 @@ export const lb = defineCommand({
   description: [
     'Strategies come from plugins: n-to-1, round-robin, least-connections, least-response-time, or any',
     'custom strategy found in --plugin-dir. The reference names N2One, RoundRobin, LeastConnections and',
-    'LeastResponseTime also work (any case). -s takes one port each time, or several after one -s.',
+    'LeastResponseTime also work (any case). -s takes one port each time, or several after one -s',
+    '(ports listed after a -s value come after every repeated -s, so do not mix the two forms).',
   ].join('\n'),
   positionals: '[PORT…]',
   options: {
@@ -27,6 +28,7 @@ export const lb = defineCommand({
     backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end HOST:PORT', placeholder: 'host:port' },
     server: { type: 'string', short: 's', multiple: true, description: 'reference alias: a back-end port on localhost', placeholder: 'port' },
     mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
+    engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
     'admin-port': { type: 'string', description: 'serve /-/stats and /-/metrics on this port', placeholder: 'port' },
     'plugin-dir': { type: 'string', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
     'health-interval': { type: 'string', default: '2000', description: 'ms between health checks (0 disables them)', placeholder: 'ms' },
@@ -55,6 +57,8 @@ export const lb = defineCommand({
     if (backends.length === 0) throw new UsageError('give at least one back-end with --backend HOST:PORT (or -s PORT)');
     const mode = values.mode;
     if (mode !== 'http' && mode !== 'tcp') throw new UsageError(`--mode must be http or tcp, got "${mode}"`);
+    const engine = values.engine;
+    if (engine !== 'raw' && engine !== 'undici') throw new UsageError(`--engine must be raw or undici, got "${engine}"`);
     const strategy = strategyId(values.algorithm ?? values.strategy);
     const port = portOption('port', values.port)!;
     const adminPort = portOption('admin-port', values['admin-port']);
@@ -65,6 +69,7 @@ export const lb = defineCommand({
       strategy,
       backends,
       mode,
+      engine,
       healthCheck: interval === 0 ? false : {
         intervalMs: interval,
         timeoutMs: ms('health-timeout', values['health-timeout'])!,

@@ -77,47 +77,55 @@ export function decode(bytes: Uint8Array, options: JsonOptions = {}): Value {
     throw makeError('document is not valid UTF-8');
   }
   try {
-    // A 16-digit run may be an integer beyond 2^53, which JSON.parse would round: parse exactly.
-    if (hasDigitRun16(text)) return new ExactParser(text, maxDepth).document();
-    const value = JSON.parse(text);
-    // Escapes (\u...) can spell any key, so only their absence lets the substring probes vouch.
-    // Depth needs two characters per level: short documents cannot be too deep.
-    if (
-      text.length > 2 * maxDepth + 1 ||
-      text.indexOf('\\u') >= 0 ||
-      text.indexOf('__proto__') >= 0 ||
-      text.indexOf('constructor') >= 0 ||
-      text.indexOf(BYTES_KEY) >= 0
-    ) {
-      return checkParsed(value, 0, maxDepth) as Value;
+    if (text.length <= 2 * maxDepth + 1) {
+      // Short: too short to nest past maxDepth (two characters per level), so probe the text.
+      // A 16-digit integer may exceed 2^53, which JSON.parse would round: parse exactly.
+      if (hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
+      const value = JSON.parse(text);
+      // "proto" is in both __proto__ and prototype; escapes (\u...) could spell any key.
+      if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) return checkParsed(value, 0, maxDepth) as Value;
+      return value;
     }
-    return value;
+    // Long: one walk checks depth and notes numbers beyond 2^53; keys and bytes too if a probe fires.
+    const parsed = JSON.parse(text);
+    sawHugeNumber = typeof parsed === 'number' && (parsed >= 9007199254740992 || parsed <= -9007199254740992);
+    let value: unknown = parsed;
+    if (text.indexOf('proto') >= 0 || text.indexOf('\\u') >= 0 || text.indexOf(BYTES_KEY) >= 0) value = checkParsed(parsed, 0, maxDepth);
+    else if (parsed !== null && typeof parsed === 'object') checkDepth(parsed, 0, maxDepth);
+    if (sawHugeNumber && hasLongInteger(text)) return new ExactParser(text, maxDepth).document();
+    return value as Value;
   } catch (err) {
     rethrow(err, makeError, 'decoder');
   }
 }
 
-/** True when `s` holds 16 consecutive ASCII digits; probes one character in 16. */
-function hasDigitRun16(s: string): boolean {
+/** Set by checkParsed when a number's magnitude exceeds 2^53 (it may have been a rounded integer). */
+let sawHugeNumber = false;
+
+/**
+ * True when `s` may hold an integer literal of 16+ digits (one JSON.parse could round). Probes
+ * one character in 16; a long run right after "." or before "." / "e" is a float and is skipped.
+ */
+function hasLongInteger(s: string): boolean {
   const n = s.length;
   for (let i = 15; i < n; i += 16) {
-    const c = s.charCodeAt(i);
-    if (c < 48 || c > 57) continue;
+    if (!isDigit(s.charCodeAt(i))) continue;
     let j = i - 1;
-    while (j > i - 16) {
-      const d = s.charCodeAt(j);
-      if (d < 48 || d > 57) break;
-      j--;
-    }
+    while (j >= 0 && isDigit(s.charCodeAt(j))) j--;
     let k = i + 1;
-    while (k < n && k - j - 1 < 16) {
-      const d = s.charCodeAt(k);
-      if (d < 48 || d > 57) break;
-      k++;
+    while (k < n && isDigit(s.charCodeAt(k))) k++;
+    if (k - j - 1 >= 16) {
+      const before = s.charCodeAt(j);
+      const after = s.charCodeAt(k);
+      if (before !== 0x2e && after !== 0x2e && after !== 0x65 && after !== 0x45) return true;
     }
-    if (k - j - 1 >= 16) return true;
+    i = k - 1; // the next probe, i + 16, is the first that a new run could hold
   }
   return false;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
 }
 
 /** Walks a JSON.parse result: depth, forbidden keys, and `$bytes` objects turned into bytes. */
@@ -127,10 +135,11 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
       const item = v[i];
-      if (item !== null && typeof item === 'object') {
+      if (typeof item === 'object') {
+        if (item === null) continue;
         const out = checkParsed(item, depth + 1, maxDepth);
         if (out !== item) v[i] = out;
-      }
+      } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
     }
     return v;
   }
@@ -140,12 +149,34 @@ function checkParsed(v: unknown, depth: number, maxDepth: number): unknown {
     keys++;
     checkKey(k, o[k]);
     const item = o[k];
-    if (item !== null && typeof item === 'object') {
+    if (typeof item === 'object') {
+      if (item === null) continue;
       const out = checkParsed(item, depth + 1, maxDepth);
       if (out !== item) o[k] = out;
-    }
+    } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
   }
   return keys === 1 ? bytesObject(o) : o;
+}
+
+/** The light walk for long documents no probe flagged: depth and numbers beyond 2^53 only. */
+function checkDepth(v: unknown, depth: number, maxDepth: number): void {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth}`);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      if (typeof item === 'object') {
+        if (item !== null) checkDepth(item, depth + 1, maxDepth);
+      } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+    }
+    return;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    const item = o[k];
+    if (typeof item === 'object') {
+      if (item !== null) checkDepth(item, depth + 1, maxDepth);
+    } else if (typeof item === 'number' && (item >= 9007199254740992 || item <= -9007199254740992)) sawHugeNumber = true;
+  }
 }
 
 function checkKey(k: string, value: unknown): void {
@@ -322,42 +353,59 @@ function scan(v: unknown, depth: number, maxDepth: number): number {
     case 'boolean':
       return 0;
     case 'number':
-      if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
-      // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
-      return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+      return scanNumber(v);
     case 'bigint':
       return NEEDS_WRITER;
-    case 'object': {
-      if (v === null) return 0;
-      if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
-      let flags = 0;
-      if (Array.isArray(v)) {
-        for (let i = 0; i < v.length; i++) {
-          const item = v[i];
-          if (typeof item === 'string') continue;
-          if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
-          flags |= scan(item, depth + 1, maxDepth);
-        }
-        return flags;
-      }
-      if (v instanceof Uint8Array) return NEEDS_WRITER;
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
-      const o = v as Record<string, unknown>;
-      let keys = 0;
-      for (const k in o) {
-        keys++;
-        const item = o[k];
-        if (typeof item === 'string') continue;
-        if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
-        flags |= scan(item, depth + 1, maxDepth);
-      }
-      if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
-      return flags;
-    }
+    case 'object':
+      return v === null ? 0 : scanObject(v, depth, maxDepth);
+    case 'undefined':
+      return bad('cannot encode undefined');
     default:
       return bad(`cannot encode a ${typeof v}: outside the value model`);
   }
+}
+
+function scanNumber(v: number): number {
+  if (!Number.isFinite(v)) bad(`cannot encode ${v}: JSON has no NaN or Infinity`);
+  // Integral values beyond 2^53 would read back as bigint: the writer keeps them floats.
+  return v > 9007199254740991 || v < -9007199254740991 ? NEEDS_WRITER : 0;
+}
+
+/** Containers; scalars are checked inline so the common case makes no call per item. */
+function scanObject(v: object, depth: number, maxDepth: number): number {
+  if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a cyclic value)`);
+  let flags = 0;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const item = v[i];
+      const t = typeof item;
+      if (t === 'string' || t === 'boolean') continue;
+      if (t === 'number') flags |= scanNumber(item);
+      else if (t === 'object') {
+        if (item !== null) flags |= scanObject(item, depth + 1, maxDepth);
+      } else if (item === undefined) bad(`cannot encode undefined (array index ${i})`);
+      else flags |= scan(item, depth + 1, maxDepth);
+    }
+    return flags;
+  }
+  if (v instanceof Uint8Array) return NEEDS_WRITER;
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
+  const o = v as Record<string, unknown>;
+  let keys = 0;
+  for (const k in o) {
+    keys++;
+    const item = o[k];
+    const t = typeof item;
+    if (t === 'string' || t === 'boolean') continue;
+    if (t === 'number') flags |= scanNumber(item as number);
+    else if (t === 'object') {
+      if (item !== null) flags |= scanObject(item as object, depth + 1, maxDepth);
+    } else if (item === undefined) bad(`cannot encode undefined (key ${JSON.stringify(k)})`);
+    else flags |= scan(item, depth + 1, maxDepth);
+  }
+  if (keys === 1 && typeof o[BYTES_KEY] === 'string') bad('an object whose only key is "$bytes" is reserved for bytes');
+  return flags;
 }
 
 /** The general writer, for values holding bigint, bytes or integral floats beyond 2^53. */

@@ -21,6 +21,14 @@ test('integers beyond 2^53 are exact bigints both ways; smaller ones are numbers
   assert.is(codec.decode(utf8('1234567890123456.5')), 1234567890123456.5); // 16 digits but a float
 });
 
+test('long documents keep big integers exact too (the walk spots them)', () => {
+  const pad = ' '.repeat(2000);
+  assert.equal(codec.decode(utf8(`${pad}[1.5,{"a":9007199254740993}]`)), [1.5, { a: 9007199254740993n }]);
+  assert.is(codec.decode(utf8(`${pad}9007199254740992`)), 9007199254740992n);
+  assert.equal(codec.decode(utf8(`${pad}[1e300,40.631000000000004]`)), [1e300, 40.631000000000004]);
+  assert.throws(() => codec.decode(utf8(`${pad}[{"__proto__":1}]`)), /__proto__/);
+});
+
 test('a leading-zero number is refused even on the exact path', () => {
   rejects('[0000000000000000001]', /expected , or \]/);
   rejects('0000000000000000', /unexpected character/);

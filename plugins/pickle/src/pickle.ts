@@ -24,9 +24,14 @@ export interface PickleLimits {
 export interface PickleOptions extends PickleLimits {
   /** Error factory; defaults to a plain `PickleError` with code TRELLIS_ERR_CODEC. */
   readonly error?: ErrorFactory;
+  /**
+   * Decode: mark tuples (non-enumerable `TUPLE` property) so re-encoding writes tuples again,
+   * for relays of data they do not understand. Off by default: marking costs ~0.1 µs a tuple.
+   */
+  readonly tuples?: boolean;
 }
 
-/** Marks an array as a Python tuple: decoded tuples carry it, and `encode` writes marked arrays as tuples. */
+/** Marks an array as a Python tuple: `encode` writes marked arrays as tuples; `decode` marks them with `tuples: true`. */
 export const TUPLE: unique symbol = Symbol.for('trellis.pickle.tuple') as never;
 
 /** Returns `items` marked as a tuple (a non-enumerable mark: equality and JSON ignore it). */
@@ -127,27 +132,36 @@ export function decode(bytes: Uint8Array, options: PickleOptions = {}): Value {
 
 class Decoder {
   readonly #b: Uint8Array;
-  readonly #view: DataView;
   readonly #maxDepth: number;
   readonly #maxNodes: number;
   #pos = 0;
-  /** Memo references and DUP make shared (possibly cyclic) structures: checked at STOP. */
+  /** A container reached twice (memo GET or DUP) may be shared or cyclic: checked at STOP. */
   #shared = false;
-  #memo: Map<number, unknown> | undefined;
+  #memo: unknown[] = [];
+  readonly #markTuples: boolean;
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
-  constructor(bytes: Uint8Array, limits: PickleLimits) {
+  constructor(bytes: Uint8Array, limits: PickleOptions) {
     this.#b = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#maxDepth = limits.maxDepth ?? DEFAULTS.maxDepth;
     this.#maxNodes = limits.maxNodes ?? DEFAULTS.maxNodes;
+    this.#markTuples = limits.tuples === true;
+  }
+
+  #tuple(items: unknown[]): unknown[] {
+    if (this.#markTuples) Object.defineProperty(items, TUPLE, { value: true });
+    return items;
   }
 
   run(): Value {
     const b = this.#b;
     const end = b.length;
+    // A manual stack pointer: truncating to a mark is one assignment, no pop() loop.
     const stack: unknown[] = [];
+    let sp = 0;
+    // Height of each stack slot (0 for scalars): nesting is bounded as containers are built.
+    const hs: number[] = [];
     const marks: number[] = [];
     for (;;) {
       if (this.#pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', this.#pos);
@@ -166,234 +180,293 @@ class Decoder {
         }
         case STOP: {
           if (marks.length) bad('STOP inside an unclosed MARK', at);
-          if (stack.length !== 1) bad(stack.length === 0 ? 'STOP with an empty stack' : `STOP with ${stack.length} values on the stack`, at);
+          if (sp !== 1) bad(sp === 0 ? 'STOP with an empty stack' : `STOP with ${sp} values on the stack`, at);
           const result = stack[0];
-          if (this.#shared || end > this.#maxDepth) this.#check(result, at);
+          if (this.#shared) this.#check(result, at);
           return result as Value;
         }
         // --- stack and marks
         case MARK:
-          marks.push(stack.length);
+          marks.push(sp);
           break;
         case POP:
-          if (stack.length > (marks.length ? marks[marks.length - 1] : 0)) stack.pop();
+          if (sp > (marks.length ? marks[marks.length - 1] : 0)) sp--;
           else if (marks.length) marks.pop(); // POP of a bare mark, as CPython allows
           else bad('POP on an empty stack', at);
           break;
         case POP_MARK:
-          this.#popMark(stack, marks, at);
+          sp = this.#mark(marks, at);
           break;
-        case DUP:
-          stack.push(this.#top(stack, marks, at));
-          this.#shared = true;
+        case DUP: {
+          const top = this.#top(stack, marks, at, sp);
+          if (top !== null && typeof top === 'object') this.#shared = true;
+          hs[sp] = hs[sp - 1];
+          stack[sp++] = top;
           break;
+        }
         // --- constants
         case NONE:
-          stack.push(null);
+          hs[sp] = 0;
+          stack[sp++] = null;
           break;
         case NEWTRUE:
-          stack.push(true);
+          hs[sp] = 0;
+          stack[sp++] = true;
           break;
         case NEWFALSE:
-          stack.push(false);
+          hs[sp] = 0;
+          stack[sp++] = false;
           break;
         // --- integers
         case BININT1:
-          stack.push(this.#u8());
+          hs[sp] = 0;
+          stack[sp++] = this.#u8();
           break;
         case BININT2:
           this.#need(2, at);
-          stack.push(b[this.#pos] | (b[this.#pos + 1] << 8));
+          hs[sp] = 0;
+          stack[sp++] = b[this.#pos] | (b[this.#pos + 1] << 8);
           this.#pos += 2;
           break;
         case BININT:
-          this.#need(4, at);
-          stack.push(this.#view.getInt32(this.#pos, true));
-          this.#pos += 4;
+          hs[sp] = 0;
+          stack[sp++] = this.#i32(at);
           break;
         case LONG1: {
           const n = this.#u8();
-          stack.push(this.#long(n, at));
+          hs[sp] = 0;
+          stack[sp++] = this.#long(n, at);
           break;
         }
         case LONG4: {
-          this.#need(4, at);
-          const n = this.#view.getInt32(this.#pos, true);
-          this.#pos += 4;
+          const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
-          stack.push(this.#long(n, at));
+          hs[sp] = 0;
+          stack[sp++] = this.#long(n, at);
           break;
         }
         case INT: {
           const line = this.#line(at);
           // Protocol 0 writes booleans as INT 01 / INT 00.
-          stack.push(line === '01' ? true : line === '00' ? false : this.#textInt(line, at));
+          hs[sp] = 0;
+          stack[sp++] = line === '01' ? true : line === '00' ? false : this.#textInt(line, at);
           break;
         }
         case LONG: {
           const line = this.#line(at);
-          stack.push(this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at));
+          hs[sp] = 0;
+          stack[sp++] = this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at);
           break;
         }
         // --- floats
         case BINFLOAT:
           this.#need(8, at);
-          stack.push(this.#view.getFloat64(this.#pos, false));
+          hs[sp] = 0;
+          stack[sp++] = readFloat64BE(b, this.#pos);
           this.#pos += 8;
           break;
         case FLOAT:
-          stack.push(textFloat(this.#line(at), at));
+          hs[sp] = 0;
+          stack[sp++] = textFloat(this.#line(at), at);
           break;
         // --- text
         case SHORT_BINUNICODE: {
           const n = this.#u8();
-          stack.push(this.#utf8(n, at));
+          hs[sp] = 0;
+          stack[sp++] = this.#utf8(n, at);
           break;
         }
         case BINUNICODE:
-          stack.push(this.#utf8(this.#u32(at), at));
+          hs[sp] = 0;
+          stack[sp++] = this.#utf8(this.#u32(at), at);
           break;
         case BINUNICODE8:
-          stack.push(this.#utf8(this.#u64(), at));
+          hs[sp] = 0;
+          stack[sp++] = this.#utf8(this.#u64(), at);
           break;
         case UNICODE:
-          stack.push(rawUnicodeEscape(this.#lineBytes(at), at));
+          hs[sp] = 0;
+          stack[sp++] = rawUnicodeEscape(this.#lineBytes(at), at);
           break;
         // Python 2 `str`: Python 3 reads it as text; bytes above 0x7f are taken as Latin-1.
         case SHORT_BINSTRING: {
           const n = this.#u8();
-          stack.push(latin1(this.#take(n, at)));
+          hs[sp] = 0;
+          stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case BINSTRING: {
-          this.#need(4, at);
-          const n = this.#view.getInt32(this.#pos, true);
-          this.#pos += 4;
+          const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
-          stack.push(latin1(this.#take(n, at)));
+          hs[sp] = 0;
+          stack[sp++] = latin1(this.#take(n, at));
           break;
         }
         case STRING:
-          stack.push(latin1(stringEscape(this.#lineBytes(at), at)));
+          hs[sp] = 0;
+          stack[sp++] = latin1(stringEscape(this.#lineBytes(at), at));
           break;
         // --- bytes
         case SHORT_BINBYTES: {
           const n = this.#u8();
-          stack.push(new Uint8Array(this.#take(n, at)));
+          hs[sp] = 0;
+          stack[sp++] = new Uint8Array(this.#take(n, at));
           break;
         }
         case BINBYTES:
-          stack.push(new Uint8Array(this.#take(this.#u32(at), at)));
+          hs[sp] = 0;
+          stack[sp++] = new Uint8Array(this.#take(this.#u32(at), at));
           break;
         case BINBYTES8:
         case BYTEARRAY8:
-          stack.push(new Uint8Array(this.#take(this.#u64(), at)));
+          hs[sp] = 0;
+          stack[sp++] = new Uint8Array(this.#take(this.#u64(), at));
           break;
         case NEXT_BUFFER:
           return bad('NEXT_BUFFER: out-of-band buffers are not supported', at);
         case READONLY_BUFFER:
-          this.#top(stack, marks, at);
+          this.#top(stack, marks, at, sp);
           break;
         // --- lists
         case EMPTY_LIST:
-          stack.push([]);
+          hs[sp] = 1;
+          stack[sp++] = [];
           break;
         case LIST:
-          stack.push(this.#popMark(stack, marks, at));
+          {
+            const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
+            stack[mark] = stack.slice(mark, sp);
+            sp = mark + 1;
+          }
           break;
         case APPEND: {
-          if (stack.length - 1 <= (marks.length ? marks[marks.length - 1] : 0)) bad('APPEND needs a list and an item', at);
-          const item = stack.pop();
-          const list = stack[stack.length - 1];
+          if (sp - 1 <= (marks.length ? marks[marks.length - 1] : 0)) bad('APPEND needs a list and an item', at);
+          const item = stack[--sp];
+          const list = stack[sp - 1];
+          this.#grow(hs, sp - 1, hs[sp] + 1, at);
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPEND to something that is not a list', at);
           list.push(item);
           break;
         }
         case APPENDS: {
-          const items = this.#popMark(stack, marks, at);
-          const list = this.#top(stack, marks, at);
+          const mark = this.#mark(marks, at);
+          const list = this.#top(stack, marks, at, mark);
           if (!Array.isArray(list) || this.#sets?.has(list)) bad('APPENDS to something that is not a list', at);
-          for (let i = 0; i < items.length; i++) list.push(items[i]);
+          // Straight from the stack: no intermediate array per container.
+          for (let i = mark; i < sp; i++) list.push(stack[i]);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
+          sp = mark;
           break;
         }
         // --- tuples
         case EMPTY_TUPLE:
-          stack.push(markTuple([]));
+          hs[sp] = 1;
+          stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
-          stack.push(markTuple(this.#popMark(stack, marks, at)));
+          {
+            const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
+            stack[mark] = this.#tuple(stack.slice(mark, sp));
+            sp = mark + 1;
+          }
           break;
         case TUPLE1:
         case TUPLE2:
         case TUPLE3: {
           const n = op - TUPLE1 + 1;
           const floor = marks.length ? marks[marks.length - 1] : 0;
-          if (stack.length - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
-          stack.push(markTuple(stack.splice(stack.length - n, n)));
+          if (sp - n < floor) bad(`TUPLE${n} needs ${n} items on the stack`, at);
+          const h = this.#height(hs, sp - n, sp, at);
+          const t = this.#tuple(stack.slice(sp - n, sp));
+          sp -= n;
+          hs[sp] = h;
+          stack[sp++] = t;
           break;
         }
         // --- dicts
         case EMPTY_DICT:
-          stack.push({});
+          hs[sp] = 1;
+          stack[sp++] = {};
           break;
         case DICT: {
-          const items = this.#popMark(stack, marks, at);
+          const mark = this.#mark(marks, at);
           const dict = {};
-          this.#setItems(dict, items, at);
-          stack.push(dict);
+          if ((sp - mark) & 1) bad('odd number of items for a dict', at);
+          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          const h = this.#height(hs, mark, sp, at);
+          sp = mark;
+          hs[sp] = h;
+          stack[sp++] = dict;
           break;
         }
         case SETITEM: {
-          if (stack.length - 3 < (marks.length ? marks[marks.length - 1] : 0)) bad('SETITEM needs a dict, a key and a value', at);
-          const value = stack.pop();
-          const key = stack.pop();
-          this.#setItem(stack[stack.length - 1], key, value, at);
+          if (sp - 3 < (marks.length ? marks[marks.length - 1] : 0)) bad('SETITEM needs a dict, a key and a value', at);
+          sp -= 2;
+          this.#setItem(stack[sp - 1], stack[sp], stack[sp + 1], at);
+          this.#grow(hs, sp - 1, hs[sp + 1] + 1, at);
           break;
         }
         case SETITEMS: {
-          const items = this.#popMark(stack, marks, at);
-          this.#setItems(this.#top(stack, marks, at), items, at);
+          const mark = this.#mark(marks, at);
+          const dict = this.#top(stack, marks, at, mark);
+          if ((sp - mark) & 1) bad('odd number of items for a dict', at);
+          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
+          sp = mark;
           break;
         }
         // --- sets
         case EMPTY_SET: {
           const set: unknown[] = [];
           (this.#sets ??= new WeakSet()).add(set);
-          stack.push(set);
+          hs[sp] = 1;
+          stack[sp++] = set;
           break;
         }
         case ADDITEMS: {
-          const items = this.#popMark(stack, marks, at);
-          const set = this.#top(stack, marks, at);
+          const mark = this.#mark(marks, at);
+          const set = this.#top(stack, marks, at, mark);
           if (!Array.isArray(set) || !this.#sets?.has(set)) bad('ADDITEMS to something that is not a set', at);
-          for (let i = 0; i < items.length; i++) set.push(items[i]);
+          for (let i = mark; i < sp; i++) set.push(stack[i]);
+          this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
+          sp = mark;
           break;
         }
         case FROZENSET:
-          stack.push(this.#popMark(stack, marks, at));
+          {
+            const mark = this.#mark(marks, at);
+            hs[mark] = this.#height(hs, mark, sp, at);
+            stack[mark] = stack.slice(mark, sp);
+            sp = mark + 1;
+          }
           break;
         // --- memo
         case MEMOIZE:
-          this.#put((this.#memo ??= new Map()).size, stack, marks, at);
+          this.#put(this.#memo.length, this.#top(stack, marks, at, sp), at);
           break;
         case BINPUT:
-          this.#put(this.#u8(), stack, marks, at);
+          this.#put(this.#u8(), this.#top(stack, marks, at, sp), at);
           break;
         case LONG_BINPUT:
-          this.#put(this.#u32(at), stack, marks, at);
+          this.#put(this.#u32(at), this.#top(stack, marks, at, sp), at);
           break;
         case PUT:
-          this.#put(this.#textIndex(at), stack, marks, at);
+          this.#put(this.#textIndex(at), this.#top(stack, marks, at, sp), at);
           break;
         case BINGET:
-          stack.push(this.#get(this.#u8(), at));
+          hs[sp] = 0;
+          stack[sp++] = this.#get(this.#u8(), at);
           break;
         case LONG_BINGET:
-          stack.push(this.#get(this.#u32(at), at));
+          hs[sp] = 0;
+          stack[sp++] = this.#get(this.#u32(at), at);
           break;
         case GET:
-          stack.push(this.#get(this.#textIndex(at), at));
+          hs[sp] = 0;
+          stack[sp++] = this.#get(this.#textIndex(at), at);
           break;
         default: {
           const name = FORBIDDEN_OPCODES[op];
@@ -415,19 +488,23 @@ class Decoder {
     return this.#b[this.#pos++];
   }
 
-  #u32(at: number): number {
+  #i32(at: number): number {
     this.#need(4, at);
-    const v = this.#view.getUint32(this.#pos, true);
-    this.#pos += 4;
-    return v;
+    const b = this.#b;
+    const p = this.#pos;
+    this.#pos = p + 4;
+    return b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24);
+  }
+
+  #u32(at: number): number {
+    return this.#i32(at) >>> 0;
   }
 
   #u64(): number {
     const at = this.#pos - 1;
     this.#need(8, at);
-    const lo = this.#view.getUint32(this.#pos, true);
-    const hi = this.#view.getUint32(this.#pos + 4, true);
-    this.#pos += 8;
+    const lo = this.#i32(at) >>> 0;
+    const hi = this.#i32(at) >>> 0;
     // Anything at or above 2^53 cannot fit in this input anyway.
     if (hi >= 0x200000) bad('length out of range', at);
     return hi * 0x100000000 + lo;
@@ -513,24 +590,36 @@ class Decoder {
 
   // --- stack helpers
 
-  #top(stack: unknown[], marks: number[], at: number): unknown {
-    if (stack.length <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
-    return stack[stack.length - 1];
+  /** The top of the stack; `end` is where it ends when items above a popped mark are still there. */
+  #top(stack: unknown[], marks: number[], at: number, end: number): unknown {
+    if (end <= (marks.length ? marks[marks.length - 1] : 0)) bad('stack underflow', at);
+    return stack[end - 1];
   }
 
-  #popMark(stack: unknown[], marks: number[], at: number): unknown[] {
+  /** Height of a container holding slots [from, to): one more than its tallest item. */
+  #height(hs: number[], from: number, to: number, at: number): number {
+    let h = 0;
+    for (let i = from; i < to; i++) if (hs[i] > h) h = hs[i];
+    if (h >= this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
+    return h + 1;
+  }
+
+  /** Raises the container in slot `i` to height `h` after an item went into it. */
+  #grow(hs: number[], i: number, h: number, at: number): void {
+    if (h <= hs[i]) return;
+    if (h > this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
+    hs[i] = h;
+  }
+
+  /** Pops the innermost mark and returns it (a stack position). */
+  #mark(marks: number[], at: number): number {
     if (!marks.length) bad('no MARK to pop to', at);
-    const mark = marks.pop()!;
-    return mark === stack.length ? [] : stack.splice(mark);
+    return marks.pop()!;
   }
 
-  #setItems(dict: unknown, items: unknown[], at: number): void {
-    if (items.length & 1) bad('odd number of items for a dict', at);
-    for (let i = 0; i < items.length; i += 2) this.#setItem(dict, items[i], items[i + 1], at);
-  }
 
   #setItem(dict: unknown, key: unknown, value: unknown, at: number): void {
-    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || dict instanceof Uint8Array) {
+    if (typeof dict !== 'object' || dict === null || Array.isArray(dict) || ArrayBuffer.isView(dict)) {
       bad('SETITEM on something that is not a dict', at);
     }
     let k: string;
@@ -541,15 +630,18 @@ class Decoder {
     (dict as Record<string, unknown>)[k] = value;
   }
 
-  #put(index: number, stack: unknown[], marks: number[], at: number): void {
-    (this.#memo ??= new Map()).set(index, this.#top(stack, marks, at));
+  #put(index: number, value: unknown, at: number): void {
+    const memo = this.#memo;
+    // Indices are dense in practice; a far one would make a huge holey array, so cap the gap.
+    if (index > memo.length + 65536) bad(`memo index ${index} is out of range`, at);
+    memo[index] = value;
   }
 
   #get(index: number, at: number): unknown {
-    const memo = this.#memo;
-    if (memo === undefined || !memo.has(index)) bad(`memo key ${index} was never stored`, at);
-    this.#shared = true;
-    return memo.get(index);
+    const v = this.#memo[index];
+    if (v === undefined) bad(`memo key ${index} was never stored`, at);
+    if (v !== null && typeof v === 'object') this.#shared = true;
+    return v;
   }
 
   /** Bounds depth and expanded size; memo-built cycles show up as depth overflow. */
@@ -568,12 +660,23 @@ class Decoder {
   }
 }
 
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** Scratch space for BINFLOAT: the eight big-endian bytes, reordered to this machine's order. */
+const F64 = new Float64Array(1);
+const F64_BYTES = new Uint8Array(F64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
-function markTuple(items: unknown[]): unknown[] {
-  Object.defineProperty(items, TUPLE, { value: true });
-  return items;
+function readFloat64BE(b: Uint8Array, p: number): number {
+  const f = F64_BYTES;
+  if (LITTLE_ENDIAN) {
+    f[0] = b[p + 7], f[1] = b[p + 6], f[2] = b[p + 5], f[3] = b[p + 4];
+    f[4] = b[p + 3], f[5] = b[p + 2], f[6] = b[p + 1], f[7] = b[p];
+  } else {
+    for (let k = 0; k < 8; k++) f[k] = b[p + k];
+  }
+  return F64[0];
 }
+
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 /** Integers within ±(2^53 − 1) are numbers; beyond, bigints (the value model's rule). */
 function normalizeInt(v: bigint): number | bigint {

@@ -54,13 +54,17 @@ test('integers beyond 2^53 decode as bigint, within it as number', () => {
   assert.is(get('LONG-py2'), 12345678901234567890n);
 });
 
-test('tuples decode to arrays that remember they were tuples', () => {
+test('tuples decode to plain arrays, or to marked arrays that re-encode as tuples', () => {
   const v = vectors.accepted.find((x) => x.name === 'dht-join/p2')!;
-  const msg = codec.decode(hex(v.hex)) as { args: { addr: Value } };
-  assert.ok(Array.isArray(msg.args.addr));
-  assert.ok(isTuple(msg.args.addr));
-  assert.equal(Object.keys(msg.args.addr), ['0', '1']); // the mark is not enumerable
-  assert.not.ok(isTuple([1, 2]));
+  const plain = codec.decode(hex(v.hex)) as { args: { addr: Value } };
+  assert.equal(plain.args.addr, ['localhost', 5000]);
+  assert.not.ok(isTuple(plain.args.addr));
+  const marked = decode(hex(v.hex), { tuples: true }) as { args: { addr: Value } };
+  assert.ok(isTuple(marked.args.addr));
+  assert.equal(Object.keys(marked.args.addr as Value[]), ['0', '1']); // the mark is not enumerable
+  assert.equal(marked, plain);
+  const again = python(`import pickle,sys; print(repr(pickle.loads(bytes.fromhex(sys.stdin.read()))))`, Buffer.from(encode(marked)).toString('hex'));
+  assert.is(again.trim(), "{'method': 'JOIN_REQ', 'args': {'addr': ('localhost', 5000), 'id': 770}}");
 });
 
 test('every pickle that imports or calls is refused with a typed CodecError naming the opcode', () => {
@@ -144,6 +148,13 @@ test('depth, size and memo expansion are bounded', () => {
   for (let i = 0; i < 600; i++) deep[p++] = 0x5d, deep[p++] = 0x5d; // ]] pairs
   deep.fill(0x61, p, p + 600); // 600 APPENDs leave one list
   assert.throws(() => codec.decode(deep.subarray(0, p + 600 - 1).slice()), (e: unknown) => e instanceof CodecError);
+  // Bottom-up nesting (TUPLE1 chains) and top-down nesting (EMPTY_LIST ... APPEND) are both bounded.
+  const chain = (n: number) => Uint8Array.from([0x80, 4, 0x4e, ...new Array(n).fill(0x85), 0x2e]);
+  assert.equal(codec.decode(chain(512)) !== null, true);
+  assert.throws(() => codec.decode(chain(513)), /nesting deeper than 512/);
+  const nested = (n: number) => Uint8Array.from([0x80, 4, ...new Array(n).fill(0x5d), ...new Array(n - 1).fill(0x61), 0x2e]);
+  assert.equal(codec.decode(nested(512)) !== null, true);
+  assert.throws(() => codec.decode(nested(513)), /nesting deeper than 512/);
   // A billion-laughs of memo references: 30 levels of (x, x) is 2^31 values from 190 bytes.
   const bytes = [0x80, 4, 0x4e, 0x94];
   for (let i = 0; i < 30; i++) bytes.push(0x30, 0x68, i, 0x68, i, 0x86, 0x94); // POP, GET i, GET i, TUPLE2, MEMOIZE

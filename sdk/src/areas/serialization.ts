@@ -7,6 +7,11 @@ import { SyncHook } from 'tapable';
 /**
  * The value model every codec round-trips: null, booleans, numbers (integers beyond 2^53 as
  * bigint), strings, arrays, plain objects with string keys, and bytes.
+ *
+ * Normal form, so a value published in one format arrives equal in the others: decoders return
+ * integers within ±(2^53 − 1) as numbers and beyond as bigint (a small bigint comes back as a
+ * number), bytes as plain `Uint8Array`s, objects with `Object.prototype`; the key `__proto__`
+ * is refused by every shipped codec. Python tuples and sets arrive as arrays.
  */
 export type Value =
   | null
@@ -23,9 +28,12 @@ export interface Codec {
   readonly wireId: number;
   /** The contribution id, e.g. "json". */
   readonly name: string;
-  /** Throws `CodecError` for a value outside the model. */
+  /** Throws `CodecError` for a value outside the model (or one this format cannot carry). */
   encode(value: Value): Uint8Array;
-  /** Throws `CodecError` for bytes that are malformed, truncated, forbidden or over a limit. */
+  /**
+   * Throws `CodecError` for bytes that are malformed, truncated, forbidden or over a limit;
+   * never any other error, whatever the input (the shipped codecs are fuzzed for it).
+   */
   decode(bytes: Uint8Array): Value;
 }
 

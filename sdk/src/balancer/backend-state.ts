@@ -5,6 +5,7 @@
 import { Pool } from 'undici';
 import type { Backend } from '../areas/routing.js';
 import { LatencyWindow } from './latency-window.js';
+import { UpstreamPool } from './raw/upstream-pool.js';
 
 export interface BackendAddress {
   host: string;
@@ -46,8 +47,10 @@ export class BackendState {
   passes = 0;
   failures = 0;
   readonly latency = new LatencyWindow();
-  /** HTTP mode only. */
+  /** HTTP mode with the undici engine. */
   pool: Pool | undefined;
+  /** HTTP mode with the raw engine. */
+  upstream: UpstreamPool | undefined;
 
   constructor(address: BackendAddress) {
     this.backend = Object.freeze({ id: address.id ?? `${address.host}:${address.port}`, host: address.host, port: address.port });
@@ -69,6 +72,15 @@ export class BackendState {
       });
     }
     return this.pool;
+  }
+
+  /** The raw engine's keep-alive sockets to this back-end, created on first use. */
+  upstreamPool(options: PoolOptions): UpstreamPool {
+    return (this.upstream ??= new UpstreamPool(this.backend.host, this.backend.port, {
+      connections: options.connections,
+      connectTimeoutMs: options.connectTimeoutMs,
+      keepAliveMs: options.keepAliveTimeoutMs,
+    }));
   }
 
   /** Records the end of a request or connection routed here. */
@@ -97,6 +109,8 @@ export class BackendState {
   async close(): Promise<void> {
     const pool = this.pool;
     this.pool = undefined;
+    this.upstream?.close();
+    this.upstream = undefined;
     if (pool) await pool.destroy().catch(() => undefined);
   }
 }

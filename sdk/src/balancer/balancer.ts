@@ -26,8 +26,17 @@ import type { CoreSettings, Pick, RoutingCore } from './routing-core.js';
 import { HttpExchange } from './http-exchange.js';
 import { TcpSession } from './tcp-session.js';
 import { clientAddress, requestHeaders } from './forward-headers.js';
+import { ClientConnection, type RawHost } from './raw/client-connection.js';
+import type { UpstreamPool } from './raw/upstream-pool.js';
 
 export type BalancerMode = 'http' | 'tcp';
+
+/**
+ * How HTTP mode talks HTTP. `raw` (default): Trellis parses and frames HTTP/1.1 itself on plain
+ * sockets, both sides kept alive, bodies relayed byte for byte. `undici`: node:http towards
+ * clients and undici `Pool`s towards back-ends.
+ */
+export type HttpEngine = 'raw' | 'undici';
 
 export interface BalancerTimeouts {
   /** A client must send complete request headers within this (default 10 s); slowloris cut-off. */
@@ -52,6 +61,8 @@ export interface BalancerOptions {
   backends: readonly (BackendAddress | string)[];
   /** `http` (default): balance per request. `tcp`: per connection, bytes piped as they are. */
   mode?: BalancerMode;
+  /** HTTP mode's implementation (default `raw`). */
+  engine?: HttpEngine;
   /** Name used in observer hooks and metrics (default `lb`). */
   name?: string;
   /** Active health checks; `false` to disable (passive ejection then lasts `ejectMs`). */
@@ -72,6 +83,7 @@ export interface BalancerOptions {
 export interface BalancerStats {
   name: string;
   mode: BalancerMode;
+  engine: HttpEngine;
   strategy: string;
   address: { host: string; port: number } | null;
   uptimeMs: number;
@@ -125,9 +137,10 @@ function parseAddress(a: BackendAddress | string): BackendAddress {
   return { host: m[1] ?? m[2]!, port };
 }
 
-export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore {
+export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore, RawHost {
   readonly name: string;
   readonly mode: BalancerMode;
+  readonly engine: HttpEngine;
   readonly settings: CoreSettings;
   readonly #host: PluginHost;
   readonly #log: Logger;
@@ -144,6 +157,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #server: HttpServer | TcpServer | undefined;
   #address: { host: string; port: number } | null = null;
   readonly #tcpSockets = new Set<Socket>();
+  readonly #rawConnections = new Set<ClientConnection>();
+  #sweeper: NodeJS.Timeout | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
   readonly #startedAt = Date.now();
@@ -160,6 +175,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     this.name = options.name ?? 'lb';
     this.mode = options.mode ?? 'http';
     if (this.mode !== 'http' && this.mode !== 'tcp') throw new InvalidArgumentError(`mode must be "http" or "tcp", got "${String(this.mode)}"`);
+    this.engine = options.engine ?? 'raw';
+    if (this.engine !== 'raw' && this.engine !== 'undici') throw new InvalidArgumentError(`engine must be "raw" or "undici", got "${String(this.engine)}"`);
     this.#log = options.logger ?? this.#host.log.child(this.name);
     const t = options.timeouts ?? {};
     this.#timeouts = {
@@ -372,6 +389,10 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     this.#local[kind]++;
   }
 
+  poolOf(state: BackendState): UpstreamPool {
+    return state.upstreamPool(this.settings.pool);
+  }
+
   // ------------------------------------------------------------------ serving
 
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -415,7 +436,25 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (this.#server) throw new InvalidArgumentError(`balancer "${this.name}" is already listening`);
     if (this.#closing) throw new InvalidArgumentError(`balancer "${this.name}" is closed`);
     let server: HttpServer | TcpServer;
-    if (this.mode === 'http') {
+    if (this.mode === 'http' && this.engine === 'raw') {
+      const t = this.#timeouts;
+      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, maxHeadBytes: 16 * 1024 });
+      const onClose = (c: ClientConnection) => this.#rawConnections.delete(c);
+      const raw = createTcpServer({ noDelay: true }, (socket) => {
+        const conn = new ClientConnection(socket, this, settings, onClose);
+        this.#rawConnections.add(conn);
+        if (this.#closing) conn.closeIfIdle();
+      });
+      // one timer for every connection's deadlines, instead of timers per request
+      const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headersMs, t.idleMs, t.upstreamMs) / 4)));
+      this.#sweeper = setInterval(() => {
+        const now = Date.now();
+        for (const c of this.#rawConnections) c.sweep(now);
+        for (const s of this.#states) s.upstream?.sweep(now);
+      }, tick);
+      this.#sweeper.unref();
+      server = raw;
+    } else if (this.mode === 'http') {
       const t = this.#timeouts;
       const http = createHttpServer({
         headersTimeout: t.headersMs,
@@ -470,7 +509,12 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       let sweep: NodeJS.Timeout | undefined;
-      if ('closeIdleConnections' in server) {
+      if (this.#rawConnections.size > 0 || (this.mode === 'http' && this.engine === 'raw')) {
+        for (const c of this.#rawConnections) c.closeIfIdle();
+        sweep = setInterval(() => {
+          for (const c of this.#rawConnections) c.closeIfIdle();
+        }, 25);
+      } else if ('closeIdleConnections' in server) {
         server.closeIdleConnections();
         // responses in flight end with keep-alive off; sweep the sockets they leave idle
         sweep = setInterval(() => server.closeIdleConnections(), 25);
@@ -485,9 +529,11 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       if (result === 'timeout') {
         if ('closeAllConnections' in server) server.closeAllConnections();
         for (const s of this.#tcpSockets) s.destroy();
+        for (const c of this.#rawConnections) c.socket.destroy();
         await closed;
       }
     }
+    clearInterval(this.#sweeper);
     await Promise.all(this.#states.map((s) => s.close()));
     this.emit('close');
   }
@@ -498,6 +544,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     return {
       name: this.name,
       mode: this.mode,
+      engine: this.engine,
       strategy: this.#strategyId,
       address: this.#address,
       uptimeMs: Date.now() - this.#startedAt,

@@ -5,10 +5,10 @@
  */
 
 /** Never forwarded: they describe one connection, not the message (plus `expect`, which the proxy answers itself). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'expect']);
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'expect']);
 
 /** Extra names a `Connection` header lists as hop-by-hop, lower-cased (usually none). */
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
   let out: Set<string> | undefined;
   for (const token of value.split(',')) {
@@ -24,7 +24,7 @@ export function clientAddress(remote: string | undefined): string {
   return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
 }
 
-function forwardedNode(ip: string): string {
+export function forwardedNode(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
 }
 

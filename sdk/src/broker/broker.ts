@@ -213,6 +213,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   /** Per-publish scratch: MESSAGE frames by wire id, and which ids are set. */
   readonly #frames: (Buffer | null | undefined)[] = new Array(256).fill(undefined);
   readonly #used: number[] = [];
+  readonly #targets: Session[] = [];
   readonly #counters = { messagesIn: 0, messagesOut: 0, acks: 0, bytesIn: 0, protocolErrors: 0, slowConsumers: 0 };
   readonly #encodes = new Map<string, number>();
   #rates = { in: 0, out: 0 };
@@ -389,7 +390,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (err instanceof FrameSizeError) {
       this.#drop(s, BrokerErrorCode.FRAME_TOO_LARGE, err.message);
     } else if (err instanceof BrokerError) {
-      this.#drop(s, err.wireCode, err.message.slice(err.message.indexOf(': ') + 2));
+      this.#drop(s, err.wireCode, err.detail);
     } else {
       this.log.error(`internal error on client ${s.id}`, err);
       this.#drop(s, BrokerErrorCode.INTERNAL, 'internal broker error');
@@ -411,6 +412,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     s.backlog = [];
     this.#unsubscribeAll(s);
     s.queue.write(errorFrame(code, message));
+    s.queue.flush();
     s.socket.end();
     s.lingerTimer = setTimeout(() => s.socket.destroy(), lingerMs).unref();
   }
@@ -515,12 +517,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         return this.#unsubscribe(s, body);
       case FrameType.LIST_TOPICS: {
         const id = readId(body, 'LIST_TOPICS');
-        s.queue.write(topicsFrame(id, this.#tree.topics()));
+        this.#reply(s, topicsFrame(id, this.#tree.topics()));
         return;
       }
       case FrameType.STATS: {
         const id = readId(body, 'STATS');
-        s.queue.write(statsReplyFrame(id, JSON.stringify(this.stats())));
+        this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
         return;
       }
       case FrameType.HELLO:
@@ -575,43 +577,59 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#tree.prune(node);
       throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
     }
-    this.#retainedBytes = retainedBytes;
-    this.#counters.messagesIn++;
     const payloads: (Buffer | undefined)[] = [];
     payloads[s.wire] = Buffer.from(payload);
     const retained: Retained = { value, size: payload.length, payloads };
+    let deliveries: number;
+    try {
+      deliveries = this.#deliver(node, retained);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    }
+    this.#retainedBytes = retainedBytes;
+    this.#counters.messagesIn++;
     if (node.retained === undefined) this.#tree.retain(node, retained);
     else node.retained = retained;
-
-    const deliveries = this.#deliver(node, retained);
     if (flags & 1) {
-      s.queue.write(idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       this.#counters.acks++;
     }
     if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
   }
 
-  /** Sends one message to every connection subscribed to its topic or an ancestor, once each. */
+  /**
+   * Sends one message to every connection subscribed to its topic or an ancestor, once each.
+   * Every target codec encodes first, so a value one of them cannot carry (NaN for JSON) is
+   * refused with BAD_PAYLOAD before anyone receives it.
+   */
   #deliver(node: Node, retained: Retained): number {
     const seq = ++this.#seq;
     const frames = this.#frames;
     const used = this.#used;
-    let count = 0;
-    for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
-      if (n.subscribers.size === 0) continue;
-      for (const sub of n.subscribers) {
-        if (sub.seen === seq || sub.state !== 'open') continue;
-        sub.seen = seq;
-        const w = sub.wire;
-        let frame = frames[w];
-        if (frame === undefined) {
+    const targets = this.#targets;
+    try {
+      for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
+        if (n.subscribers.size === 0) continue;
+        for (const sub of n.subscribers) {
+          if (sub.seen === seq || sub.state !== 'open') continue;
+          sub.seen = seq;
+          targets.push(sub);
+          const w = sub.wire;
+          if (frames[w] !== undefined) continue;
           const payload = this.#payload(retained, sub.codec!);
-          frame = payload ? messageFrame(node.pathBytes, payload, false) : null;
-          frames[w] = frame;
+          if (payload instanceof CodecError) {
+            throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
+          }
+          frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
           used.push(w);
         }
-        if (frame === null) {
-          // its codec plugin cannot encode this message: losing it silently would break the stream
+      }
+      let count = 0;
+      for (const sub of targets) {
+        const frame = frames[sub.wire];
+        if (!frame) {
+          // its codec plugin is broken: losing messages silently would break the stream
           this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
           continue;
         }
@@ -619,15 +637,20 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         count++;
         if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
       }
+      this.#counters.messagesOut += count;
+      return count;
+    } finally {
+      for (const w of used) frames[w] = undefined;
+      used.length = 0;
+      targets.length = 0;
     }
-    for (const w of used) frames[w] = undefined;
-    used.length = 0;
-    this.#counters.messagesOut += count;
-    return count;
   }
 
-  /** The value's bytes in `codec`, encoded at most once per message; null if the codec fails. */
-  #payload(retained: Retained, codec: Codec): Buffer | null {
+  /**
+   * The value's bytes in `codec`, encoded at most once per message. A `CodecError` means the
+   * value is outside what that codec carries; null means the plugin itself failed (reported).
+   */
+  #payload(retained: Retained, codec: Codec): Buffer | CodecError | null {
     const cached = retained.payloads[codec.wireId];
     if (cached) return cached;
     try {
@@ -637,10 +660,16 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#encodes.set(codec.name, (this.#encodes.get(codec.name) ?? 0) + 1);
       return buf;
     } catch (err) {
-      // the value came from another codec's decode, so this is the target plugin's failure
+      if (err instanceof CodecError) return err;
       this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.encode`, err);
       return null;
     }
+  }
+
+  /** Queues a reply; a client that never reads its replies is bounded like a slow consumer. */
+  #reply(s: Session, frame: Buffer): void {
+    s.queue.write(frame);
+    if (s.queue.pending > this.#maxBuffer) this.#slowConsumer(s);
   }
 
   #slowConsumer(s: Session): void {
@@ -661,17 +690,20 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     node.subscribers.add(s);
     s.subs.add(node);
-    const retained = [...this.#tree.retainedUnder(node)];
-    s.queue.write(subackFrame(id, retained.length));
-    for (const n of retained) {
+    const frames: Buffer[] = [];
+    for (const n of this.#tree.retainedUnder(node)) {
       const payload = this.#payload(n.retained!, s.codec!);
-      if (!payload) {
+      if (payload === null) {
         this.#drop(s, BrokerErrorCode.INTERNAL, `the ${s.codec!.name} codec plugin failed to encode the last value of ${n.path}`);
         return;
       }
-      s.queue.write(messageFrame(n.pathBytes, payload, true));
+      // a last value this codec cannot carry (NaN for JSON) is skipped, not fatal to the subscriber
+      if (payload instanceof CodecError) this.log.debug(`last value of ${n.path} not sent to client ${s.id}: ${payload.message}`);
+      else frames.push(messageFrame(n.pathBytes, payload, true));
     }
-    this.#counters.messagesOut += retained.length;
+    s.queue.write(subackFrame(id, frames.length));
+    for (const f of frames) s.queue.write(f);
+    this.#counters.messagesOut += frames.length;
     this.emit('subscribe', s.info(), topic);
     if (s.queue.pending > this.#maxBuffer) this.#slowConsumer(s);
   }
@@ -687,7 +719,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#tree.prune(node);
       this.emit('unsubscribe', s.info(), topic);
     }
-    s.queue.write(idFrame(FrameType.UNSUBACK, id));
+    this.#reply(s, idFrame(FrameType.UNSUBACK, id));
   }
 }
 

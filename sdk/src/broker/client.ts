@@ -222,9 +222,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     return this.#queue.pending;
   }
 
-  /** Resolves once queued output has drained to the socket (at once if nothing is queued). */
+  /** Resolves once queued output is down to the socket's high-water mark (at once if it is). */
   drained(): Promise<void> {
-    if (this.#queue.pending === 0 || this.#closed) return Promise.resolve();
+    this.#queue.flush();
+    if (this.#closed || !this.#socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.#socket.off('drain', done);
@@ -249,13 +250,18 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     const problem = checkTopic(topic);
     if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
     const payload = this.codec.encode(value);
-    if (!options?.ack) {
-      this.#queue.write(publishFrame(topic, payload));
+    const id = options?.ack ? this.#id() : 0;
+    const frame = publishFrame(topic, payload, id);
+    // the broker would close the connection for it: refuse it here, the connection stays usable
+    if (frame.length - 4 > this.maxFrameBytes) {
+      throw new InvalidArgumentError(`a ${payload.length}-byte message exceeds the broker's ${this.maxFrameBytes}-byte frame limit`);
+    }
+    if (id === 0) {
+      this.#queue.write(frame);
       return;
     }
-    const id = this.#id();
     const done = this.#request<void>(id);
-    this.#queue.write(publishFrame(topic, payload, id));
+    this.#queue.write(frame);
     return done;
   }
 
@@ -285,6 +291,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
       s.end();
       this.#remove(s);
     }
+    this.consumed(); // a dropped buffer may have been what paused reading
     if (this.#closed) return;
     if (this.#subs.some((s) => s.topic === topic)) return;
     const id = this.#id();
@@ -313,7 +320,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
 
   /** Flushes what is queued, closes the connection, and ends every subscription. */
   async close(): Promise<void> {
-    if (!this.#socket.destroyed) this.#socket.end();
+    if (!this.#socket.destroyed) {
+      this.#queue.flush();
+      this.#socket.end();
+    }
     const timer = setTimeout(() => this.#socket.destroy(), 2000);
     await this.#closedPromise;
     clearTimeout(timer);

@@ -64,10 +64,11 @@ export class BrokerError extends ProtocolError {
   override readonly name: string = 'BrokerError';
   constructor(
     readonly wireCode: BrokerErrorCodeValue | number,
-    message: string,
+    /** The text carried in the ERROR frame, without the code name. */
+    readonly detail: string,
     options?: { cause?: unknown },
   ) {
-    super(`${errorCodeName(wireCode)}: ${message}`, options);
+    super(`${errorCodeName(wireCode)}: ${detail}`, options);
   }
 }
 

@@ -4,7 +4,8 @@
  */
 import type { PluginHost } from '../plugin-host.js';
 import type { DhtRoutingFactory } from '../areas/dht-routing.js';
-import { ChordNode, type ChordNodeOptions } from './node.js';
+import { ChordNode } from './node.js';
+import type { ChordNodeOptions } from './node-types.js';
 import { udpTransport } from './udp-transport.js';
 
 export interface UdpNodeOptions extends Omit<ChordNodeOptions, 'transport' | 'routing' | 'hooks'> {

@@ -14,7 +14,8 @@
  * await node.join({ host: '127.0.0.1', port: 4000 });
  * ```
  */
-export { ChordNode, type ChordNodeOptions, type ChordNodeEvents, type LookupResult, type DhtInfo } from './node.js';
+export { ChordNode } from './node.js';
+export type { ChordNodeOptions, ChordNodeEvents, LookupResult, DhtInfo } from './node-types.js';
 export { fnv1aHash, sha1Hash, resolveHash, addressRepr, hashes, type DhtHash, type HashName } from './hash.js';
 export { inHalfOpen, inOpen, ringDistance } from './ring.js';
 export { realClock, VirtualClock, type Clock, type TimerHandle } from './clock.js';

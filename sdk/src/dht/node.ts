@@ -10,16 +10,18 @@
  * (`HOP_ACK`), so a dead next hop is detected, dropped from the tables and routed around.
  */
 import type { Value } from '../areas/serialization.js';
-import type { DhtNode, DhtRoutingFactory, DhtRoutingHooks, DhtRoutingTable } from '../areas/dht-routing.js';
+import type { DhtNode, DhtRoutingTable } from '../areas/dht-routing.js';
 import { InvalidArgumentError, ProtocolError, TimeoutError, TrellisError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { SafeEmitter } from '../safe-emitter.js';
 import { realClock, type Clock, type TimerHandle } from './clock.js';
-import { addressRepr, resolveHash, type DhtHash, type HashName } from './hash.js';
+import { addressRepr, resolveHash, type DhtHash } from './hash.js';
 import { KeyStore } from './key-store.js';
 import { inHalfOpen, inOpen } from './ring.js';
 import { successorRouting } from './successor-routing.js';
-import type { Address, DhtTransport, TransportFactory, WireMessage } from './transport.js';
+import type { Address, DhtTransport, WireMessage } from './transport.js';
+import type { ChordNodeEvents, ChordNodeOptions, DhtInfo, LookupResult } from './node-types.js';
+import { ROUTED, forwardArgs, readRouted, type Routed, type RoutedMethod } from './routed.js';
 import {
   isArgs,
   readAddr,
@@ -28,7 +30,7 @@ import {
   readInt,
   readNode,
   readNodes,
-  readString,
+  chunkEntries,
   sameNode,
   wireAddr,
   wireId,
@@ -36,81 +38,6 @@ import {
   type Args,
 } from './wire.js';
 
-export interface ChordNodeOptions {
-  /** Where the node's transport comes from: `udpTransport({ codec })` or a `MemoryNetwork`. */
-  transport: TransportFactory;
-  /**
-   * The host in the node's identity and advertised address (default: the bound host). The
-   * reference ring uses 'localhost', so ids are hashes of `"('localhost', 5000)"`.
-   */
-  identityHost?: string;
-  /** Identifier bits m (default 10, as the reference). */
-  bits?: number;
-  /** 'fnv1a' (the reference, default) or 'sha1' (truncated to m bits), or a function. */
-  hash?: HashName | DhtHash;
-  /** Overrides the node id (simulations place nodes at chosen ids). */
-  id?: bigint;
-  /** The routing table factory (from a DHT routing plugin); absent = successor-only routing. */
-  routing?: DhtRoutingFactory;
-  routingOptions?: Readonly<Record<string, unknown>>;
-  /** Successor list length r (default 4). */
-  successors?: number;
-  /** Replicas k: every key is copied to the owner's first k successors (default 2). */
-  replicas?: number;
-  clock?: Clock;
-  /** Maintenance periods in ms (defaults: stabilize 250, fix-fingers 500, check-predecessor 500). */
-  stabilizeMs?: number;
-  fixFingersMs?: number;
-  checkPredecessorMs?: number;
-  /** Reply deadline of a node-to-node request (default 500 ms). */
-  rpcTimeoutMs?: number;
-  /** How long a forward waits for its HOP_ACK before the next hop counts as dead (default 300 ms). */
-  hopTimeoutMs?: number;
-  /** Deadline of a whole lookup (default 3 s). */
-  lookupTimeoutMs?: number;
-  /** A routed message forwarded more often than this is dropped (default 4096). */
-  maxHops?: number;
-  /** Run maintenance timers (default true; simulations measuring lookups switch them off). */
-  maintenance?: boolean;
-  /** Observer hooks to call (`host.dhtRouting.hooks`). */
-  hooks?: DhtRoutingHooks;
-  logger?: Logger;
-}
-
-export interface LookupResult {
-  /** The identifier looked up. */
-  readonly id: bigint;
-  /** The node responsible for it: successor(id). */
-  readonly node: DhtNode;
-  /** Node-to-node forwards until the owner had the message. */
-  readonly hops: number;
-  /** Forwards before the last step to the owner: the Chord paper's path length. */
-  readonly routeHops: number;
-  /** The nodes the lookup passed through, origin first, owner last (when traced). */
-  readonly path: readonly DhtNode[];
-}
-
-export interface DhtInfo {
-  readonly id: bigint;
-  readonly address: Address;
-  readonly bits: number;
-  readonly predecessor: DhtNode | undefined;
-  readonly successors: readonly DhtNode[];
-  readonly fingers: readonly (DhtNode | undefined)[];
-  readonly keys: number;
-}
-
-export interface ChordNodeEvents {
-  /** The first successor changed. */
-  'successor-changed': [successor: DhtNode, previous: DhtNode];
-  'predecessor-changed': [predecessor: DhtNode | undefined, previous: DhtNode | undefined];
-  /** A lookup started here finished. */
-  lookup: [result: LookupResult];
-  /** A datagram was dropped: undecodable, wrong shape, unknown method. */
-  dropped: [from: Address, reason: string];
-  /** A peer stopped answering and was removed from the tables. */
-  'peer-failed': [node: DhtNode];
-}
 
 interface Pending {
   resolve(args: Args): void;
@@ -124,23 +51,6 @@ interface Forward {
   timer: TimerHandle;
 }
 
-/** A message routed toward an identifier: SUCCESSOR, JOIN_REQ, PUT, GET. */
-interface Routed {
-  readonly method: 'SUCCESSOR' | 'JOIN_REQ' | 'PUT' | 'GET';
-  readonly target: bigint;
-  /** Where the answer goes. */
-  readonly from: Address;
-  readonly args: Args;
-  readonly hops: number;
-  readonly routeHops: number;
-  readonly direct: boolean;
-  readonly path: Value[] | undefined;
-  readonly attempt: number;
-}
-
-const ROUTED = new Set(['SUCCESSOR', 'JOIN_REQ', 'PUT', 'GET']);
-const ROUTING_FIELDS = new Set(['from', 'fwd', 'hops', 'route_hops', 'direct', 'path']);
-const BATCH = 16;
 
 export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly bits: number;
@@ -160,6 +70,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #seq = 0;
   #replicaSignature = '';
   #fixing = false;
+  #closed: Promise<void> | undefined;
+  /** Consecutive unanswered stabilize / check-predecessor requests: one miss is not a failure. */
+  #succMisses = 0;
+  #predMisses = 0;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
   readonly #counters = { received: 0, sent: 0, dropped: 0, forwarded: 0, lookups: 0, puts: 0, gets: 0, failuresDetected: 0 };
 
@@ -187,8 +101,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       stabilizeMs: positive('stabilizeMs', options.stabilizeMs, 250),
       fixFingersMs: positive('fixFingersMs', options.fixFingersMs, 500),
       checkPredecessorMs: positive('checkPredecessorMs', options.checkPredecessorMs, 500),
-      rpcTimeoutMs: positive('rpcTimeoutMs', options.rpcTimeoutMs, 500),
-      hopTimeoutMs: positive('hopTimeoutMs', options.hopTimeoutMs, 300),
+      rpcTimeoutMs: positive('rpcTimeoutMs', options.rpcTimeoutMs, 1000),
+      hopTimeoutMs: positive('hopTimeoutMs', options.hopTimeoutMs, 1000),
       lookupTimeoutMs: positive('lookupTimeoutMs', options.lookupTimeoutMs, 3000),
       maxHops: positive('maxHops', options.maxHops, 4096),
       maintenance: options.maintenance ?? true,
@@ -269,8 +183,12 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
    * Leaves gracefully: hands the keys it owns to its successor, tells its neighbours to link
    * past it, then closes the transport. Within `timeoutMs` overall (default 2 s).
    */
-  async close({ timeoutMs = 2000, graceful = true }: { timeoutMs?: number; graceful?: boolean } = {}): Promise<void> {
-    if (this.#state === 'closed' || this.#state === 'closing') return;
+  close({ timeoutMs = 2000, graceful = true }: { timeoutMs?: number; graceful?: boolean } = {}): Promise<void> {
+    this.#closed ??= this.#close(timeoutMs, graceful);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number, graceful: boolean): Promise<void> {
     const wasRunning = this.#state === 'running';
     this.#state = 'closing';
     if (wasRunning && graceful) {
@@ -297,9 +215,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const succ = this.#successors[0]!;
     if (sameNode(succ, self)) return;
     const owned = this.#ownedEntries();
-    for (let i = 0; i < owned.length; i += BATCH) {
-      await this.#request(succ, 'TRANSFER', { entries: owned.slice(i, i + BATCH) }, this.#opt.rpcTimeoutMs);
-    }
+    for (const entries of chunkEntries(owned)) await this.#request(succ, 'TRANSFER', { entries }, this.#opt.rpcTimeoutMs);
     const pred = this.#predecessor;
     const notices = [this.#request(succ, 'LEAVE', { id: wireId(self.id), predecessor: pred ? wireNode(pred) : null }, this.#opt.rpcTimeoutMs)];
     if (pred && !sameNode(pred, succ)) {
@@ -429,8 +345,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       let rep: Args;
       try {
         rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
+        this.#succMisses = 0;
       } catch (err) {
-        if (err instanceof TimeoutError) this.#peerFailed(succ);
+        // a stalled peer (GC, a loaded machine) misses one deadline; a dead one misses two
+        if (err instanceof TimeoutError && ++this.#succMisses >= 2) {
+          this.#succMisses = 0;
+          this.#peerFailed(succ);
+        }
         return;
       }
       if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
@@ -453,8 +374,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     try {
       await this.#request(pred, 'PING', {}, this.#opt.rpcTimeoutMs);
     } catch (err) {
-      if (err instanceof TimeoutError && sameNode(this.#predecessor, pred)) this.#peerFailed(pred);
+      if (err instanceof TimeoutError && sameNode(this.#predecessor, pred) && ++this.#predMisses >= 2) {
+        this.#predMisses = 0;
+        this.#peerFailed(pred);
+      }
+      return;
     }
+    this.#predMisses = 0;
   }
 
   /**
@@ -500,8 +426,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       if (!isArgs(args)) throw new ProtocolError(`${method}: "args" must be a dict`);
       this.#dispatch(method, args, from);
     } catch (err) {
-      if (!(err instanceof TrellisError)) throw err;
-      this.#dropped(from, err.message);
+      if (err instanceof TrellisError) return this.#dropped(from, err.message);
+      // a bug must not take the node down: report it and keep serving everyone else
+      this.#log.error(`handling a datagram from ${from.host}:${from.port} failed`, err instanceof Error ? err.stack ?? err.message : String(err));
+      this.#dropped(from, `internal error: ${(err as Error)?.message ?? String(err)}`);
     }
   }
 
@@ -515,7 +443,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     if (ROUTED.has(method)) {
       if (this.#state !== 'running') return; // leaving: unacknowledged, so the sender routes around us
       if (args.fwd !== undefined) this.#send(from, { method: 'HOP_ACK', args: { fwd: args.fwd } });
-      return this.#route(this.#readRouted(method as Routed['method'], args, from));
+      return this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
     }
     switch (method) {
       case 'HOP_ACK': {
@@ -531,6 +459,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       case 'STABILIZE':
       case 'PONG':
       case 'TRANSFER_REP':
+      case 'REPLICATE_REP':
       case 'LEAVE_REP':
         return this.#settle(args);
       case 'ACK':
@@ -560,6 +489,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       }
       case 'REPLICATE':
         for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
+        if (args.rid !== undefined) this.#reply(from, 'REPLICATE_REP', args, {});
         return;
       case 'TRANSFER':
         for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
@@ -588,22 +518,6 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       default:
         throw new ProtocolError(`unknown method "${method.slice(0, 40)}"`);
     }
-  }
-
-  #readRouted(method: Routed['method'], args: Args, sender: Address): Routed {
-    const from = args.from !== undefined && args.from !== null ? readAddr(args.from, 'from') : method === 'JOIN_REQ' ? readAddr(args.addr, 'addr') : sender;
-    let target: bigint;
-    if (method === 'PUT' || method === 'GET') {
-      target = this.hashOf(readString(args.key, 'key'));
-      if (method === 'PUT' && args.value === undefined) throw new ProtocolError('PUT needs a "value"');
-    } else {
-      target = readId(args.id, 'id');
-      if (method === 'JOIN_REQ') readAddr(args.addr, 'addr');
-    }
-    const hops = args.hops === undefined ? 0 : readInt(args.hops, 'hops');
-    const routeHops = args.route_hops === undefined ? hops : readInt(args.route_hops, 'route_hops');
-    const path = args.path === undefined || args.path === null ? undefined : Array.isArray(args.path) ? [...args.path] : undefined;
-    return { method, target, from, args, hops, routeHops, direct: args.direct === true, path, attempt: 0 };
   }
 
   // -------------------------------------------------------------------- routing
@@ -637,15 +551,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #forward(m: Routed, next: DhtNode, direct: boolean): void {
     const self = this.#self!;
     const fwd = ++this.#seq;
-    const path = m.path ? [...m.path, wireNode(self)] : undefined;
-    const args: Record<string, Value> = {};
-    for (const k in m.args) if (!ROUTING_FIELDS.has(k)) args[k] = m.args[k]!;
-    args.from = wireAddr(m.from);
-    args.fwd = fwd;
-    args.hops = m.hops + 1;
-    args.route_hops = m.routeHops + (direct ? 0 : 1);
-    args.direct = direct;
-    if (path) args.path = path;
+    const args = forwardArgs(m, self, fwd, direct);
     this.#counters.forwarded++;
     const timer = this.#clock.schedule(this.#opt.hopTimeoutMs, () => {
       if (!this.#forwards.delete(fwd) || this.#state !== 'running') return;
@@ -767,10 +673,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#predecessor = x;
     // keys in (old, x] now belong to x; a lone node hands over everything outside (x, self]
     const moving = old ? this.#store.select((id) => inHalfOpen(old.id, x.id, id)) : alone ? this.#store.select((id) => !inHalfOpen(x.id, self.id, id)) : [];
-    for (let i = 0; i < moving.length; i += BATCH) {
-      const entries = moving.slice(i, i + BATCH).map(([k, e]) => [k, e.value, e.version] as Value);
-      this.#send(x, { method: 'TRANSFER', args: { rid: ++this.#seq, entries } });
-    }
+    if (moving.length > 0) void this.#push(x, 'TRANSFER', moving.map(([k, e]) => [k, e.value, e.version] as Value));
     if (alone) this.#setSuccessors([x]);
     // the old predecessor's successor is now x: tell it instead of waiting for its next stabilize
     if (old) this.#send(old, { method: 'SUCCESSOR_HINT', args: { successor_id: wireId(x.id), successor_addr: wireAddr(x) } });
@@ -867,7 +770,29 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     if (signature === this.#replicaSignature) return;
     this.#replicaSignature = signature;
     const owned = this.#ownedEntries();
-    for (let i = 0; i < owned.length; i += BATCH) this.#replicate(owned.slice(i, i + BATCH));
+    if (owned.length === 0) return;
+    for (const n of replicas) void this.#push(n, 'REPLICATE', owned);
+  }
+
+  /**
+   * Sends entries to `to` in datagram-sized batches, one acknowledged batch at a time (a burst of
+   * large datagrams would overflow the receiver's socket buffer), retrying a batch once.
+   */
+  async #push(to: DhtNode, method: 'TRANSFER' | 'REPLICATE', entries: Value[]): Promise<void> {
+    for (const batch of chunkEntries(entries)) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.#request(to, method, { entries: batch }, this.#opt.rpcTimeoutMs);
+          break;
+        } catch (err) {
+          if (this.#state !== 'running') return;
+          if (attempt >= 1) {
+            this.#log.warn(`${method} of ${batch.length} keys to ${to.host}:${to.port} failed: ${(err as Error).message}`);
+            return;
+          }
+        }
+      }
+    }
   }
 
   // ----------------------------------------------------------------- messaging

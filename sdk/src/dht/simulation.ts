@@ -6,7 +6,8 @@
  */
 import type { DhtNode, DhtRoutingFactory } from '../areas/dht-routing.js';
 import { createLogger, type Logger } from '../logger.js';
-import { ChordNode, type ChordNodeOptions } from './node.js';
+import { ChordNode } from './node.js';
+import type { ChordNodeOptions } from './node-types.js';
 import type { HashName } from './hash.js';
 import { MemoryNetwork } from './memory-transport.js';
 

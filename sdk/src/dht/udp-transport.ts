@@ -73,6 +73,12 @@ export class UdpTransport implements DhtTransport {
         resolve();
       });
     });
+    try {
+      // room for bursts (key transfers, many peers); the kernel may cap it at net.core.rmem_max
+      this.#socket.setRecvBufferSize(4 * 1024 * 1024);
+    } catch {
+      /* keep the default */
+    }
     const a = this.#socket.address();
     this.#address = Object.freeze({ host: a.address, port: a.port });
   }

@@ -76,3 +76,35 @@ export function readEntries(v: Value | undefined, field: string): [string, Value
 export function sameNode(a: DhtNode | undefined, b: DhtNode | undefined): boolean {
   return a === b || (a !== undefined && b !== undefined && a.id === b.id && a.port === b.port && a.host === b.host);
 }
+
+/** A rough upper bound of a value's pickled size, to keep key batches inside one datagram. */
+export function approxSize(v: Value): number {
+  if (typeof v === 'string') return 5 + v.length * 3;
+  if (v instanceof Uint8Array) return 5 + v.byteLength;
+  if (Array.isArray(v)) return v.reduce<number>((n, x) => n + approxSize(x), 4);
+  if (v !== null && typeof v === 'object') {
+    let n = 4;
+    for (const k in v) n += 5 + k.length * 3 + approxSize((v as { [key: string]: Value })[k]!);
+    return n;
+  }
+  return 10;
+}
+
+/** Splits `[key, value, version]` entries into batches of at most `budget` approximate bytes (and 64 entries). */
+export function chunkEntries(entries: readonly Value[], budget = 24_000): Value[][] {
+  const out: Value[][] = [];
+  let batch: Value[] = [];
+  let size = 0;
+  for (const e of entries) {
+    const s = approxSize(e);
+    if (batch.length > 0 && (size + s > budget || batch.length >= 64)) {
+      out.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(e);
+    size += s;
+  }
+  if (batch.length > 0) out.push(batch);
+  return out;
+}

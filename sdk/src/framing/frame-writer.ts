@@ -21,15 +21,25 @@ export function frame(body: Uint8Array): Buffer {
 }
 
 /**
- * Writes frames to a socket, coalescing the frames of one tick into one system call. `pending`
- * is what the socket has not handed to the kernel yet: the number a slow-consumer limit checks.
+ * Writes frames to a socket, coalescing every frame queued in one tick into a single buffer and
+ * one `write` (a fan-out to many sockets then costs one stream write per socket per tick, not
+ * one per frame). `pending` counts what is queued here plus what the socket has not handed to
+ * the kernel: the number a slow-consumer limit checks.
  */
 export class FrameQueue {
   readonly #socket: Socket;
-  #corked = false;
+  #chunks: Uint8Array[] = [];
+  #bytes = 0;
+  #scheduled = false;
   readonly #flush = () => {
-    this.#corked = false;
-    this.#socket.uncork();
+    this.#scheduled = false;
+    const chunks = this.#chunks;
+    if (chunks.length === 0) return;
+    const bytes = this.#bytes;
+    this.#chunks = [];
+    this.#bytes = 0;
+    if (this.#socket.destroyed || this.#socket.writableEnded) return;
+    this.#socket.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes));
   };
 
   constructor(socket: Socket) {
@@ -38,19 +48,24 @@ export class FrameQueue {
 
   /** Bytes accepted but not yet flushed to the kernel. */
   get pending(): number {
-    return this.#socket.writableLength;
+    return this.#bytes + this.#socket.writableLength;
   }
 
   /** Queues a whole frame (prefix included). Returns false once the socket is closed. */
   write(frameBytes: Uint8Array): boolean {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) return false;
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
+    this.#chunks.push(frameBytes);
+    this.#bytes += frameBytes.length;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
       process.nextTick(this.#flush);
     }
-    socket.write(frameBytes);
     return true;
+  }
+
+  /** Writes what is queued now (before `end()`, so nothing queued is lost). */
+  flush(): void {
+    this.#flush();
   }
 }
