@@ -41,7 +41,7 @@ function showPanel(id, snapshot) {
     return true;
   }
   box.hidden = false;
-  box.textContent = snapshot ? `not running: ${snapshot.reason}` : 'waiting for data…';
+  box.textContent = !snapshot ? 'waiting for data…' : snapshot.reason === 'starting…' ? 'starting…' : `not running: ${snapshot.reason}`;
   body.hidden = true;
   panel.dataset.ready = 'false';
   return false;
