@@ -54,33 +54,42 @@ if (!existsSync(CHROMIUM)) {
       for (const id of ['round-robin', 'least-connections', 'n-to-1', 'p2c-least-request']) assert.ok(options.includes(id), `strategy menu lists ${id}`);
 
       // For the README's screenshot, let the chart fill with a stretch of round robin first.
-      if (KEEP_SCREENSHOT) await page.waitForTimeout(12_000);
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(8_000);
+
+      // Routed = finished + in flight, so requests picked before a change and finishing after it do not count twice.
+      const routed = (v: Snapshot['balancer']) => (v.available ? v.backends.map((b) => b.requests + b.active) : []);
+
+      // Stopping a back-end from the page (under round robin, so the chart shows its share move):
+      // the balancer's health checks mark it down and route around it; starting it brings it back.
+      const last = rows.at(-1)!.id!;
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.down`, { timeout: 15_000 });
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(5_000);
+      const down = demo.model.snapshot().balancer;
+      assert.ok(down.available && down.backends.find((b) => b.id === last)?.healthy === false, 'the engine marked it down');
+      assert.is(await page.textContent(`#backends button[data-backend="${last}"]`), 'start');
+      const whileDown = routed(demo.model.snapshot().balancer);
+      await page.waitForTimeout(1000);
+      const laterDown = routed(demo.model.snapshot().balancer);
+      assert.is(laterDown.at(-1), whileDown.at(-1), 'nothing is routed to the down back-end');
+      assert.ok(laterDown.slice(0, -1).reduce((a, n) => a + n, 0) - whileDown.slice(0, -1).reduce((a, n) => a + n, 0) >= 10, 'the others took the load');
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.up`, { timeout: 15_000 });
+      const up = demo.model.snapshot().balancer;
+      assert.ok(up.available && up.backends.find((b) => b.id === last)?.healthy === true, 'the engine marked it up again');
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(5_000);
 
       // Switching to n-to-1 from the page: the balancer switches, and from then on only the first back-end gets requests.
       await page.selectOption('#strategy', 'n-to-1');
       await page.waitForSelector('#balancer[data-strategy="n-to-1"]');
       const current = demo.model.snapshot().balancer;
       assert.ok(current.available && current.strategy === 'n-to-1', 'the engine itself runs n-to-1 now');
-      // Routed = finished + in flight, so requests picked before the switch and finishing after it do not count twice.
-      const routed = (v: Snapshot["balancer"]) => (v.available ? v.backends.map((b) => b.requests + b.active) : []);
       const before = routed(current);
       await page.waitForTimeout(1500);
       const after = routed(demo.model.snapshot().balancer);
       assert.ok(after[0]! - before[0]! >= 10, `the first back-end took the load (${before[0]} → ${after[0]})`);
       assert.equal(after.slice(1), before.slice(1), 'no new request went to any other back-end');
       await page.waitForSelector('#chart line.switch', { state: 'attached' });
-
-      // Stopping a back-end from the page: the balancer's health checks mark it down; starting it brings it back.
-      const last = rows.at(-1)!.id!;
-      await page.click(`#backends button[data-backend="${last}"]`);
-      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.down`, { timeout: 15_000 });
-      const down = demo.model.snapshot().balancer;
-      assert.ok(down.available && down.backends.find((b) => b.id === last)?.healthy === false, 'the engine marked it down');
-      assert.is(await page.textContent(`#backends button[data-backend="${last}"]`), 'start');
-      await page.click(`#backends button[data-backend="${last}"]`);
-      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.up`, { timeout: 15_000 });
-      const up = demo.model.snapshot().balancer;
-      assert.ok(up.available && up.backends.find((b) => b.id === last)?.healthy === true, 'the engine marked it up again');
 
       // Broker: the sample topics with last values, subscriber counts and rates.
       await page.waitForSelector('#broker[data-ready="true"]');
