@@ -175,7 +175,8 @@ $('#strategy').addEventListener('change', async (e) => {
 function renderBroker(b) {
   if (!showPanel('broker', b)) return;
   $('#broker-url').textContent = b.url;
-  $('#broker-totals').textContent = `${b.totals.clients} clients · ${b.totals.subscriptions} subscriptions · ${b.totals.messagesIn} messages in · ${b.totals.messagesOut} out`;
+  const encodes = Object.entries(b.encodes).map(([codec, n]) => `${codec} ${n}`).join(', ');
+  $('#broker-totals').textContent = `${b.totals.clients} clients · ${b.totals.subscriptions} subscriptions · ${b.totals.messagesIn} messages in · ${b.totals.messagesOut} out · encodings: ${encodes || 'none yet'}`;
   // Build the tree of path segments; topics holding a value carry it, parents are just folders.
   const root = { children: new Map() };
   for (const topic of b.topics) {

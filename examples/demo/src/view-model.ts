@@ -45,6 +45,8 @@ export interface BrokerView {
   readonly available: true;
   readonly url: string;
   readonly totals: { readonly clients: number; readonly subscriptions: number; readonly messagesIn: number; readonly messagesOut: number };
+  /** Encodings made per codec name. */
+  readonly encodes: Readonly<Record<string, number>>;
   readonly topics: readonly TopicView[];
 }
 
