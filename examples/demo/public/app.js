@@ -136,14 +136,15 @@ function drawChart(ids) {
   }
   children.push(el('svg:text', { x: W - 6, y: 14, 'text-anchor': 'end', fill: '#8a96a3', 'font-size': 11, text: `${fmt(max, 0)}/s` }));
   const offset = HISTORY - samples.length;
-  for (const sw of state.switches) {
+  for (const [k, sw] of state.switches.entries()) {
     // A switch older than the window has scrolled off the chart.
     if (!samples.length || sw.t < samples[0].t) continue;
     const i = samples.findIndex((s) => s.t >= sw.t);
     if (i < 0) continue;
     const sx = x(offset + i);
     children.push(el('svg:line', { class: 'switch', x1: sx, x2: sx, y1: 0, y2: H, stroke: '#d9e1e8', 'stroke-dasharray': '4 4', 'stroke-width': 1 }));
-    children.push(el('svg:text', { x: sx + 4, y: H - 8, fill: '#d9e1e8', 'font-size': 11, text: sw.strategy }));
+    // Stagger labels so switches close together stay readable.
+    children.push(el('svg:text', { x: sx + 4, y: H - 8 - 14 * (k % 3), fill: '#d9e1e8', 'font-size': 11, text: sw.strategy }));
   }
   for (const id of ids) {
     const points = samples.map((s, i) => `${x(offset + i).toFixed(1)},${y(s.rates.get(id) ?? 0).toFixed(1)}`).join(' ');
@@ -226,11 +227,13 @@ function arc(from, to, bits, cls, extra = {}) {
 function renderChord(c) {
   if (!showPanel('chord', c)) return;
   state.chord = c;
-  // Redraw only when something changed, so a click never lands on a node being replaced.
-  const key = JSON.stringify([c, state.selectedNode, state.lookup?.id, state.lookup?.path, state.lookup?.shown]);
-  if (key === state.chordKey) return;
-  state.chordKey = key;
   $('#chord-info').textContent = `${c.nodes.length} nodes · m = ${c.bits} · ids 0…${2 ** c.bits - 1} · ${c.nodes.reduce((a, n) => a + n.keys, 0)} keys stored (with replicas) · ${c.traffic.puts} puts, ${c.traffic.gets} gets (${c.traffic.hits} found), ${c.traffic.failures} failed`;
+  // Redraw the ring only when its shape changed (not on every key count), so a click never lands
+  // on a node being replaced.
+  const shape = c.nodes.map((n) => [n.id, n.successor, n.fingers]);
+  const key = JSON.stringify([c.bits, shape, state.selectedNode, state.lookup?.id, state.lookup?.path, state.lookup?.shown]);
+  if (key === state.chordKey) return renderNodeDetail();
+  state.chordKey = key;
   const svg = $('#ring');
   const bits = c.bits;
   const defs = el('svg:defs', {},

@@ -91,6 +91,13 @@ if (!existsSync(CHROMIUM)) {
       assert.equal(after.slice(1), before.slice(1), 'no new request went to any other back-end');
       await page.waitForSelector('#chart line.switch', { state: 'attached' });
 
+      // The plugin author's strategy, loaded from examples/custom-strategy, is one click away too.
+      await page.selectOption('#strategy', 'p2c-least-request');
+      await page.waitForSelector('#balancer[data-strategy="p2c-least-request"]');
+      const p2c = demo.model.snapshot().balancer;
+      assert.ok(p2c.available && p2c.strategy === 'p2c-least-request');
+      assert.is(demo.host.plugin('p2c-least-request')?.state, 'active');
+
       // Broker: the sample topics with last values, subscriber counts and rates.
       await page.waitForSelector('#broker[data-ready="true"]');
       for (const topic of ['/temp', '/msg', '/weather/temperature', '/weather/humidity', '/weather/wind', '/weather2/temperature/celsius']) {
@@ -112,8 +119,15 @@ if (!existsSync(CHROMIUM)) {
       const ids = await page.$$eval('#ring g.node', (gs) => gs.map((g) => Number(g.getAttribute('data-node'))));
       assert.equal(ids.sort((a, b) => a - b), ring.nodes.map((n) => n.id));
       await page.waitForFunction(() => document.querySelectorAll('#ring path.succ').length === 6, undefined, { timeout: 15_000 });
-      const chosen = ring.nodes[0]!;
-      await page.click(`#ring g.node[data-node="${chosen.id}"]`);
+      // The most isolated node: ids a few units apart are drawn on top of each other.
+      const gap = (i: number) => {
+        const n = ring.nodes.length;
+        const size = 2 ** ring.bits;
+        const id = ring.nodes[i]!.id;
+        return Math.min((id - ring.nodes[(i + n - 1) % n]!.id + size) % size, (ring.nodes[(i + 1) % n]!.id - id + size) % size);
+      };
+      const chosen = ring.nodes[ring.nodes.map((_, i) => i).sort((a, b) => gap(b) - gap(a))[0]!]!;
+      await page.click(`#ring g.node[data-node="${chosen.id}"] circle`);
       await page.waitForSelector(`#ring g.node.selected[data-node="${chosen.id}"]`);
       await page.waitForSelector('[data-testid="finger-table"]');
       const fingerRows = await page.$$eval('[data-testid="finger-table"] tbody tr', (trs) => trs.length);
