@@ -33,7 +33,7 @@ if (!existsSync(CHROMIUM)) {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
     try {
       demo = await startDemo(starters, { basePort: 0, nodes: 6, intervalMs: 250, rate: 40, logger: createLogger('demo', 'error') });
-      assert.equal(demo.failures, {}, 'every part of the demo started');
+      assert.equal(demo.failures, {}, `every part of the demo started: ${JSON.stringify(demo.failures)}`);
       const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
