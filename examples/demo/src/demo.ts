@@ -59,6 +59,8 @@ export interface RunningDemo {
   /** Why a part is not running, by part name. */
   readonly failures: Readonly<Record<string, string>>;
   readonly model: DemoModel;
+  /** The plugin host every part shares (shipped plugins plus examples/custom-strategy). */
+  readonly host: PluginHost;
   close(): Promise<void>;
 }
 
@@ -138,6 +140,7 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
     hints: [`live view:    ${webUrl}`, ...(balancer?.hints ?? []), ...(broker?.hints ?? []), ...(chord?.hints ?? [])],
     failures,
     model,
+    host,
     close() {
       closing ??= (async () => {
         await web.close();
