@@ -163,19 +163,24 @@ class Decoder {
     // Height of each stack slot (0 for scalars): nesting is bounded as containers are built.
     const hs: number[] = [];
     const marks: number[] = [];
+    // The read position lives in a local for the hot opcodes; cold ones sync it with #pos.
+    let pos = 0;
     for (;;) {
-      if (this.#pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', this.#pos);
-      const at = this.#pos;
-      const op = b[this.#pos++];
+      if (pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', pos);
+      const at = pos;
+      const op = b[pos++];
       switch (op) {
         case PROTO: {
-          const v = this.#u8();
+          if (pos >= end) bad('truncated pickle', at);
+          const v = b[pos++];
           if (v > HIGHEST_PROTOCOL) bad(`unsupported pickle protocol ${v} (this decoder reads 0-${HIGHEST_PROTOCOL})`, at);
           break;
         }
         case FRAME: {
+          this.#pos = pos;
           const n = this.#u64();
-          if (n > end - this.#pos) bad(`truncated pickle: frame of ${n} bytes, ${end - this.#pos} left`, at);
+          pos = this.#pos;
+          if (n > end - pos) bad(`truncated pickle: frame of ${n} bytes, ${end - pos} left`, at);
           break;
         }
         case STOP: {
@@ -219,109 +224,143 @@ class Decoder {
           break;
         // --- integers
         case BININT1:
+          if (pos >= end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#u8();
+          stack[sp++] = b[pos++];
           break;
         case BININT2:
-          this.#need(2, at);
+          if (pos + 2 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = b[this.#pos] | (b[this.#pos + 1] << 8);
-          this.#pos += 2;
+          stack[sp++] = b[pos] | (b[pos + 1] << 8);
+          pos += 2;
           break;
         case BININT:
+          if (pos + 4 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#i32(at);
+          stack[sp++] = b[pos] | (b[pos + 1] << 8) | (b[pos + 2] << 16) | (b[pos + 3] << 24);
+          pos += 4;
           break;
         case LONG1: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
+          pos = this.#pos;
           break;
         }
         case LONG4: {
+          this.#pos = pos;
           const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
           hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
+          pos = this.#pos;
           break;
         }
         case INT: {
+          this.#pos = pos;
           const line = this.#line(at);
           // Protocol 0 writes booleans as INT 01 / INT 00.
           hs[sp] = 0;
           stack[sp++] = line === '01' ? true : line === '00' ? false : this.#textInt(line, at);
+          pos = this.#pos;
           break;
         }
         case LONG: {
+          this.#pos = pos;
           const line = this.#line(at);
           hs[sp] = 0;
           stack[sp++] = this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at);
+          pos = this.#pos;
           break;
         }
         // --- floats
         case BINFLOAT:
-          this.#need(8, at);
+          if (pos + 8 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = readFloat64BE(b, this.#pos);
-          this.#pos += 8;
+          stack[sp++] = readFloat64BE(b, pos);
+          pos += 8;
           break;
         case FLOAT:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = textFloat(this.#line(at), at);
+          pos = this.#pos;
           break;
         // --- text
         case SHORT_BINUNICODE: {
-          const n = this.#u8();
+          if (pos >= end) bad('truncated pickle', at);
+          const n = b[pos++];
+          if (n > end - pos) bad(`truncated pickle: ${n} bytes announced, ${end - pos} left`, at);
           hs[sp] = 0;
-          stack[sp++] = this.#utf8(n, at);
+          stack[sp++] = this.#utf8At(pos, n, at);
+          pos += n;
           break;
         }
         case BINUNICODE:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u32(at), at);
+          pos = this.#pos;
           break;
         case BINUNICODE8:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u64(), at);
+          pos = this.#pos;
           break;
         case UNICODE:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = rawUnicodeEscape(this.#lineBytes(at), at);
+          pos = this.#pos;
           break;
         // Python 2 `str`: Python 3 reads it as text; bytes above 0x7f are taken as Latin-1.
         case SHORT_BINSTRING: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case BINSTRING: {
+          this.#pos = pos;
           const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
           hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case STRING:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = latin1(stringEscape(this.#lineBytes(at), at));
+          pos = this.#pos;
           break;
         // --- bytes
         case SHORT_BINBYTES: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case BINBYTES:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u32(at), at));
+          pos = this.#pos;
           break;
         case BINBYTES8:
         case BYTEARRAY8:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u64(), at));
+          pos = this.#pos;
           break;
         case NEXT_BUFFER:
           return bad('NEXT_BUFFER: out-of-band buffers are not supported', at);
@@ -448,25 +487,35 @@ class Decoder {
           this.#put(this.#memo.length, this.#top(stack, marks, at, sp), at);
           break;
         case BINPUT:
-          this.#put(this.#u8(), this.#top(stack, marks, at, sp), at);
+          if (pos >= end) bad('truncated pickle', at);
+          this.#put(b[pos++], this.#top(stack, marks, at, sp), at);
           break;
         case LONG_BINPUT:
+          this.#pos = pos;
           this.#put(this.#u32(at), this.#top(stack, marks, at, sp), at);
+          pos = this.#pos;
           break;
         case PUT:
+          this.#pos = pos;
           this.#put(this.#textIndex(at), this.#top(stack, marks, at, sp), at);
+          pos = this.#pos;
           break;
         case BINGET:
+          if (pos >= end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#get(this.#u8(), at);
+          stack[sp++] = this.#get(b[pos++], at);
           break;
         case LONG_BINGET:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#get(this.#u32(at), at);
+          pos = this.#pos;
           break;
         case GET:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#get(this.#textIndex(at), at);
+          pos = this.#pos;
           break;
         default: {
           const name = FORBIDDEN_OPCODES[op];
@@ -529,6 +578,21 @@ class Decoder {
     const s = this.#lineBytes(at);
     if (s.length > MAX_INT_DIGITS + 2) bad(`text argument of ${s.length} bytes is too long`, at);
     return latin1(s);
+  }
+
+  /** `n` bytes at `start` (already bounds-checked) as text; short ASCII skips TextDecoder. */
+  #utf8At(start: number, n: number, at: number): string {
+    if (n < 48) {
+      const b = this.#b;
+      let s = '';
+      for (let i = start; i < start + n; i++) {
+        const c = b[i];
+        if (c > 0x7f) return this.#utf8Slow(start, n, at);
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return this.#utf8Slow(start, n, at);
   }
 
   #utf8(n: number, at: number): string {
