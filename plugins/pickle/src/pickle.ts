@@ -434,7 +434,7 @@ class Decoder {
           const mark = this.#mark(marks, at);
           const dict = {};
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
-          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          for (let i = mark; i < sp; i += 2) this.#store(dict, stack[i], stack[i + 1], at);
           const h = this.#height(hs, mark, sp, at);
           sp = mark;
           hs[sp] = h;
@@ -450,9 +450,9 @@ class Decoder {
         }
         case SETITEMS: {
           const mark = this.#mark(marks, at);
-          const dict = this.#top(stack, marks, at, mark);
+          const dict = this.#dict(this.#top(stack, marks, at, mark), at);
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
-          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          for (let i = mark; i < sp; i += 2) this.#store(dict, stack[i], stack[i + 1], at);
           this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
           sp = mark;
           break;
@@ -683,15 +683,24 @@ class Decoder {
 
 
   #setItem(dict: unknown, key: unknown, value: unknown, at: number): void {
+    this.#store(this.#dict(dict, at), key, value, at);
+  }
+
+  #dict(dict: unknown, at: number): Record<string, unknown> {
     if (typeof dict !== 'object' || dict === null || Array.isArray(dict) || ArrayBuffer.isView(dict)) {
       bad('SETITEM on something that is not a dict', at);
     }
+    return dict as Record<string, unknown>;
+  }
+
+  /** One key/value into a checked dict: str keys, int keys as decimal strings, never __proto__. */
+  #store(dict: Record<string, unknown>, key: unknown, value: unknown, at: number): void {
     let k: string;
     if (typeof key === 'string') k = key;
     else if (typeof key === 'number' || typeof key === 'bigint') k = String(key); // as Python's json module does
     else bad(`dict key of type ${describe(key)} is outside the value model (str or int keys only)`, at);
     if (k === '__proto__') bad('dict key "__proto__" is refused', at);
-    (dict as Record<string, unknown>)[k] = value;
+    dict[k] = value;
   }
 
   #put(index: number, value: unknown, at: number): void {
