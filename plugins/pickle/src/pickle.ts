@@ -15,9 +15,12 @@ export type ErrorFactory = (message: string, offset?: number) => Error;
 export interface PickleLimits {
   /** Deepest container nesting accepted (decode and encode). Default 512. */
   readonly maxDepth?: number;
-  /** Largest pickle accepted by decode, in bytes. Default 64 MiB. */
+  /** Largest pickle accepted by decode, in bytes. Default 16 MiB. */
   readonly maxBytes?: number;
-  /** Most values a decoded result may expand to (memo references count each time). Default 4,000,000. */
+  /**
+   * Most values a decoded result may expand to (memo references count each time), and most
+   * containers or stack entries a pickle may create. Default 4,000,000.
+   */
   readonly maxNodes?: number;
 }
 
@@ -59,7 +62,7 @@ export class PickleError extends Error {
 
 const defaultError: ErrorFactory = (message, offset) => new PickleError(message, offset);
 
-const DEFAULTS = { maxDepth: 512, maxBytes: 64 * 1024 * 1024, maxNodes: 4_000_000 } as const;
+const DEFAULTS = { maxDepth: 512, maxBytes: 16 * 1024 * 1024, maxNodes: 4_000_000 } as const;
 /** The highest protocol this decoder understands (Python 3.8+'s HIGHEST_PROTOCOL). */
 export const HIGHEST_PROTOCOL = 5;
 /** The protocol `encode` writes. */
@@ -139,6 +142,8 @@ class Decoder {
   #shared = false;
   #memo: unknown[] = [];
   readonly #markTuples: boolean;
+  /** Containers created and batch inserts so far: bounds allocation, not just the input size. */
+  #containers = 0;
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
@@ -163,10 +168,13 @@ class Decoder {
     // Height of each stack slot (0 for scalars): nesting is bounded as containers are built.
     const hs: number[] = [];
     const marks: number[] = [];
+    const maxNodes = this.#maxNodes;
     // The read position lives in a local for the hot opcodes; cold ones sync it with #pos.
     let pos = 0;
     for (;;) {
       if (pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', pos);
+      // Memory is bounded too: a pickle of a million EMPTY_LISTs must not allocate a million lists.
+      if (sp > maxNodes || this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, pos);
       const at = pos;
       const op = b[pos++];
       switch (op) {
@@ -370,6 +378,7 @@ class Decoder {
         // --- lists
         case EMPTY_LIST:
           hs[sp] = 1;
+          this.#containers++;
           stack[sp++] = [];
           break;
         case LIST:
@@ -402,6 +411,7 @@ class Decoder {
         // --- tuples
         case EMPTY_TUPLE:
           hs[sp] = 1;
+          this.#containers++;
           stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
@@ -428,6 +438,7 @@ class Decoder {
         // --- dicts
         case EMPTY_DICT:
           hs[sp] = 1;
+          this.#containers++;
           stack[sp++] = {};
           break;
         case DICT: {
@@ -462,6 +473,7 @@ class Decoder {
           const set: unknown[] = [];
           (this.#sets ??= new WeakSet()).add(set);
           hs[sp] = 1;
+          this.#containers++;
           stack[sp++] = set;
           break;
         }
@@ -662,6 +674,7 @@ class Decoder {
 
   /** Height of a container holding slots [from, to): one more than its tallest item. */
   #height(hs: number[], from: number, to: number, at: number): number {
+    this.#containers++; // a container built, or a batch put into one: allocation work either way
     let h = 0;
     for (let i = from; i < to; i++) if (hs[i] > h) h = hs[i];
     if (h >= this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);

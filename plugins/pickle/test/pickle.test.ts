@@ -162,6 +162,12 @@ test('depth, size and memo expansion are bounded', () => {
   const t0 = Date.now();
   assert.throws(() => codec.decode(Uint8Array.from(bytes)), /expands to more than/);
   assert.ok(Date.now() - t0 < 5000);
+  // Allocation is bounded, not just input size: 100,000 empty lists appended to one list.
+  const many = Uint8Array.from([0x80, 4, 0x5d, ...Array.from({ length: 100_000 }, () => [0x5d, 0x61]).flat(), 0x2e]);
+  assert.is((codec.decode(many) as Value[]).length, 100_000);
+  assert.throws(() => createPickleCodec(errors, { maxNodes: 50_000 }).decode(many), /more than 50000 values/);
+  const flat = Uint8Array.from([0x80, 4, ...new Array(60_000).fill(0x4e)]);
+  assert.throws(() => createPickleCodec(errors, { maxNodes: 50_000 }).decode(flat), /more than 50000 values/);
   const small = createPickleCodec(errors, { maxBytes: 10 });
   assert.throws(() => small.decode(new Uint8Array(11)), /exceeds the 10-byte limit/);
 });
