@@ -174,7 +174,7 @@ class Decoder {
     for (;;) {
       if (pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', pos);
       // Memory is bounded too: a pickle of a million EMPTY_LISTs must not allocate a million lists.
-      if (sp > maxNodes || this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, pos);
+      if (sp > maxNodes) bad(`pickle creates more than ${maxNodes} values`, pos);
       const at = pos;
       const op = b[pos++];
       switch (op) {
@@ -378,7 +378,7 @@ class Decoder {
         // --- lists
         case EMPTY_LIST:
           hs[sp] = 1;
-          this.#containers++;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = [];
           break;
         case LIST:
@@ -411,7 +411,7 @@ class Decoder {
         // --- tuples
         case EMPTY_TUPLE:
           hs[sp] = 1;
-          this.#containers++;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
@@ -438,7 +438,7 @@ class Decoder {
         // --- dicts
         case EMPTY_DICT:
           hs[sp] = 1;
-          this.#containers++;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = {};
           break;
         case DICT: {
@@ -473,7 +473,7 @@ class Decoder {
           const set: unknown[] = [];
           (this.#sets ??= new WeakSet()).add(set);
           hs[sp] = 1;
-          this.#containers++;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = set;
           break;
         }
@@ -674,7 +674,8 @@ class Decoder {
 
   /** Height of a container holding slots [from, to): one more than its tallest item. */
   #height(hs: number[], from: number, to: number, at: number): number {
-    this.#containers++; // a container built, or a batch put into one: allocation work either way
+    // A container built, or a batch put into one: allocation work either way.
+    if (++this.#containers > this.#maxNodes) bad(`pickle creates more than ${this.#maxNodes} values`, at);
     let h = 0;
     for (let i = from; i < to; i++) if (hs[i] > h) h = hs[i];
     if (h >= this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
