@@ -339,7 +339,8 @@ export function encode(value: Value, options: JsonOptions = {}): Uint8Array {
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
   try {
     // One validating walk; plain JSON data then goes straight to V8's serializer.
-    const text = scan(value, 0, maxDepth) & NEEDS_WRITER ? write(value) : JSON.stringify(value);
+    const flags = value !== null && typeof value === 'object' ? scanObject(value, 0, maxDepth) : scan(value, 0, maxDepth);
+    const text = flags & NEEDS_WRITER ? write(value) : JSON.stringify(value);
     return Buffer.from(text, 'utf8');
   } catch (err) {
     rethrow(err, options.error ?? defaultError, 'encoder');
