@@ -7,6 +7,7 @@ import { decode, encode, tuple, isTuple, FORBIDDEN_OPCODES, PickleError } from '
 import { createPickleCodec } from '../src/index.js';
 import { errors } from '@trellis/sdk';
 import { fromTagged } from './tagged.js';
+import { prng, randomValue } from './fuzz-kit.js';
 
 interface Vector {
   name: string;
@@ -197,6 +198,17 @@ test('encodes values that CPython reads back with the right types', () => {
 function repr(s: string): string {
   return `'${s}'`;
 }
+
+test('300 random values survive Trellis -> CPython pickle.loads/dumps -> Trellis', () => {
+  const rand = prng(314);
+  const values = Array.from({ length: 300 }, () => randomValue(rand, { nonFinite: true }));
+  const out = python(
+    'import pickle,sys\nfor line in sys.stdin.read().split():\n    print(pickle.dumps(pickle.loads(bytes.fromhex(line)), protocol=5).hex())',
+    values.map((v) => Buffer.from(encode(v)).toString('hex')).join('\n'),
+  ).trim().split('\n');
+  assert.is(out.length, values.length);
+  for (let i = 0; i < values.length; i++) assert.equal(codec.decode(hex(out[i])), values[i], `value #${i}`);
+});
 
 test('encode output round-trips through decode', () => {
   const value: Value = { s: 'ü', n: [1, -2, 3.25, 2n ** 80n], b: Uint8Array.of(1, 2), o: { deep: [[[]]] }, t: true, z: null };
