@@ -42,3 +42,6 @@ export {
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
+export * from './balancer/index.js';
+export * from './broker/index.js';
+export * from './dht/index.js';

@@ -5,7 +5,7 @@
  * activate first, `activate` runs under a timeout, and a failing plugin is recorded as failed
  * while the host and every other plugin keep going.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -195,7 +195,6 @@ export class PluginHost extends SafeEmitter<HostEvents> {
 
   async #looksLikePlugin(dir: string): Promise<boolean> {
     try {
-      const { readFile } = await import('node:fs/promises');
       const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
       return typeof pkg?.engines?.trellis === 'string' || pkg?.contributes !== undefined;
     } catch {
@@ -350,7 +349,6 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   #withTimeout(plugin: string, fn: () => void | Promise<void>): Promise<void> {
     return new Promise<void>((resolvePromise, reject) => {
       const timer = setTimeout(() => reject(new ActivationTimeoutError(plugin, this.#timeoutMs)), this.#timeoutMs);
-      timer.unref?.();
       Promise.resolve()
         .then(fn)
         .then(

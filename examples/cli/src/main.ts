@@ -10,6 +10,15 @@ type Loader = () => Promise<Command<any> | CommandGroup>;
 
 /** Every top-level command, in the order `trellis --help` lists them. */
 export const commands: Record<string, { summary: string; load: Loader }> = {
+  demo: { summary: 'run all three hosts at once with traffic and a live web view', load: () => import('@trellis/example-demo/cli').then((m) => m.demo) },
+  lb: { summary: 'run the load balancer (HTTP per request or TCP per connection)', load: () => import('@trellis/example-lb/cli').then((m) => m.lb) },
+  pi: { summary: 'run the Pi back-end (GET /<precision> computes pi)', load: () => import('@trellis/example-lb/cli').then((m) => m.pi) },
+  stress: { summary: 'load a URL concurrently: progress, req/s, p50/p99, errors, share per back-end', load: () => import('@trellis/example-lb/cli').then((m) => m.stress) },
+  broker: { summary: 'run the pub/sub message broker', load: () => import('@trellis/example-broker/cli').then((m) => m.broker) },
+  pub: { summary: 'publish values to a broker topic', load: () => import('@trellis/example-broker/cli').then((m) => m.pub) },
+  sub: { summary: 'subscribe to a broker topic (one JSON line per message)', load: () => import('@trellis/example-broker/cli').then((m) => m.sub) },
+  topics: { summary: 'list the broker topics that hold a value (JSON array)', load: () => import('@trellis/example-broker/cli').then((m) => m.topics) },
+  dht: { summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes', load: () => import('@trellis/example-dht/cli').then((m) => m.dht) },
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
 };
 

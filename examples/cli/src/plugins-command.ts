@@ -1,6 +1,6 @@
 /** `trellis plugins`: what the plugin host discovers, without activating anything unless asked. */
-import { defineCommand } from '@trellis/sdk/cli';
-import { createHost, type PluginInfo } from '@trellis/sdk';
+import { defineCommand, intOption } from '@trellis/sdk/cli';
+import { createHost, createLogger, type PluginInfo } from '@trellis/sdk';
 
 function contributions(info: PluginInfo): string {
   const c = info.manifest?.contributes;
@@ -20,10 +20,12 @@ export default defineCommand({
     'no-builtins': { type: 'boolean', description: 'do not scan the plugins shipped with Trellis' },
     activate: { type: 'boolean', description: 'activate every plugin, to show which ones fail' },
     json: { type: 'boolean', description: 'print JSON instead of a table' },
+    'activation-timeout': { type: 'string', default: '10000', description: 'milliseconds a plugin may take to activate', placeholder: 'ms' },
   },
   examples: ['trellis plugins', 'trellis plugins --dir ./my-plugins --activate'],
   async run({ values }, io) {
-    const host = createHost({ dirs: values.dir ?? [], builtins: !values['no-builtins'], logger: undefined });
+    const activationTimeoutMs = intOption('activation-timeout', values['activation-timeout'], { min: 1 });
+    const host = createHost({ dirs: values.dir ?? [], builtins: !values['no-builtins'], activationTimeoutMs, logger: createLogger('trellis', 'silent') });
     await host.scan();
     if (values.activate) {
       await Promise.all(host.plugins().filter((p) => p.state === 'discovered').map((p) => host.activate(p.id).catch(() => undefined)));

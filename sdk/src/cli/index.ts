@@ -76,13 +76,14 @@ function isGroup(c: Command<any> | CommandGroup): c is CommandGroup {
 
 const HELP: OptionSpec = { type: 'boolean', short: 'h', description: 'show this help' };
 
-export function formatHelp(path: string, command: Command<any> | CommandGroup): string {
+export function formatHelp(path: string, command: Command<any>, subcommands?: readonly (readonly [string, string])[]): string;
+export function formatHelp(path: string, command: CommandGroup, subcommands: readonly (readonly [string, string])[]): string;
+export function formatHelp(path: string, command: Command<any> | CommandGroup, subcommands: readonly (readonly [string, string])[] = []): string {
   const lines: string[] = [];
   if (isGroup(command)) {
     lines.push(`${command.summary}`, '', `Usage: ${path} <command> [options]`, '', 'Commands:');
-    const names = Object.keys(command.subcommands);
-    const width = Math.max(...names.map((n) => n.length));
-    for (const name of names) lines.push(`  ${name.padEnd(width)}`);
+    const width = Math.max(...subcommands.map(([n]) => n.length));
+    for (const [name, summary] of subcommands) lines.push(`  ${name.padEnd(width)}  ${summary}`);
     lines.push('', `Run "${path} <command> --help" for a command's options.`);
     return lines.join('\n') + '\n';
   }
@@ -171,7 +172,9 @@ export async function runCommand(
     if (isGroup(entry)) {
       const [sub, ...rest] = argv;
       if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-        io.stdout.write(formatHelp(path, entry));
+        // subcommands are lazy imports of small modules: loading them for help is cheap
+        const subs = await Promise.all(Object.entries(entry.subcommands).map(async ([name, load]) => [name, (await load()).summary] as const));
+        io.stdout.write(formatHelp(path, entry, subs));
         return sub === undefined ? 2 : 0;
       }
       const load = entry.subcommands[sub];
@@ -192,6 +195,11 @@ export async function runCommand(
     }
     if (err instanceof TrellisError) {
       io.stderr.write(`${path}: ${err.message} [${err.code}]\n`);
+      return 1;
+    }
+    // operating-system errors (EADDRINUSE, ECONNREFUSED, ENOENT…) are the user's to fix: one line
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      io.stderr.write(`${path}: ${err.message}\n`);
       return 1;
     }
     io.stderr.write(`${path}: ${(err as Error)?.stack ?? String(err)}\n`);

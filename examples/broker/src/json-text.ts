@@ -1,0 +1,44 @@
+/**
+ * Values as JSON text for the command line: the broker's value model is wider than JSON, so
+ * integers beyond 2^53 print as bare integer literals and bytes as `{"$bytes":"<base64>"}`.
+ * Parsing accepts the same forms back (and plain words as strings, for `trellis pub`).
+ */
+import type { Value } from '@trellis/sdk';
+
+export function toJsonText(value: Value | undefined): string {
+  if (value === undefined) return 'null';
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? JSON.stringify(value) : JSON.stringify(String(value));
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Uint8Array) return JSON.stringify({ $bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') });
+  if (Array.isArray(value)) return `[${value.map(toJsonText).join(',')}]`;
+  return `{${Object.entries(value as Record<string, Value>).map(([k, v]) => `${JSON.stringify(k)}:${toJsonText(v)}`).join(',')}}`;
+}
+
+const BIG_INTEGER = /^-?\d{16,}$/;
+
+/** Parses a command-line value: JSON when it is JSON (big integers kept exact), else the text itself. */
+export function fromCommandLine(text: string): Value {
+  if (BIG_INTEGER.test(text.trim())) {
+    const n = BigInt(text.trim());
+    return Number.isSafeInteger(Number(n)) ? Number(n) : n;
+  }
+  try {
+    return revive(JSON.parse(text));
+  } catch {
+    return text;
+  }
+}
+
+function revive(v: unknown): Value {
+  if (Array.isArray(v)) return v.map(revive);
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length === 1 && keys[0] === '$bytes' && typeof o.$bytes === 'string') return new Uint8Array(Buffer.from(o.$bytes, 'base64'));
+    const out: Record<string, Value> = {};
+    for (const k of keys) out[k] = revive(o[k]);
+    return out;
+  }
+  return v as Value;
+}

@@ -1,0 +1,74 @@
+/** `trellis broker|pub|sub|topics`, run in-process through the CLI toolkit with real sockets. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { PassThrough } from 'node:stream';
+import { runCommand, type CommandIO } from '@trellis/sdk/cli';
+import { broker, pub, sub, topics } from '../src/cli.js';
+import { fromCommandLine, toJsonText } from '../src/json-text.js';
+
+function io(signal = new AbortController().signal): CommandIO & { out(): string; err(): string } {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (c) => (out += c));
+  stderr.on('data', (c) => (err += c));
+  return { stdout, stderr, signal, out: () => out, err: () => err };
+}
+
+async function startBrokerCommand(): Promise<{ port: number; stop(): Promise<number> }> {
+  const controller = new AbortController();
+  const brokerIo = io(controller.signal);
+  const running = runCommand('trellis broker', broker, ['--port', '0'], brokerIo);
+  for (let i = 0; i < 500 && !/listening on/.test(brokerIo.out()); i++) await new Promise((r) => setTimeout(r, 10));
+  const m = /listening on 127\.0\.0\.1:(\d+) \(codecs: (.*)\)/.exec(brokerIo.out());
+  assert.ok(m, `broker did not start: ${brokerIo.out()} ${brokerIo.err()}`);
+  assert.match(m![2]!, /pickle\(2\)/);
+  return {
+    port: Number(m![1]),
+    async stop() {
+      controller.abort();
+      return running;
+    },
+  };
+}
+
+test('pub, sub and topics talk to a running broker; sub prints one JSON line per message', async () => {
+  const b = await startBrokerCommand();
+  try {
+    const port = String(b.port);
+    const pubIo = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', '/weather/temperature', '--codec', 'pickle', '21.5', '{"city":"Aveiro"}', 'plain words', '123456789012345678901234'], pubIo), 0, pubIo.err());
+    assert.match(pubIo.err(), /published 4 messages to \/weather\/temperature/);
+    const subIo = io();
+    assert.is(await runCommand('trellis sub', sub, ['--port', port, '--topic', '/weather', '--codec', 'pickle', '--count', '1'], subIo), 0, subIo.err());
+    assert.is(subIo.out(), '{"topic":"/weather/temperature","value":123456789012345678901234}\n');
+    const topicsIo = io();
+    assert.is(await runCommand('trellis topics', topics, ['--port', port, '--codec', 'pickle'], topicsIo), 0, topicsIo.err());
+    assert.equal(JSON.parse(topicsIo.out()), ['/weather/temperature']);
+  } finally {
+    assert.is(await b.stop(), 0);
+  }
+});
+
+test('bad flags give one line and exit 2; an unknown codec names the installed ones', async () => {
+  const bad = io();
+  assert.is(await runCommand('trellis sub', sub, ['--port', 'x', '--topic', '/t'], bad), 2);
+  assert.match(bad.err(), /--port must be a whole number/);
+  const noTopic = io();
+  assert.is(await runCommand('trellis pub', pub, ['--port', '1', '1'], noTopic), 2);
+  assert.match(noTopic.err(), /--topic is required/);
+  const codec = io();
+  assert.is(await runCommand('trellis topics', topics, ['--port', '1', '--codec', 'yaml'], codec), 2);
+  assert.match(codec.err(), /--codec "yaml" is not installed; available: .*pickle/);
+});
+
+test('command-line values: JSON when it is JSON, big integers exact, bytes as $bytes', () => {
+  assert.equal(fromCommandLine('{"a":[1,true,null]}'), { a: [1, true, null] });
+  assert.is(fromCommandLine('hello world'), 'hello world');
+  assert.is(fromCommandLine('12345678901234567890'), 12345678901234567890n);
+  assert.equal(fromCommandLine('{"$bytes":"AP8="}'), new Uint8Array([0, 255]));
+  assert.is(toJsonText({ n: 2n ** 64n, b: new Uint8Array([0, 255]), s: 'x' }), '{"n":18446744073709551616,"b":{"$bytes":"AP8="},"s":"x"}');
+});
+
+test.run();

@@ -1,0 +1,92 @@
+/**
+ * The load balancer inside the demo: four Pi back-ends of unequal speed (one request at a time,
+ * as the reference's), the real balancer in front of them, and a steady open-loop load so the
+ * page's chart shows how each strategy shares the work. The strategy can be switched at run time.
+ */
+import { createAdminServer, createBalancer, InvalidArgumentError } from '@trellis/sdk';
+import { createPiServer, type PiServer } from '@trellis/example-lb/pi-server';
+import type { BalancerPart, PartContext } from './demo.js';
+
+/** Pacing per digit of each back-end: a fast one, two middling ones and a slow one. */
+const MS_PER_DIGIT = [0.2, 0.4, 0.8, 1.6] as const;
+const INITIAL_STRATEGY = 'round-robin';
+/** In-flight cap of the load generator, so a stalled balancer cannot pile up sockets. */
+const MAX_IN_FLIGHT = 64;
+
+export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart> {
+  const pis: PiServer[] = [];
+  const close: (() => Promise<unknown>)[] = [];
+  const shutdown = async () => {
+    for (const fn of close.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    const backends: string[] = [];
+    for (const [i, port] of ctx.ports.pi.entries()) {
+      const pi = createPiServer({ serial: true, msPerDigit: MS_PER_DIGIT[i % MS_PER_DIGIT.length]! });
+      const a = await pi.listen(port, '127.0.0.1');
+      pis.push(pi);
+      close.push(() => pi.close());
+      backends.push(`${a.host}:${a.port}`);
+    }
+    const balancer = await createBalancer({ host: ctx.host, strategy: INITIAL_STRATEGY, backends, name: 'demo', logger: ctx.log });
+    const address = await balancer.listen(ctx.ports.balancer, '127.0.0.1');
+    close.push(() => balancer.close({ timeoutMs: 2_000 }));
+    const url = `http://127.0.0.1:${address.port}`;
+    const admin = createAdminServer(balancer);
+    const adminAddress = await admin.listen(ctx.ports.admin, '127.0.0.1');
+    close.push(() => admin.close());
+    const adminUrl = `http://127.0.0.1:${adminAddress.port}`;
+
+    // Open-loop load: `rate` requests a second, precision 20…80, whatever the answers take.
+    let inFlight = 0;
+    let stopped = false;
+    const controller = new AbortController();
+    const fire = () => {
+      if (stopped || inFlight >= MAX_IN_FLIGHT) return;
+      inFlight++;
+      const precision = 20 + Math.floor(Math.random() * 61);
+      fetch(`${url}/${precision}`, { headers: { accept: 'application/json' }, signal: controller.signal })
+        .then((res) => res.arrayBuffer())
+        .catch(() => undefined)
+        .finally(() => inFlight--);
+    };
+    const timer = ctx.options.rate > 0 ? setInterval(fire, 1000 / ctx.options.rate) : undefined;
+    close.push(async () => {
+      stopped = true;
+      clearInterval(timer);
+      controller.abort();
+    });
+
+    return {
+      name: 'balancer',
+      hints: [
+        `balancer:     ${url}  (back-ends ${backends.join(', ')}, strategy ${INITIAL_STRATEGY})`,
+        `  try: curl ${url}/100`,
+        `       curl ${adminUrl}/-/stats     (and /-/metrics for Prometheus)`,
+        `       npx trellis stress --url ${url}/100 --requests 200 --concurrency 8`,
+      ],
+      snapshot() {
+        const s = balancer.stats();
+        return {
+          available: true,
+          url,
+          strategy: s.strategy,
+          strategies: ctx.host.routing.strategies(),
+          totals: { requests: s.requests, errors: s.errors },
+          backends: s.backends.map((b) => ({ id: b.id, healthy: b.healthy, active: b.active, requests: b.requests, errors: b.errors, meanMs: b.meanMs, p99Ms: b.p99Ms })),
+        };
+      },
+      async setStrategy(id) {
+        if (!ctx.host.routing.strategies().includes(id)) {
+          throw new InvalidArgumentError(`unknown strategy "${id}"; installed: ${ctx.host.routing.strategies().join(', ')}`);
+        }
+        await balancer.setStrategy(id);
+        return id;
+      },
+      close: shutdown,
+    };
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+}

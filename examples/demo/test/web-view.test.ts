@@ -1,0 +1,124 @@
+/**
+ * The live view in a real browser: Debian chromium driven headless by playwright-core. Each panel
+ * must show real data from the running demo and react: switching the strategy changes the
+ * balancer, clicking a node draws its fingers, a lookup is drawn hop by hop.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLogger } from '@trellis/sdk';
+import { startDemo, type RunningDemo } from '../src/demo.js';
+import { starters } from '../src/starters.js';
+import type { Snapshot } from '../src/view-model.js';
+
+// The page functions below run in the browser; the suite's tsconfig has no DOM lib.
+declare const document: any;
+
+const CHROMIUM = '/usr/bin/chromium';
+// The README's screenshot is refreshed on request (TRELLIS_SCREENSHOT=1) so a test run never dirties the checkout.
+const KEEP_SCREENSHOT = process.env.TRELLIS_SCREENSHOT === '1';
+const SCREENSHOT = KEEP_SCREENSHOT ? fileURLToPath(new URL('../screenshot.png', import.meta.url)) : join(tmpdir(), `trellis-demo-${process.pid}.png`);
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+if (!existsSync(CHROMIUM)) {
+  console.log(`SKIP web view browser test: ${CHROMIUM} is absent (apt-get install -y chromium)`);
+  test.skip('the live view renders every panel from the running demo and reacts', () => {});
+} else {
+  test('the live view renders every panel from the running demo and reacts', async () => {
+    const { chromium } = await import('playwright-core');
+    let demo: RunningDemo | undefined;
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    try {
+      demo = await startDemo(starters, { basePort: 0, nodes: 6, intervalMs: 250, rate: 40, logger: createLogger('demo', 'error') });
+      assert.equal(demo.failures, {}, 'every part of the demo started');
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(demo.webUrl);
+      await page.waitForSelector('#conn[data-state="open"]');
+
+      // Balancer: four back-ends with counters moving, and a chart with samples.
+      await page.waitForSelector('#balancer[data-ready="true"]');
+      await page.waitForFunction(() => document.querySelectorAll('#backends tr').length === 4);
+      await page.waitForFunction(() => [...document.querySelectorAll('#backends tr')].filter((tr) => Number(tr.children[3]!.textContent) > 0).length >= 3, undefined, { timeout: 15_000 });
+      await page.waitForFunction(() => Number(document.querySelector('#chart')!.getAttribute('data-samples')) >= 4);
+      const rows = await page.$$eval('#backends tr', (trs) => trs.map((tr) => ({ id: tr.getAttribute('data-backend'), health: tr.children[1]!.textContent })));
+      const stats = demo.model.snapshot().balancer;
+      assert.ok(stats.available);
+      if (stats.available) assert.equal(rows.map((r) => r.id), stats.backends.map((b) => b.id), 'the table lists the balancer\'s real back-ends');
+      assert.ok(rows.every((r) => r.health === 'up'));
+      const options = await page.$$eval('#strategy option', (os) => os.map((o) => (o as unknown as { value: string }).value));
+      for (const id of ['round-robin', 'least-connections', 'n-to-1', 'p2c-least-request']) assert.ok(options.includes(id), `strategy menu lists ${id}`);
+
+      // For the README's screenshot, let the chart fill with a stretch of round robin first.
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(12_000);
+
+      // Switching to n-to-1 from the page: the balancer switches, and from then on only the first back-end gets requests.
+      await page.selectOption('#strategy', 'n-to-1');
+      await page.waitForSelector('#balancer[data-strategy="n-to-1"]');
+      const current = demo.model.snapshot().balancer;
+      assert.ok(current.available && current.strategy === 'n-to-1', 'the engine itself runs n-to-1 now');
+      // Routed = finished + in flight, so requests picked before the switch and finishing after it do not count twice.
+      const routed = (v: Snapshot["balancer"]) => (v.available ? v.backends.map((b) => b.requests + b.active) : []);
+      const before = routed(current);
+      await page.waitForTimeout(1500);
+      const after = routed(demo.model.snapshot().balancer);
+      assert.ok(after[0]! - before[0]! >= 10, `the first back-end took the load (${before[0]} → ${after[0]})`);
+      assert.equal(after.slice(1), before.slice(1), 'no new request went to any other back-end');
+      await page.waitForSelector('#chart line.switch', { state: 'attached' });
+
+      // Broker: the sample topics with last values, subscriber counts and rates.
+      await page.waitForSelector('#broker[data-ready="true"]');
+      for (const topic of ['/temp', '/msg', '/weather/temperature', '/weather/humidity', '/weather/wind', '/weather2/temperature/celsius']) {
+        await page.waitForSelector(`#topics li[data-topic="${topic}"] [data-testid="topic-value"]`);
+      }
+      const brokerView = demo.model.snapshot().broker;
+      assert.ok(brokerView.available);
+      const tempText = await page.textContent('#topics li[data-topic="/temp"] > .meta');
+      assert.match(tempText!, /1 sub/, 'one consumer on /temp');
+      const msgs = await page.textContent('#broker-totals');
+      assert.match(msgs!, /[1-9]\d* messages in/);
+
+      // Chord: one circle node per ring member; clicking one draws its finger arrows and table.
+      await page.waitForSelector('#chord[data-ready="true"]');
+      await page.waitForFunction(() => document.querySelectorAll('#ring g.node').length === 6);
+      const ring = demo.model.snapshot().chord;
+      assert.ok(ring.available);
+      if (!ring.available) return;
+      const ids = await page.$$eval('#ring g.node', (gs) => gs.map((g) => Number(g.getAttribute('data-node'))));
+      assert.equal(ids.sort((a, b) => a - b), ring.nodes.map((n) => n.id));
+      await page.waitForFunction(() => document.querySelectorAll('#ring path.succ').length === 6, undefined, { timeout: 15_000 });
+      const chosen = ring.nodes[0]!;
+      await page.click(`#ring g.node[data-node="${chosen.id}"]`);
+      await page.waitForSelector(`#ring g.node.selected[data-node="${chosen.id}"]`);
+      await page.waitForSelector('[data-testid="finger-table"]');
+      const fingerRows = await page.$$eval('[data-testid="finger-table"] tbody tr', (trs) => trs.length);
+      assert.is(fingerRows, ring.bits);
+      await page.waitForSelector('#ring path.finger');
+
+      // A lookup of "A" from the chosen node, drawn hop by hop, ends at the owner holding [0, 1, 2].
+      await page.fill('#lookup-key', 'A');
+      await page.click('#lookup-form button');
+      await page.waitForSelector('#hops[data-done="true"]', { timeout: 15_000 });
+      const hopTexts = await page.$$eval('#hops li', (lis) => lis.map((li) => li.textContent ?? ''));
+      assert.match(hopTexts[0]!, new RegExp(`start at node ${chosen.id}\\b`));
+      assert.match(hopTexts.at(-1)!, /value \[0,1,2\]/);
+      const arrows = await page.$$eval('#ring path.hop', (ps) => ps.length);
+      assert.is(arrows, hopTexts.length - 2, 'one arrow per hop');
+
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(6_000);
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      assert.ok(statSync(SCREENSHOT).size > 10_000, 'the screenshot holds a rendered page');
+      if (!KEEP_SCREENSHOT) rmSync(SCREENSHOT);
+      assert.equal(errors, [], 'no script errors on the page');
+    } finally {
+      await browser.close();
+      await demo?.close();
+    }
+  });
+}
+
+test.run();

@@ -1,0 +1,15 @@
+/** Bench target: the Trellis balancer. `trellis.ts MODE PORT STRATEGY BACKEND_PORT…`. */
+import { createHost, createBalancer } from '@trellis/sdk';
+
+const [mode, port, strategy, ...backends] = process.argv.slice(2);
+const host = createHost();
+const lb = await createBalancer({
+  host,
+  mode: mode as 'http' | 'tcp',
+  strategy: strategy!,
+  backends: backends.map((p) => ({ host: '127.0.0.1', port: Number(p) })),
+  timeouts: { idleMs: 60_000 },
+});
+await lb.listen(Number(port));
+process.stdout.write(`ready ${port}\n`);
+process.on('SIGTERM', () => void lb.close({ timeoutMs: 500 }).then(() => process.exit(0)));

@@ -1,0 +1,183 @@
+/**
+ * `npm run bench:lb`: Trellis against its peers, side by side in the same run, on the same two
+ * back-ends, alternating targets each round, reporting medians and ratios.
+ *
+ *   HTTP:  direct, Trellis (http), http-proxy (keep-alive agent), @fastify/http-proxy,
+ *          minimal undici Pool proxy, haproxy (1 thread), nginx (1 worker)        — wrk -t1 -cC
+ *   TCP:   Trellis (tcp), minimal net pipe, haproxy mode tcp                     — wrk -t1 -cC
+ *   Strategies: 4 one-at-a-time Pi back-ends, one slowed; p99 and success per strategy.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
+ * BENCH_ONLY (comma list of http,tcp,strategies), BENCH_STRATEGY_REQUESTS (300).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, hasTool, toolPath, start, startNode, wrk, median, sleep, type Proc, type WrkResult } from './tools.js';
+import { haproxyConfig, nginxConfig } from './configs.js';
+import { runStress } from '../src/stress.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,strategies').split(','));
+const STRATEGY_REQUESTS = Number(process.env.BENCH_STRATEGY_REQUESTS ?? 300);
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const procs: Proc[] = [];
+const tmp = mkdtempSync(join(tmpdir(), 'trellis-bench-lb-'));
+
+async function cleanup(): Promise<void> {
+  await Promise.all(procs.splice(0).map((p) => p.stop()));
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+async function track(p: Promise<Proc>): Promise<Proc> {
+  const proc = await p;
+  procs.push(proc);
+  return proc;
+}
+
+interface Target {
+  name: string;
+  port: number;
+}
+
+/** Runs every target once per round in rotating order; returns per-target results. */
+async function alternate(targets: Target[], path: string): Promise<Map<string, WrkResult[]>> {
+  const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
+  for (const t of targets) await wrk(`http://127.0.0.1:${t.port}${path}`, 1, CONNS); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+    for (const t of order) {
+      const res = await wrk(`http://127.0.0.1:${t.port}${path}`, SECONDS, CONNS);
+      results.get(t.name)!.push(res);
+      log(`  round ${r + 1}/${ROUNDS}  ${t.name.padEnd(28)} ${res.rps.toFixed(0).padStart(7)} req/s  p99 ${res.p99Ms.toFixed(2)} ms${res.errors ? `  errors ${res.errors}` : ''}`);
+      await sleep(300);
+    }
+  }
+  return results;
+}
+
+function table(results: Map<string, WrkResult[]>, reference: string | undefined): string {
+  const ref = reference ? median(results.get(reference)!.map((r) => r.rps)) : undefined;
+  const lines = ['| target | req/s (median) | p99 ms (median) | errors | Trellis ÷ target |', '|---|---:|---:|---:|---:|'];
+  for (const [name, rs] of results) {
+    const rps = median(rs.map((r) => r.rps));
+    const p99 = median(rs.map((r) => r.p99Ms));
+    const errors = rs.reduce((a, r) => a + r.errors, 0);
+    const ratio = ref !== undefined && name !== reference ? `${(ref / rps).toFixed(2)}×` : '';
+    lines.push(`| ${name} | ${rps.toFixed(0)} | ${p99.toFixed(2)} | ${errors} | ${ratio} |`);
+  }
+  return lines.join('\n');
+}
+
+async function httpSection(backends: number[]): Promise<string> {
+  log('\nHTTP mode: starting targets');
+  const targets: Target[] = [{ name: 'direct (one back-end)', port: backends[0]! }];
+  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  await add('Trellis lb (http)', freePort().then((port) => startNode('trellis', port, './peers/trellis.ts', ['http', port, 'round-robin', ...backends])));
+  await add('http-proxy (keep-alive)', freePort().then((port) => startNode('http-proxy', port, './peers/http-proxy.ts', [port, ...backends])));
+  await add('@fastify/http-proxy', freePort().then((port) => startNode('fastify', port, './peers/fastify-proxy.ts', [port, ...backends])));
+  await add('undici Pool proxy', freePort().then((port) => startNode('undici', port, './peers/undici-proxy.ts', [port, ...backends])));
+  const notes: string[] = [];
+  if (hasTool('haproxy')) {
+    const port = await freePort();
+    await add('haproxy 1 thread', start('haproxy', port, toolPath('haproxy'), ['-db', '-f', haproxyConfig(tmp, 'http', port, backends)]));
+  } else notes.push('haproxy missing: apt-get install -y haproxy');
+  if (hasTool('nginx')) {
+    const port = await freePort();
+    const root = nginxConfig(tmp, port, backends);
+    await add('nginx 1 worker', start('nginx', port, toolPath('nginx'), ['-p', root, '-c', join(root, 'nginx.conf')]));
+  } else notes.push('nginx missing: apt-get install -y nginx');
+  const results = await alternate(targets, '/');
+  const trellis = median(results.get('Trellis lb (http)')!.map((r) => r.rps));
+  const nodePeers = ['http-proxy (keep-alive)', '@fastify/http-proxy', 'undici Pool proxy'].map((n) => [n, median(results.get(n)!.map((r) => r.rps))] as const);
+  const best = nodePeers.reduce((a, b) => (b[1] > a[1] ? b : a));
+  const summary = [`Trellis ÷ best Node peer (${best[0]}): **${(trellis / best[1]).toFixed(2)}×** (target ≥ 1.5×)`];
+  if (results.has('haproxy 1 thread')) summary.push(`Trellis ÷ haproxy: **${(trellis / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 0.6×)`);
+  const p99T = median(results.get('Trellis lb (http)')!.map((r) => r.p99Ms));
+  const p99H = median(results.get('http-proxy (keep-alive)')!.map((r) => r.p99Ms));
+  summary.push(`p99 Trellis ${p99T.toFixed(2)} ms vs http-proxy ${p99H.toFixed(2)} ms (target: no worse)`);
+  for (const p of procs.splice(0)) await p.stop();
+  return `### HTTP mode (wrk -t1 -c${CONNS} -d${SECONDS}s, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb (http)')}\n\n${summary.map((s) => `- ${s}`).join('\n')}${notes.length ? `\n- skipped: ${notes.join('; ')}` : ''}\n`;
+}
+
+async function tcpSection(backends: number[]): Promise<string> {
+  log('\nTCP mode: starting targets');
+  const targets: Target[] = [];
+  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  await add('Trellis lb (tcp)', freePort().then((port) => startNode('trellis-tcp', port, './peers/trellis.ts', ['tcp', port, 'round-robin', ...backends])));
+  await add('net pipe', freePort().then((port) => startNode('net-pipe', port, './peers/net-pipe.ts', [port, ...backends])));
+  if (hasTool('haproxy')) {
+    const port = await freePort();
+    await add('haproxy mode tcp', start('haproxy-tcp', port, toolPath('haproxy'), ['-db', '-f', haproxyConfig(tmp, 'tcp', port, backends)]));
+  }
+  const results = await alternate(targets, '/');
+  const trellis = median(results.get('Trellis lb (tcp)')!.map((r) => r.rps));
+  const pipe = median(results.get('net pipe')!.map((r) => r.rps));
+  for (const p of procs.splice(0)) await p.stop();
+  return `### TCP mode (wrk -t1 -c${CONNS} -d${SECONDS}s through the proxy, ${ROUNDS} rounds)\n\n${table(results, 'Trellis lb (tcp)')}\n\n- Trellis ÷ net pipe: **${(trellis / pipe).toFixed(2)}×** (target ≥ 1.0×)\n`;
+}
+
+async function strategySection(): Promise<string> {
+  log('\nStrategies: 4 one-at-a-time Pi back-ends, the third slowed 8×');
+  const perDigit = [1, 1, 8, 1];
+  const pis: number[] = [];
+  for (const ms of perDigit) pis.push((await track(freePort().then((port) => startNode('pi', port, './peers/pi-backends.ts', [port, ms])))).port);
+  const strategies = ['n-to-1', 'round-robin', 'least-connections', 'least-response-time'];
+  const rows = new Map<string, { p99: number[]; success: number[]; rps: number[] }>(strategies.map((s) => [s, { p99: [], success: [], rps: [] }]));
+  const rounds = Math.max(1, Math.min(ROUNDS, 2));
+  for (let r = 0; r < rounds; r++) {
+    for (const s of strategies.map((_, i) => strategies[(i + r) % strategies.length]!)) {
+      const port = await freePort();
+      const lb = await startNode(`lb-${s}`, port, './peers/trellis.ts', ['http', port, s, ...pis]);
+      // one fresh lb per run: strategies start without history
+      const sum = await runStress({ url: `http://127.0.0.1:${port}/50`, requests: STRATEGY_REQUESTS, concurrency: 8, timeoutMs: 1000 });
+      await lb.stop();
+      const row = rows.get(s)!;
+      row.p99.push(sum.p99Ms);
+      row.success.push((sum.ok / sum.requests) * 100);
+      row.rps.push(sum.rps);
+      log(`  round ${r + 1}/${rounds}  ${s.padEnd(20)} p99 ${sum.p99Ms.toFixed(0)} ms  success ${((sum.ok / sum.requests) * 100).toFixed(1)}%  ${sum.rps} req/s  ${sum.backends.map((b) => `${b.server.split(':')[1]}:${b.share}%`).join(' ')}`);
+    }
+  }
+  for (const p of procs.splice(0)) await p.stop();
+  const lines = ['| strategy | p99 ms (median) | success % (1 s timeout) | req/s |', '|---|---:|---:|---:|'];
+  for (const [s, row] of rows) lines.push(`| ${s} | ${median(row.p99).toFixed(0)} | ${median(row.success).toFixed(1)} | ${median(row.rps).toFixed(1)} |`);
+  const lrt = median(rows.get('least-response-time')!.p99);
+  const rr = median(rows.get('round-robin')!.p99);
+  return `### Strategies (4 serial Pi back-ends at 1 ms/digit, one at 8 ms/digit; GET /50; ${STRATEGY_REQUESTS} requests, concurrency 8; ${rounds} rounds)\n\n${lines.join('\n')}\n\n- least-response-time p99 ${lrt.toFixed(0)} ms vs round-robin ${rr.toFixed(0)} ms: ${lrt < rr ? '**beats round robin**' : '**does not beat round robin**'}\n`;
+}
+
+async function main(): Promise<void> {
+  const missing = ['wrk'].filter((t) => !hasTool(t));
+  if (missing.length && (ONLY.has('http') || ONLY.has('tcp'))) {
+    log(`bench:lb needs ${missing.join(', ')} for the HTTP and TCP sections: apt-get update && apt-get install -y wrk haproxy nginx`);
+    ONLY.delete('http');
+    ONLY.delete('tcp');
+  }
+  const out: string[] = [`## Load balancer benchmark (${new Date().toISOString().slice(0, 16)}Z, node ${process.version})\n`];
+  if (ONLY.has('http') || ONLY.has('tcp')) {
+    const backends: number[] = [];
+    for (let i = 0; i < 2; i++) backends.push((await track(freePort().then((port) => startNode(`backend-${i}`, port, './backend.ts', [port])))).port);
+    const keep = procs.splice(0);
+    try {
+      if (ONLY.has('http')) out.push(await httpSection(backends));
+      if (ONLY.has('tcp')) out.push(await tcpSection(backends));
+    } finally {
+      procs.push(...keep);
+      for (const p of procs.splice(0)) await p.stop();
+    }
+  }
+  if (ONLY.has('strategies')) out.push(await strategySection());
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+main()
+  .catch((err) => {
+    log(`bench:lb failed: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exitCode = 1;
+  })
+  .finally(() => cleanup());

@@ -1,0 +1,119 @@
+/** Bench plumbing: child processes that print `ready`, free ports, external tools, wrk runs and medians. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function hasTool(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0 || spawnSync('sh', ['-c', `test -x /usr/sbin/${name}`]).status === 0;
+}
+
+export function toolPath(name: string): string {
+  const r = spawnSync('sh', ['-c', `command -v ${name} || echo /usr/sbin/${name}`], { encoding: 'utf8' });
+  return r.stdout.trim();
+}
+
+export interface Proc {
+  name: string;
+  port: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+function waitPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`port ${port} did not open within ${timeoutMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Starts `cmd args` and waits until `port` accepts connections. */
+export async function start(name: string, port: number, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr!.on('data', (c) => (stderr = (stderr + c).slice(-2000)));
+  child.stdout!.resume();
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited early (${code}): ${stderr}`))));
+  await Promise.race([waitPort(port, 15_000), exited]);
+  exited.catch(() => undefined);
+  return {
+    name,
+    port,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.removeAllListeners('exit');
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      }),
+  };
+}
+
+/** A TypeScript file of this bench run as its own Node process. */
+export function startNode(name: string, port: number, file: string, args: (string | number)[]): Promise<Proc> {
+  return start(name, port, process.execPath, ['--conditions=source', '--import', 'tsx', here(file), ...args.map(String)], { TRELLIS_LOG: 'error' });
+}
+
+export interface WrkResult {
+  rps: number;
+  p99Ms: number;
+  errors: number;
+}
+
+function toMs(value: string, unit: string): number {
+  const v = Number(value);
+  return unit === 'us' ? v / 1000 : unit === 's' ? v * 1000 : v;
+}
+
+export function wrk(url: string, seconds: number, connections: number): Promise<WrkResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    child.once('error', reject);
+    child.once('exit', () => {
+      const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+      const p99 = /99%\s+([\d.]+)(us|ms|s)\b/.exec(out);
+      if (!rps || !p99) return reject(new Error(`could not parse wrk output:\n${out}`));
+      const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const errors = (non2xx ? Number(non2xx[1]) : 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0);
+      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!, p99[2]!), errors });
+    });
+  });
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

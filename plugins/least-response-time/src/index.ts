@@ -1,0 +1,7 @@
+/** The `least-response-time` strategy plugin: registers the strategy with the routing area. */
+import type { PluginContext } from '@trellis/sdk';
+import { createLeastResponseTime } from './strategy.js';
+
+export function activate(ctx: PluginContext): void {
+  ctx.subscriptions.push(ctx.routing.registerStrategy('least-response-time', createLeastResponseTime));
+}

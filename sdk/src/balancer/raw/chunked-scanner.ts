@@ -1,0 +1,110 @@
+/**
+ * Incremental scanner for `Transfer-Encoding: chunked` framing. The proxy passes chunked bodies
+ * through untouched; the scanner only finds where a message ends (and, for HTTP/1.0 clients,
+ * reports the data ranges so the body can be de-chunked).
+ */
+
+const enum S {
+  Size,
+  Ext,
+  SizeLf,
+  Data,
+  DataCr,
+  DataLf,
+  TrailerStart,
+  TrailerLine,
+  FinalLf,
+  Done,
+}
+
+/** Largest chunk size accepted (hex digits beyond this are a protocol error). */
+const MAX_SIZE_DIGITS = 12;
+
+export class ChunkedScanner {
+  #state = S.Size;
+  #remaining = 0;
+  #digits = 0;
+  #sawData = false;
+
+  get done(): boolean {
+    return this.#state === S.Done;
+  }
+
+  /**
+   * Scans `buf` from `start`. Returns the index just past the end of the message, -1 when more
+   * bytes are needed, or -2 on malformed framing. `onData` gets each payload range.
+   */
+  scan(buf: Buffer, start = 0, onData?: (buf: Buffer, from: number, to: number) => void): number {
+    let i = start;
+    const n = buf.length;
+    while (i < n) {
+      switch (this.#state) {
+        case S.Size: {
+          const c = buf[i]!;
+          const v = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+          if (v >= 0) {
+            if (++this.#digits > MAX_SIZE_DIGITS) return -2;
+            this.#remaining = this.#remaining * 16 + v;
+            this.#sawData = true;
+            i++;
+          } else if (!this.#sawData) {
+            return -2;
+          } else if (c === 59 /* ; */ || c === 32 || c === 9) {
+            this.#state = S.Ext;
+            i++;
+          } else if (c === 13) {
+            this.#state = S.SizeLf;
+            i++;
+          } else return -2;
+          break;
+        }
+        case S.Ext:
+          if (buf[i] === 13) this.#state = S.SizeLf;
+          else if (buf[i] === 10) return -2;
+          i++;
+          break;
+        case S.SizeLf:
+          if (buf[i] !== 10) return -2;
+          i++;
+          this.#digits = 0;
+          this.#sawData = false;
+          this.#state = this.#remaining === 0 ? S.TrailerStart : S.Data;
+          break;
+        case S.Data: {
+          const take = Math.min(this.#remaining, n - i);
+          if (onData) onData(buf, i, i + take);
+          i += take;
+          this.#remaining -= take;
+          if (this.#remaining === 0) this.#state = S.DataCr;
+          break;
+        }
+        case S.DataCr:
+          if (buf[i] !== 13) return -2;
+          this.#state = S.DataLf;
+          i++;
+          break;
+        case S.DataLf:
+          if (buf[i] !== 10) return -2;
+          this.#state = S.Size;
+          i++;
+          break;
+        case S.TrailerStart:
+          if (buf[i] === 13) this.#state = S.FinalLf;
+          else this.#state = S.TrailerLine;
+          i++;
+          break;
+        case S.TrailerLine:
+          if (buf[i] === 10) this.#state = S.TrailerStart;
+          i++;
+          break;
+        case S.FinalLf:
+          if (buf[i] !== 10) return -2;
+          this.#state = S.Done;
+          return i + 1;
+        case S.Done:
+          return i;
+      }
+    }
+    return this.#state === S.Done ? i : -1;
+  }
+}

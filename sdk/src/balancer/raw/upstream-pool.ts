@@ -1,0 +1,172 @@
+/**
+ * Keep-alive connections to one back-end for the raw engine: idle sockets are reused most recent
+ * first, new ones are opened up to a limit, and callers wait in FIFO order beyond it. A socket
+ * carries one exchange at a time (no pipelining), so its bytes always belong to that exchange.
+ */
+import { connect, type Socket } from 'node:net';
+
+/** What an exchange must handle on the socket it was given. */
+export interface UpstreamUser {
+  /** A socket is ready; `reused` says whether it served a request before (it may be stale). */
+  onUpstream(conn: UpstreamConnection, reused: boolean): void;
+  /** Connecting failed: nothing was sent. */
+  onUpstreamConnectError(err: NodeJS.ErrnoException): void;
+  onUpstreamData(chunk: Buffer): void;
+  /** The socket closed (by the back-end, an error, or a destroy) while this user held it. */
+  onUpstreamClose(err: NodeJS.ErrnoException | undefined): void;
+  onUpstreamDrain(): void;
+}
+
+export class UpstreamConnection {
+  readonly socket: Socket;
+  user: UpstreamUser | null = null;
+  idleSince = 0;
+  #error: NodeJS.ErrnoException | undefined;
+
+  constructor(socket: Socket, pool: UpstreamPool) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      if (this.user !== null) this.user.onUpstreamData(chunk);
+      else socket.destroy(); // bytes nobody asked for: the connection is out of sync
+    });
+    socket.on('drain', () => this.user?.onUpstreamDrain());
+    socket.on('error', (err: NodeJS.ErrnoException) => (this.#error = err));
+    socket.on('close', () => {
+      pool.forget(this);
+      const user = this.user;
+      this.user = null;
+      user?.onUpstreamClose(this.#error);
+    });
+  }
+}
+
+export interface UpstreamPoolOptions {
+  connections: number;
+  connectTimeoutMs: number;
+  /** Idle sockets older than this are closed by `sweep()`. */
+  keepAliveMs: number;
+}
+
+export class UpstreamPool {
+  readonly host: string;
+  readonly port: number;
+  readonly #options: UpstreamPoolOptions;
+  readonly #idle: UpstreamConnection[] = [];
+  readonly #all = new Set<UpstreamConnection>();
+  readonly #waiting: UpstreamUser[] = [];
+  #connecting = 0;
+  #closed = false;
+
+  constructor(host: string, port: number, options: UpstreamPoolOptions) {
+    this.host = host;
+    this.port = port;
+    this.#options = options;
+  }
+
+  get size(): number {
+    return this.#all.size + this.#connecting;
+  }
+
+  get idle(): number {
+    return this.#idle.length;
+  }
+
+  /** Hands `user` a socket now, after connecting, or when one is released. */
+  acquire(user: UpstreamUser): void {
+    const conn = this.#idle.pop();
+    if (conn !== undefined) {
+      conn.user = user;
+      user.onUpstream(conn, true);
+      return;
+    }
+    if (this.size < this.#options.connections) this.#open(user);
+    else this.#waiting.push(user);
+  }
+
+  /** Withdraws a user still waiting for a socket (its client went away). */
+  cancel(user: UpstreamUser): void {
+    const i = this.#waiting.indexOf(user);
+    if (i >= 0) this.#waiting.splice(i, 1);
+  }
+
+  #open(user: UpstreamUser): void {
+    this.#connecting++;
+    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    let timer: NodeJS.Timeout | undefined = setTimeout(() => {
+      timer = undefined;
+      socket.destroy(Object.assign(new Error(`connect to ${this.host}:${this.port} timed out after ${this.#options.connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+    }, this.#options.connectTimeoutMs);
+    const onError = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      this.#connecting--;
+      socket.destroy();
+      user.onUpstreamConnectError(err);
+      this.#next();
+    };
+    socket.once('error', onError);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', onError);
+      this.#connecting--;
+      if (this.#closed) {
+        socket.destroy();
+        user.onUpstreamConnectError(Object.assign(new Error('the balancer is closing'), { code: 'UND_ERR_CLOSED' }));
+        return;
+      }
+      const conn = new UpstreamConnection(socket, this);
+      this.#all.add(conn);
+      conn.user = user;
+      user.onUpstream(conn, false);
+    });
+  }
+
+  /** The exchange is done with `conn`: reuse it, or destroy it when it cannot be reused. */
+  release(conn: UpstreamConnection, reusable: boolean): void {
+    conn.user = null;
+    if (!reusable || this.#closed || conn.socket.destroyed) {
+      conn.socket.destroy();
+      this.#next();
+      return;
+    }
+    const waiter = this.#waiting.shift();
+    if (waiter !== undefined) {
+      conn.user = waiter;
+      waiter.onUpstream(conn, true);
+      return;
+    }
+    conn.idleSince = Date.now();
+    this.#idle.push(conn);
+  }
+
+  /** A slot freed up: open a connection for the next waiter. */
+  #next(): void {
+    if (this.#waiting.length > 0 && this.size < this.#options.connections) this.#open(this.#waiting.shift()!);
+  }
+
+  forget(conn: UpstreamConnection): void {
+    this.#all.delete(conn);
+    const i = this.#idle.indexOf(conn);
+    if (i >= 0) this.#idle.splice(i, 1);
+    this.#next();
+  }
+
+  /** Closes every idle socket (after one turned out to be stale). */
+  flushIdle(): void {
+    for (const conn of this.#idle.splice(0)) conn.socket.destroy();
+  }
+
+  /** Closes idle sockets past the keep-alive time. */
+  sweep(now: number): void {
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const conn = this.#idle[i]!;
+      if (now - conn.idleSince > this.#options.keepAliveMs) conn.socket.destroy();
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const conn of this.#all) conn.socket.destroy();
+    const waiting = this.#waiting.splice(0);
+    for (const w of waiting) w.onUpstreamConnectError(Object.assign(new Error('the balancer is closing'), { code: 'UND_ERR_CLOSED' }));
+  }
+}

@@ -1,0 +1,729 @@
+/**
+ * The embeddable pub/sub broker (REFERENCE.md §2). Clients announce a codec in HELLO; the broker
+ * resolves it through the plugin host once per connection, decodes each publish once, encodes it
+ * once per codec that has a subscriber (never per subscriber), keeps the last value of every
+ * topic for new subscribers, matches subscriptions by path segment, and bounds what a slow
+ * consumer can make it hold. Bad input closes only the offending connection.
+ *
+ * @example
+ * ```ts
+ * const host = createHost();
+ * const broker = createBroker({ host });
+ * const { port } = await broker.listen(5000);
+ * ```
+ */
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { isUtf8 } from 'node:buffer';
+import { SafeEmitter } from '../safe-emitter.js';
+import { createLogger, type Logger } from '../logger.js';
+import { CodecError, TrellisError } from '../errors.js';
+import type { PluginHost } from '../plugin-host.js';
+import type { Codec, Value } from '../areas/serialization.js';
+import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
+import { FrameQueue } from '../framing/frame-writer.js';
+import { TopicTree, type TopicNode } from './topic-tree.js';
+import {
+  BrokerError,
+  BrokerErrorCode,
+  FrameType,
+  PROTOCOL_VERSION,
+  Role,
+  checkTopic,
+  errorCodeName,
+  errorFrame,
+  idFrame,
+  messageFrame,
+  readHello,
+  readId,
+  readTopicRequest,
+  statsReplyFrame,
+  subackFrame,
+  topicsFrame,
+  welcomeFrame,
+} from './protocol.js';
+
+export interface BrokerOptions {
+  /** The plugin host whose serializer plugins provide the codecs clients announce. */
+  readonly host: PluginHost;
+  /** Largest frame accepted from a client, checked before its body is buffered (default 1 MiB). */
+  readonly maxFrameBytes?: number;
+  /** Output a client may have waiting before it is disconnected as a slow consumer (default 8 MiB). */
+  readonly maxBufferBytes?: number;
+  /** Most topic-tree nodes (topics with values or subscribers, and their parents) (default 100,000). */
+  readonly maxTopics?: number;
+  /** Total size of the last values kept, in payload bytes; a publish past it is refused (default 256 MiB). */
+  readonly maxRetainedBytes?: number;
+  /** Most subscriptions one connection may hold (default 10,000). */
+  readonly maxSubscriptionsPerClient?: number;
+  /** A connection that sends no HELLO within this time is closed (default 10 s). */
+  readonly helloTimeoutMs?: number;
+  /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
+  readonly lingerMs?: number;
+  readonly logger?: Logger;
+}
+
+/** What the broker knows about one client (events and `clients()`). */
+export interface ClientInfo {
+  readonly id: number;
+  readonly remote: string;
+  /** The codec name, once HELLO is resolved. */
+  readonly codec: string | undefined;
+  readonly role: 'producer' | 'consumer' | 'both' | undefined;
+  readonly subscriptions: readonly string[];
+  /** Output bytes waiting to be sent to this client. */
+  readonly pendingBytes: number;
+}
+
+export interface PublishEvent {
+  readonly topic: string;
+  readonly value: Value;
+  readonly codec: string;
+  readonly clientId: number;
+  /** How many connections it was delivered to. */
+  readonly deliveries: number;
+}
+
+export interface BrokerStats {
+  readonly listening: boolean;
+  readonly address: { host: string; port: number } | null;
+  readonly uptimeMs: number;
+  readonly connections: number;
+  readonly producers: number;
+  readonly consumers: number;
+  /** Topics holding a value (what LIST_TOPICS returns). */
+  readonly topics: number;
+  /** Nodes of the topic tree (topics, subscribed paths and their parents). */
+  readonly nodes: number;
+  readonly subscriptions: number;
+  /** Payload bytes of the last values kept. */
+  readonly retainedBytes: number;
+  readonly messagesIn: number;
+  /** Deliveries: one per message per receiving connection (retained values included). */
+  readonly messagesOut: number;
+  readonly acks: number;
+  readonly bytesIn: number;
+  readonly protocolErrors: number;
+  readonly slowConsumers: number;
+  /** Messages per second over the last second. */
+  readonly rates: { readonly in: number; readonly out: number };
+  /** Encodings performed per codec name: one per message per target codec, never per subscriber. */
+  readonly encodes: Readonly<Record<string, number>>;
+}
+
+/** One node of `topicTree()`. */
+export interface TopicSnapshot {
+  readonly path: string;
+  readonly name: string;
+  readonly hasValue: boolean;
+  readonly value?: Value;
+  readonly subscribers: number;
+  readonly children: readonly TopicSnapshot[];
+}
+
+export interface BrokerEvents {
+  listening: [address: { host: string; port: number }];
+  connection: [client: ClientInfo];
+  disconnect: [client: ClientInfo, reason: string];
+  /** Emitted only when someone listens (the value is already decoded). */
+  publish: [event: PublishEvent];
+  subscribe: [client: ClientInfo, topic: string];
+  unsubscribe: [client: ClientInfo, topic: string];
+  /** A client's output passed `maxBufferBytes`; it is being disconnected. */
+  'slow-consumer': [client: ClientInfo, pendingBytes: number];
+  /** A client broke the protocol (or its payload did not decode); it is being disconnected. */
+  'client-error': [client: ClientInfo, error: BrokerError];
+  /** Once a second while listening, when someone listens. */
+  stats: [stats: BrokerStats];
+  error: [error: Error];
+}
+
+/** A topic's last value and its encodings, made at most once per codec. */
+interface Retained {
+  readonly value: Value;
+  /** The producer's payload size, counted against `maxRetainedBytes`. */
+  readonly size: number;
+  /** Payload bytes by codec wire id. */
+  readonly payloads: (Buffer | undefined)[];
+}
+
+type Node = TopicNode<Session, Retained>;
+type State = 'hello' | 'resolving' | 'open' | 'closing';
+
+const ROLE_NAMES = { 1: 'producer', 2: 'consumer', 3: 'both' } as const;
+
+/** One client connection. */
+class Session {
+  state: State = 'hello';
+  codec: Codec | undefined;
+  wire = -1;
+  role = 0;
+  /** The publish sequence this session last received, to deliver once under overlapping subscriptions. */
+  seen = 0;
+  readonly subs = new Set<Node>();
+  backlog: Buffer[] = [];
+  helloTimer: NodeJS.Timeout | undefined;
+  lingerTimer: NodeJS.Timeout | undefined;
+  closeReason = 'client closed the connection';
+  readonly queue: FrameQueue;
+  reader!: FrameReader;
+  readonly remote: string;
+
+  constructor(
+    readonly id: number,
+    readonly socket: Socket,
+  ) {
+    this.queue = new FrameQueue(socket);
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  info(): ClientInfo {
+    return {
+      id: this.id,
+      remote: this.remote,
+      codec: this.codec?.name,
+      role: this.role ? ROLE_NAMES[this.role as 1 | 2 | 3] : undefined,
+      subscriptions: [...this.subs].map((n) => n.path),
+      pendingBytes: this.socket.destroyed ? 0 : this.queue.pending,
+    };
+  }
+}
+
+export class Broker extends SafeEmitter<BrokerEvents> {
+  readonly log: Logger;
+  readonly #host: PluginHost;
+  readonly #maxFrame: number;
+  readonly #maxBuffer: number;
+  readonly #maxTopics: number;
+  readonly #maxSubs: number;
+  readonly #maxRetained: number;
+  #retainedBytes = 0;
+  readonly #helloTimeoutMs: number;
+  readonly #lingerMs: number;
+  readonly #tree = new TopicTree<Session, Retained>();
+  readonly #sessions = new Set<Session>();
+  /** Codec resolutions by wire id: one plugin lookup per format, shared by every connection. */
+  readonly #codecs = new Map<number, Promise<Codec>>();
+  #server: Server | undefined;
+  #address: { host: string; port: number } | null = null;
+  #nextId = 1;
+  #seq = 0;
+  #started = Date.now();
+  #closing: Promise<void> | undefined;
+  #rateTimer: NodeJS.Timeout | undefined;
+  /** Per-publish scratch: MESSAGE frames by wire id, and which ids are set. */
+  readonly #frames: (Buffer | null | undefined)[] = new Array(256).fill(undefined);
+  readonly #used: number[] = [];
+  readonly #targets: Session[] = [];
+  readonly #counters = { messagesIn: 0, messagesOut: 0, acks: 0, bytesIn: 0, protocolErrors: 0, slowConsumers: 0 };
+  readonly #encodes = new Map<string, number>();
+  #rates = { in: 0, out: 0 };
+  #last = { in: 0, out: 0, at: 0 };
+
+  constructor(options: BrokerOptions) {
+    super();
+    if (!options?.host) throw new TypeError('createBroker needs { host }: the plugin host that provides codecs');
+    this.#host = options.host;
+    this.log = options.logger ?? options.host.log.child('broker');
+    this.#maxFrame = options.maxFrameBytes ?? 1024 * 1024;
+    this.#maxBuffer = options.maxBufferBytes ?? 8 * 1024 * 1024;
+    this.#maxTopics = options.maxTopics ?? 100_000;
+    this.#maxSubs = options.maxSubscriptionsPerClient ?? 10_000;
+    this.#maxRetained = options.maxRetainedBytes ?? 256 * 1024 * 1024;
+    this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.#lingerMs = options.lingerMs ?? 2_000;
+  }
+
+  protected override onListenerError(event: string | symbol, err: unknown): void {
+    this.log.error(`a listener of broker event "${String(event)}" threw`, err);
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
+  listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    if (this.#server) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening'));
+    if (this.#closing) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed'));
+    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    this.#server = server;
+    server.on('error', (err) => this.emit('error', err));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => {
+        this.#server = undefined;
+        reject(err);
+      };
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        const a = server.address() as AddressInfo;
+        this.#address = { host: a.address, port: a.port };
+        this.#started = Date.now();
+        this.#rateTimer = setInterval(() => this.#tick(), 1000).unref();
+        this.emit('listening', this.#address);
+        resolve(this.#address);
+      });
+    });
+  }
+
+  /** The bound address, once listening. */
+  get address(): { host: string; port: number } | null {
+    return this.#address;
+  }
+
+  /**
+   * Stops accepting, tells every client the broker is shutting down, lets queued output drain,
+   * and destroys whatever is still open after `timeoutMs`.
+   */
+  close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    clearInterval(this.#rateTimer);
+    const server = this.#server;
+    const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    const closed = [...this.#sessions].map((s) => new Promise<void>((r) => (s.socket.destroyed ? r() : s.socket.once('close', () => r()))));
+    for (const s of this.#sessions) this.#drop(s, BrokerErrorCode.SHUTDOWN, 'the broker is shutting down', timeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(closed), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    for (const s of this.#sessions) s.socket.destroy();
+    await stopped;
+    this.#address = null;
+  }
+
+  // ------------------------------------------------------------------ inspection
+
+  stats(): BrokerStats {
+    let producers = 0;
+    let consumers = 0;
+    let subscriptions = 0;
+    for (const s of this.#sessions) {
+      if (s.role & Role.PRODUCER) producers++;
+      if (s.role & Role.CONSUMER) consumers++;
+      subscriptions += s.subs.size;
+    }
+    return {
+      listening: this.#server?.listening ?? false,
+      address: this.#address,
+      uptimeMs: Date.now() - this.#started,
+      connections: this.#sessions.size,
+      producers,
+      consumers,
+      topics: this.#tree.retainedCount,
+      nodes: this.#tree.size,
+      subscriptions,
+      retainedBytes: this.#retainedBytes,
+      ...this.#counters,
+      rates: { ...this.#rates },
+      encodes: Object.fromEntries(this.#encodes),
+    };
+  }
+
+  /** Topics holding a value, sorted (what LIST_TOPICS answers). */
+  topics(): string[] {
+    return this.#tree.topics();
+  }
+
+  /** The last value of `topic`, if it holds one. */
+  lastValue(topic: string): Value | undefined {
+    return this.#tree.get(topic)?.retained?.value;
+  }
+
+  /** The topic tree with last values and subscriber counts (for dashboards). */
+  topicTree(): TopicSnapshot {
+    const snap = (n: Node): TopicSnapshot => ({
+      path: n.path,
+      name: n.path === '/' ? '/' : n.path.slice(n.path.lastIndexOf('/') + 1),
+      hasValue: n.retained !== undefined,
+      ...(n.retained !== undefined ? { value: n.retained.value } : {}),
+      subscribers: n.subscribers.size,
+      children: [...n.children.values()].map(snap),
+    });
+    return snap(this.#tree.root);
+  }
+
+  /** Connected clients. */
+  clients(): ClientInfo[] {
+    return [...this.#sessions].map((s) => s.info());
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    const c = this.#counters;
+    if (this.#last.at > 0) {
+      const secs = (now - this.#last.at) / 1000;
+      this.#rates = { in: Math.round((c.messagesIn - this.#last.in) / secs), out: Math.round((c.messagesOut - this.#last.out) / secs) };
+    }
+    this.#last = { in: c.messagesIn, out: c.messagesOut, at: now };
+    if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
+  }
+
+  // ------------------------------------------------------------------ connections
+
+  #accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const s = new Session(this.#nextId++, socket);
+    s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
+    this.#sessions.add(s);
+    s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      this.#counters.bytesIn += chunk.length;
+      try {
+        s.reader.push(chunk);
+      } catch (err) {
+        this.#fail(s, err);
+      }
+    });
+    socket.on('error', (err) => {
+      s.closeReason = `socket error: ${(err as NodeJS.ErrnoException).code ?? err.message}`;
+    });
+    socket.on('close', () => this.#cleanup(s));
+    this.emit('connection', s.info());
+  }
+
+  /** Turns anything thrown while handling a client's bytes into an ERROR frame and a close. */
+  #fail(s: Session, err: unknown): void {
+    if (err instanceof FrameSizeError) {
+      this.#drop(s, BrokerErrorCode.FRAME_TOO_LARGE, err.message);
+    } else if (err instanceof BrokerError) {
+      this.#drop(s, err.wireCode, err.detail);
+    } else {
+      this.log.error(`internal error on client ${s.id}`, err);
+      this.#drop(s, BrokerErrorCode.INTERNAL, 'internal broker error');
+    }
+  }
+
+  /** Sends an ERROR frame, stops reading, ends the socket, and destroys it after the linger time. */
+  #drop(s: Session, code: number, message: string, lingerMs = this.#lingerMs): void {
+    if (s.state === 'closing') return;
+    s.state = 'closing';
+    clearTimeout(s.helloTimer);
+    s.closeReason = `${errorCodeName(code)}: ${message}`;
+    if (code !== BrokerErrorCode.SHUTDOWN) {
+      this.#counters.protocolErrors += code === BrokerErrorCode.SLOW_CONSUMER ? 0 : 1;
+      if (code !== BrokerErrorCode.SLOW_CONSUMER) this.emit('client-error', s.info(), new BrokerError(code, message));
+      this.log.debug(`client ${s.id} (${s.remote}) dropped: ${s.closeReason}`);
+    }
+    s.reader.stop(new BrokerError(code, message));
+    s.backlog = [];
+    this.#unsubscribeAll(s);
+    s.queue.write(errorFrame(code, message));
+    s.queue.flush();
+    s.socket.end();
+    s.lingerTimer = setTimeout(() => s.socket.destroy(), lingerMs).unref();
+  }
+
+  #cleanup(s: Session): void {
+    if (!this.#sessions.delete(s)) return;
+    clearTimeout(s.helloTimer);
+    clearTimeout(s.lingerTimer);
+    s.reader.stop(new Error('closed'));
+    const info = s.info();
+    this.#unsubscribeAll(s);
+    s.state = 'closing';
+    this.emit('disconnect', info, s.closeReason);
+  }
+
+  #unsubscribeAll(s: Session): void {
+    for (const node of s.subs) {
+      node.subscribers.delete(s);
+      this.#tree.prune(node);
+    }
+    s.subs.clear();
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  #onFrame(s: Session, body: Buffer): void {
+    const type = body[0]!;
+    if (s.state === 'open') {
+      if (type === FrameType.PUBLISH) this.#publish(s, body);
+      else this.#control(s, type, body);
+      return;
+    }
+    if (s.state === 'resolving') {
+      s.backlog.push(Buffer.from(body)); // the view dies with this chunk
+      return;
+    }
+    if (s.state === 'closing') return;
+    if (type !== FrameType.HELLO) throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `the first frame must be HELLO (0x01), got 0x${type.toString(16)}`);
+    this.#hello(s, body);
+  }
+
+  #hello(s: Session, body: Buffer): void {
+    clearTimeout(s.helloTimer);
+    const hello = readHello(body);
+    if (hello.version !== PROTOCOL_VERSION) {
+      throw new BrokerError(BrokerErrorCode.UNSUPPORTED_VERSION, `protocol version ${hello.version} is not supported; this broker speaks ${PROTOCOL_VERSION}`);
+    }
+    if (hello.role < Role.PRODUCER || hello.role > Role.BOTH) throw new BrokerError(BrokerErrorCode.MALFORMED, `role ${hello.role} is not 1 (producer), 2 (consumer) or 3 (both)`);
+    s.role = hello.role;
+    s.state = 'resolving';
+    s.socket.pause();
+    let pending = this.#codecs.get(hello.codec);
+    if (!pending) {
+      pending = this.#host.serialization.codec(hello.codec);
+      this.#codecs.set(hello.codec, pending);
+      pending.catch(() => this.#codecs.delete(hello.codec));
+    }
+    pending.then(
+      (codec) => {
+        if (s.state !== 'resolving') return;
+        s.codec = codec;
+        s.wire = hello.codec;
+        s.state = 'open';
+        s.queue.write(welcomeFrame(this.#maxFrame));
+        const backlog = s.backlog;
+        s.backlog = [];
+        try {
+          for (const frame of backlog) {
+            if (s.state !== 'open') break;
+            this.#onFrame(s, frame);
+          }
+        } catch (err) {
+          this.#fail(s, err);
+        }
+        if (s.state === 'open') s.socket.resume();
+      },
+      (err: unknown) => {
+        if (s.state !== 'resolving') return;
+        const known = this.#host.serialization.serializers().map((n) => `${n} (${this.#wireOf(n)})`).join(', ');
+        this.log.debug(`client ${s.id}: codec ${hello.codec} unavailable`, err);
+        this.#drop(s, BrokerErrorCode.UNKNOWN_CODEC, `no serializer plugin provides codec ${hello.codec}${known ? `; available: ${known}` : ''}`);
+      },
+    );
+  }
+
+  /** The id of the plugin that contributes codec `name` (for PluginError reports). */
+  #pluginOf(codec: Codec): string {
+    const owner = this.#host.plugins().find((p) => p.manifest?.contributes.serializers.some((s) => s.id === codec.name));
+    return owner?.id ?? codec.name;
+  }
+
+  #wireOf(name: string): string {
+    for (let id = 0; id < 256; id++) if (this.#host.serialization.nameOf(id) === name) return String(id);
+    return '?';
+  }
+
+  #control(s: Session, type: number, body: Buffer): void {
+    switch (type) {
+      case FrameType.SUBSCRIBE:
+        return this.#subscribe(s, body);
+      case FrameType.UNSUBSCRIBE:
+        return this.#unsubscribe(s, body);
+      case FrameType.LIST_TOPICS: {
+        const id = readId(body, 'LIST_TOPICS');
+        this.#reply(s, topicsFrame(id, this.#tree.topics()));
+        return;
+      }
+      case FrameType.STATS: {
+        const id = readId(body, 'STATS');
+        this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
+        return;
+      }
+      case FrameType.HELLO:
+        throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, 'HELLO was already received on this connection');
+      case FrameType.WELCOME:
+      case FrameType.PUBACK:
+      case FrameType.SUBACK:
+      case FrameType.UNSUBACK:
+      case FrameType.TOPICS:
+      case FrameType.STATS_REPLY:
+      case FrameType.MESSAGE:
+      case FrameType.ERROR:
+        throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `frame type 0x${type.toString(16)} is sent by the broker, not to it`);
+      default:
+        throw new BrokerError(BrokerErrorCode.MALFORMED, `unknown frame type 0x${type.toString(16)}`);
+    }
+  }
+
+  /** The node for a topic from the wire, validated and created if new. */
+  #node(topic: string, root: boolean): Node {
+    const found = this.#tree.get(topic);
+    if (found && (root || found !== this.#tree.root)) return found;
+    const problem = checkTopic(topic, { root });
+    if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+    const segments = topic === '/' ? 0 : topic.split('/').length - 1;
+    if (this.#tree.size + segments > this.#maxTopics && !this.#tree.get(topic)) {
+      throw new BrokerError(BrokerErrorCode.LIMIT, `the broker holds its maximum of ${this.#maxTopics} topics`);
+    }
+    return this.#tree.ensure(topic);
+  }
+
+  #publish(s: Session, body: Buffer): void {
+    if (!(s.role & Role.PRODUCER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a consumer; it may not publish');
+    if (body.length < 8) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH frame is truncated (${body.length} bytes)`);
+    const flags = body[1]!;
+    const tend = 8 + body.readUInt16BE(6);
+    if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
+    const rawTopic = body.subarray(8, tend);
+    if (!isUtf8(rawTopic)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
+    const node = this.#node(rawTopic.toString('utf8'), false);
+    const payload = body.subarray(tend);
+    const codec = s.codec!;
+    let value: Value;
+    try {
+      value = codec.decode(payload);
+    } catch (err) {
+      if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
+      throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    const retainedBytes = this.#retainedBytes - (node.retained?.size ?? 0) + payload.length;
+    if (retainedBytes > this.#maxRetained) {
+      this.#tree.prune(node);
+      throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
+    }
+    const payloads: (Buffer | undefined)[] = [];
+    payloads[s.wire] = Buffer.from(payload);
+    const retained: Retained = { value, size: payload.length, payloads };
+    let deliveries: number;
+    try {
+      deliveries = this.#deliver(node, retained);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    }
+    this.#retainedBytes = retainedBytes;
+    this.#counters.messagesIn++;
+    if (node.retained === undefined) this.#tree.retain(node, retained);
+    else node.retained = retained;
+    if (flags & 1) {
+      this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      this.#counters.acks++;
+    }
+    if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
+  }
+
+  /**
+   * Sends one message to every connection subscribed to its topic or an ancestor, once each.
+   * Every target codec encodes first, so a value one of them cannot carry (NaN for JSON) is
+   * refused with BAD_PAYLOAD before anyone receives it.
+   */
+  #deliver(node: Node, retained: Retained): number {
+    const seq = ++this.#seq;
+    const frames = this.#frames;
+    const used = this.#used;
+    const targets = this.#targets;
+    try {
+      for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
+        if (n.subscribers.size === 0) continue;
+        for (const sub of n.subscribers) {
+          if (sub.seen === seq || sub.state !== 'open') continue;
+          sub.seen = seq;
+          targets.push(sub);
+          const w = sub.wire;
+          if (frames[w] !== undefined) continue;
+          const payload = this.#payload(retained, sub.codec!);
+          if (payload instanceof CodecError) {
+            throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
+          }
+          frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
+          used.push(w);
+        }
+      }
+      let count = 0;
+      for (const sub of targets) {
+        const frame = frames[sub.wire];
+        if (!frame) {
+          // its codec plugin is broken: losing messages silently would break the stream
+          this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
+          continue;
+        }
+        sub.queue.write(frame);
+        count++;
+        if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
+      }
+      this.#counters.messagesOut += count;
+      return count;
+    } finally {
+      for (const w of used) frames[w] = undefined;
+      used.length = 0;
+      targets.length = 0;
+    }
+  }
+
+  /**
+   * The value's bytes in `codec`, encoded at most once per message. A `CodecError` means the
+   * value is outside what that codec carries; null means the plugin itself failed (reported).
+   */
+  #payload(retained: Retained, codec: Codec): Buffer | CodecError | null {
+    const cached = retained.payloads[codec.wireId];
+    if (cached) return cached;
+    try {
+      const bytes = codec.encode(retained.value);
+      const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      retained.payloads[codec.wireId] = buf;
+      this.#encodes.set(codec.name, (this.#encodes.get(codec.name) ?? 0) + 1);
+      return buf;
+    } catch (err) {
+      if (err instanceof CodecError) return err;
+      this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.encode`, err);
+      return null;
+    }
+  }
+
+  /** Queues a reply; a client that never reads its replies is bounded like a slow consumer. */
+  #reply(s: Session, frame: Buffer): void {
+    s.queue.write(frame);
+    if (s.queue.pending > this.#maxBuffer) this.#slowConsumer(s);
+  }
+
+  #slowConsumer(s: Session): void {
+    const pending = s.queue.pending;
+    this.#counters.slowConsumers++;
+    this.log.warn(`client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
+    this.emit('slow-consumer', s.info(), pending);
+    this.#drop(s, BrokerErrorCode.SLOW_CONSUMER, `${pending} bytes waiting for this consumer exceed the broker's limit of ${this.#maxBuffer}`);
+  }
+
+  #subscribe(s: Session, body: Buffer): void {
+    if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it may not subscribe');
+    const { id, topic } = readTopicRequest(body, 'SUBSCRIBE');
+    const node = this.#node(topic, true);
+    if (!node.subscribers.has(s) && s.subs.size >= this.#maxSubs) {
+      this.#tree.prune(node);
+      throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+    }
+    node.subscribers.add(s);
+    s.subs.add(node);
+    const frames: Buffer[] = [];
+    for (const n of this.#tree.retainedUnder(node)) {
+      const payload = this.#payload(n.retained!, s.codec!);
+      if (payload === null) {
+        this.#drop(s, BrokerErrorCode.INTERNAL, `the ${s.codec!.name} codec plugin failed to encode the last value of ${n.path}`);
+        return;
+      }
+      // a last value this codec cannot carry (NaN for JSON) is skipped, not fatal to the subscriber
+      if (payload instanceof CodecError) this.log.debug(`last value of ${n.path} not sent to client ${s.id}: ${payload.message}`);
+      else frames.push(messageFrame(n.pathBytes, payload, true));
+    }
+    s.queue.write(subackFrame(id, frames.length));
+    for (const f of frames) s.queue.write(f);
+    this.#counters.messagesOut += frames.length;
+    this.emit('subscribe', s.info(), topic);
+    if (s.queue.pending > this.#maxBuffer) this.#slowConsumer(s);
+  }
+
+  #unsubscribe(s: Session, body: Buffer): void {
+    if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it has no subscriptions');
+    const { id, topic } = readTopicRequest(body, 'UNSUBSCRIBE');
+    const problem = checkTopic(topic, { root: true });
+    if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+    const node = this.#tree.get(topic);
+    if (node && s.subs.delete(node)) {
+      node.subscribers.delete(s);
+      this.#tree.prune(node);
+      this.emit('unsubscribe', s.info(), topic);
+    }
+    this.#reply(s, idFrame(FrameType.UNSUBACK, id));
+  }
+}
+
+/** Creates a broker that takes its codecs from `options.host`'s serializer plugins. */
+export function createBroker(options: BrokerOptions): Broker {
+  return new Broker(options);
+}

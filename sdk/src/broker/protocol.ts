@@ -1,0 +1,269 @@
+/**
+ * The Trellis broker wire protocol, version 1 (documented in examples/broker/PROTOCOL.md).
+ * Every frame is `u32 length | u8 type | body`, big-endian. This module owns the frame type
+ * numbers, error codes, and the encoders/decoders of every control frame; the engine and the
+ * client both use it so the two sides cannot drift apart.
+ */
+import { allocFrame } from '../framing/frame-writer.js';
+import { FRAME_HEADER_BYTES } from '../framing/frame-reader.js';
+import { isUtf8 } from 'node:buffer';
+import { ProtocolError } from '../errors.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Frame types. Client → broker below 0x40 (except acks), broker → client the rest. */
+export const FrameType = Object.freeze({
+  HELLO: 0x01,
+  WELCOME: 0x02,
+  PUBLISH: 0x10,
+  PUBACK: 0x11,
+  SUBSCRIBE: 0x20,
+  SUBACK: 0x21,
+  UNSUBSCRIBE: 0x22,
+  UNSUBACK: 0x23,
+  LIST_TOPICS: 0x30,
+  TOPICS: 0x31,
+  STATS: 0x32,
+  STATS_REPLY: 0x33,
+  MESSAGE: 0x40,
+  ERROR: 0x7f,
+} as const);
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+/** Roles announced in HELLO (bit flags). */
+export const Role = Object.freeze({ PRODUCER: 1, CONSUMER: 2, BOTH: 3 } as const);
+export type RoleValue = (typeof Role)[keyof typeof Role];
+
+/** Codes carried by ERROR frames. Every ERROR is followed by the broker closing the connection. */
+export const BrokerErrorCode = Object.freeze({
+  MALFORMED: 1,
+  FRAME_TOO_LARGE: 2,
+  OUT_OF_ORDER: 3,
+  UNSUPPORTED_VERSION: 4,
+  UNKNOWN_CODEC: 5,
+  BAD_TOPIC: 6,
+  BAD_PAYLOAD: 7,
+  SLOW_CONSUMER: 8,
+  NOT_ALLOWED: 9,
+  LIMIT: 10,
+  SHUTDOWN: 11,
+  INTERNAL: 12,
+} as const);
+export type BrokerErrorCodeValue = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode];
+
+const ERROR_NAMES: Record<number, string> = Object.fromEntries(Object.entries(BrokerErrorCode).map(([k, v]) => [v, k]));
+
+/** The name of an error code, e.g. `SLOW_CONSUMER`. */
+export function errorCodeName(code: number): string {
+  return ERROR_NAMES[code] ?? `UNKNOWN_${code}`;
+}
+
+/** A broker-side refusal: the ERROR frame's code and text; the connection is closed after it. */
+export class BrokerError extends ProtocolError {
+  static override readonly brand = Symbol.for('trellis.error.BrokerError');
+  override readonly name: string = 'BrokerError';
+  constructor(
+    readonly wireCode: BrokerErrorCodeValue | number,
+    /** The text carried in the ERROR frame, without the code name. */
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${errorCodeName(wireCode)}: ${detail}`, options);
+  }
+}
+
+/** Longest topic, in UTF-8 bytes. */
+export const MAX_TOPIC_BYTES = 1024;
+
+/**
+ * A topic is a path: `/` then non-empty segments separated by `/`, no trailing slash, no control
+ * characters. `/` alone is the root (subscribing to it means every topic; nothing is published there).
+ */
+export function checkTopic(topic: string, { root = false } = {}): string | undefined {
+  if (topic.length === 0 || topic.charCodeAt(0) !== 0x2f) return 'a topic must start with "/"';
+  if (topic === '/') return root ? undefined : 'the root "/" is not a topic one can publish to';
+  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return `a topic is at most ${MAX_TOPIC_BYTES} bytes`;
+  let prev = 0x2f;
+  for (let i = 1; i < topic.length; i++) {
+    const c = topic.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return 'a topic may not contain control characters';
+    if (c === 0x2f && prev === 0x2f) return 'a topic may not contain an empty segment ("//")';
+    prev = c;
+  }
+  if (prev === 0x2f) return 'a topic may not end with "/"';
+  return undefined;
+}
+
+// ------------------------------------------------------------------ encoders (whole frames)
+
+function control(type: number, bodyBytes: number): Buffer {
+  const f = allocFrame(1 + bodyBytes);
+  f[FRAME_HEADER_BYTES] = type;
+  return f;
+}
+
+export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION): Buffer {
+  const f = control(FrameType.HELLO, 3);
+  f[5] = version;
+  f[6] = codecWireId;
+  f[7] = role;
+  return f;
+}
+
+export function welcomeFrame(maxFrameBytes: number): Buffer {
+  const f = control(FrameType.WELCOME, 5);
+  f[5] = PROTOCOL_VERSION;
+  f.writeUInt32BE(maxFrameBytes, 6);
+  return f;
+}
+
+/** PUBLISH: `u8 flags (bit 0 = ack wanted) | u32 request id | u16 topic length | topic | payload`. */
+export function publishFrame(topic: string, payload: Uint8Array, ackId = 0): Buffer {
+  const tlen = Buffer.byteLength(topic);
+  const f = control(FrameType.PUBLISH, 7 + tlen + payload.length);
+  f[5] = ackId !== 0 ? 1 : 0;
+  f.writeUInt32BE(ackId, 6);
+  f.writeUInt16BE(tlen, 10);
+  f.write(topic, 12, tlen, 'utf8');
+  f.set(payload, 12 + tlen);
+  return f;
+}
+
+/** MESSAGE: `u8 flags (bit 0 = retained value) | u16 topic length | topic | payload`. */
+export function messageFrame(topicBytes: Buffer, payload: Uint8Array, retained: boolean): Buffer {
+  const tlen = topicBytes.length;
+  const f = control(FrameType.MESSAGE, 3 + tlen + payload.length);
+  f[5] = retained ? 1 : 0;
+  f.writeUInt16BE(tlen, 6);
+  f.set(topicBytes, 8);
+  f.set(payload, 8 + tlen);
+  return f;
+}
+
+/** A frame that is only `type | u32 id`. */
+export function idFrame(type: number, id: number): Buffer {
+  const f = control(type, 4);
+  f.writeUInt32BE(id, 5);
+  return f;
+}
+
+/** SUBSCRIBE / UNSUBSCRIBE: `u32 request id | u16 topic length | topic`. */
+export function topicRequestFrame(type: typeof FrameType.SUBSCRIBE | typeof FrameType.UNSUBSCRIBE, id: number, topic: string): Buffer {
+  const tlen = Buffer.byteLength(topic);
+  const f = control(type, 6 + tlen);
+  f.writeUInt32BE(id, 5);
+  f.writeUInt16BE(tlen, 9);
+  f.write(topic, 11, tlen, 'utf8');
+  return f;
+}
+
+/** SUBACK: `u32 request id | u32 number of retained messages that follow`. */
+export function subackFrame(id: number, retained: number): Buffer {
+  const f = control(FrameType.SUBACK, 8);
+  f.writeUInt32BE(id, 5);
+  f.writeUInt32BE(retained, 9);
+  return f;
+}
+
+/** TOPICS: `u32 request id | u32 count | (u16 length | topic)*`. */
+export function topicsFrame(id: number, topics: readonly string[]): Buffer {
+  const encoded = topics.map((t) => Buffer.from(t, 'utf8'));
+  const f = control(FrameType.TOPICS, 8 + encoded.reduce((n, b) => n + 2 + b.length, 0));
+  f.writeUInt32BE(id, 5);
+  f.writeUInt32BE(encoded.length, 9);
+  let off = 13;
+  for (const b of encoded) {
+    f.writeUInt16BE(b.length, off);
+    f.set(b, off + 2);
+    off += 2 + b.length;
+  }
+  return f;
+}
+
+/** STATS_REPLY: `u32 request id | UTF-8 JSON`. */
+export function statsReplyFrame(id: number, json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  const f = control(FrameType.STATS_REPLY, 4 + body.length);
+  f.writeUInt32BE(id, 5);
+  f.set(body, 9);
+  return f;
+}
+
+/** ERROR: `u16 code | u32 request id (0 = none) | UTF-8 message`. */
+export function errorFrame(code: number, message: string, id = 0): Buffer {
+  const text = Buffer.from(message.slice(0, 1000), 'utf8');
+  const f = control(FrameType.ERROR, 6 + text.length);
+  f.writeUInt16BE(code, 5);
+  f.writeUInt32BE(id, 7);
+  f.set(text, 11);
+  return f;
+}
+
+// ------------------------------------------------------------------ decoders (frame bodies)
+
+function malformed(what: string): never {
+  throw new BrokerError(BrokerErrorCode.MALFORMED, what);
+}
+
+/** Checks that `body` (type byte included) has at least `n` bytes. */
+export function need(body: Buffer, n: number, what: string): void {
+  if (body.length < n) malformed(`${what} frame is truncated (${body.length} bytes, needs ${n})`);
+}
+
+/** Reads a u16-length-prefixed UTF-8 string at `off`; returns it and the offset after it. */
+export function readString(body: Buffer, off: number, what: string): [string, number] {
+  need(body, off + 2, what);
+  const len = body.readUInt16BE(off);
+  const end = off + 2 + len;
+  need(body, end, what);
+  if (!isUtf8(body.subarray(off + 2, end))) malformed(`${what} frame carries a string that is not valid UTF-8`);
+  return [body.toString('utf8', off + 2, end), end];
+}
+
+export interface Hello {
+  version: number;
+  codec: number;
+  role: number;
+}
+
+export function readHello(body: Buffer): Hello {
+  if (body.length !== 4) malformed(`HELLO must be 4 bytes, got ${body.length}`);
+  return { version: body[1]!, codec: body[2]!, role: body[3]! };
+}
+
+export interface TopicRequest {
+  id: number;
+  topic: string;
+}
+
+export function readTopicRequest(body: Buffer, what: string): TopicRequest {
+  need(body, 7, what);
+  const id = body.readUInt32BE(1);
+  const [topic, end] = readString(body, 5, what);
+  if (end !== body.length) malformed(`${what} frame has ${body.length - end} trailing bytes`);
+  return { id, topic };
+}
+
+export function readId(body: Buffer, what: string): number {
+  if (body.length !== 5) malformed(`${what} frame must be 5 bytes, got ${body.length}`);
+  return body.readUInt32BE(1);
+}
+
+export function readTopics(body: Buffer): { id: number; topics: string[] } {
+  need(body, 9, 'TOPICS');
+  const id = body.readUInt32BE(1);
+  const count = body.readUInt32BE(5);
+  const topics: string[] = [];
+  let off = 9;
+  for (let i = 0; i < count; i++) {
+    const [t, next] = readString(body, off, 'TOPICS');
+    topics.push(t);
+    off = next;
+  }
+  return { id, topics };
+}
+
+export function readError(body: Buffer): { code: number; id: number; message: string } {
+  need(body, 7, 'ERROR');
+  return { code: body.readUInt16BE(1), id: body.readUInt32BE(3), message: body.toString('utf8', 7, body.length) };
+}

@@ -1,0 +1,33 @@
+/**
+ * Wiring a UDP Chord node to a plugin host: the pickle codec and the routing policy come from
+ * plugins (activated lazily), the node reports to the host's DHT routing hooks.
+ */
+import type { PluginHost } from '../plugin-host.js';
+import type { DhtRoutingFactory } from '../areas/dht-routing.js';
+import { ChordNode } from './node.js';
+import type { ChordNodeOptions } from './node-types.js';
+import { udpTransport } from './udp-transport.js';
+
+export interface UdpNodeOptions extends Omit<ChordNodeOptions, 'transport' | 'routing' | 'hooks'> {
+  /** The DHT routing policy (default 'chord-fingers'); null routes by successor only. */
+  routing?: string | null;
+  /** The wire codec (default 'pickle', the reference's format). */
+  codec?: string;
+  /** Largest datagram accepted (default 65507). */
+  maxDatagramBytes?: number;
+}
+
+/** Creates a `ChordNode` on UDP, not yet listening: call `listen(port, host)` then maybe `join`. */
+export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = {}): Promise<ChordNode> {
+  const codec = await host.serialization.codec(options.codec ?? 'pickle');
+  const policy = options.routing === undefined ? 'chord-fingers' : options.routing;
+  const routing: DhtRoutingFactory | undefined = policy === null ? undefined : await host.dhtRouting.factory(policy);
+  const logger = options.logger ?? host.log.child('dht');
+  return new ChordNode({
+    ...options,
+    transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, logger }),
+    routing,
+    hooks: host.dhtRouting.hooks,
+    logger,
+  });
+}
