@@ -128,6 +128,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.#dirs = [...(options.dirs ?? []).map((d) => resolve(d))];
     if (options.builtins ?? true) this.#dirs.push(BUILTIN_PLUGINS_DIR);
     const areaHost: AreaHost = {
+      ready: () => this.scan(),
       activateContributor: (area, id) => this.#activateContributor(area, id),
       contributors: (area) => this.#contributors[area],
       reportPluginError: (err) => this.#reportPluginError(err),

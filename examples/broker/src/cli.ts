@@ -93,18 +93,20 @@ export const pub = defineCommand({
     const topic = topicOption(values.topic);
     const plugins = pluginHost(values.dir);
     const client = await open(values, values.codec, 'producer', plugins);
+    // the json plugin parses values exactly (integers beyond 2^53, {"$bytes": …}); without it, JSON.parse
+    const json = await plugins.serialization.codec('json').catch(() => undefined);
     let count = 0;
     try {
       if (positionals.length > 0) {
         for (const text of positionals) {
-          await client.publish(topic, fromCommandLine(text), { ack: true });
+          await client.publish(topic, fromCommandLine(text, json), { ack: true });
           count++;
         }
       } else {
         const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
         for await (const line of lines) {
           if (line.trim() === '') continue;
-          await client.publish(topic, fromCommandLine(line), { ack: true });
+          await client.publish(topic, fromCommandLine(line, json), { ack: true });
           count++;
         }
       }

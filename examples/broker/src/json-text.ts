@@ -3,7 +3,7 @@
  * integers beyond 2^53 print as bare integer literals and bytes as `{"$bytes":"<base64>"}`.
  * Parsing accepts the same forms back (and plain words as strings, for `trellis pub`).
  */
-import type { Value } from '@trellis/sdk';
+import type { Codec, Value } from '@trellis/sdk';
 
 export function toJsonText(value: Value | undefined): string {
   if (value === undefined) return 'null';
@@ -17,8 +17,18 @@ export function toJsonText(value: Value | undefined): string {
 
 const BIG_INTEGER = /^-?\d{16,}$/;
 
-/** Parses a command-line value: JSON when it is JSON (big integers kept exact), else the text itself. */
-export function fromCommandLine(text: string): Value {
+/**
+ * Parses a command-line value: JSON when it is JSON (big integers kept exact, also inside
+ * documents, when the json codec plugin is given), else the text itself.
+ */
+export function fromCommandLine(text: string, json?: Codec): Value {
+  if (json) {
+    try {
+      return json.decode(new TextEncoder().encode(text));
+    } catch {
+      return text;
+    }
+  }
   if (BIG_INTEGER.test(text.trim())) {
     const n = BigInt(text.trim());
     return Number.isSafeInteger(Number(n)) ? Number(n) : n;

@@ -41,7 +41,7 @@ function showPanel(id, snapshot) {
     return true;
   }
   box.hidden = false;
-  box.textContent = snapshot ? `not running: ${snapshot.reason}` : 'waiting for data…';
+  box.textContent = !snapshot ? 'waiting for data…' : snapshot.reason === 'starting…' ? 'starting…' : `not running: ${snapshot.reason}`;
   body.hidden = true;
   panel.dataset.ready = 'false';
   return false;
@@ -90,19 +90,34 @@ function renderBalancer(b, t) {
 
 function finishBalancer(b, ids) {
 
-  $('#backends').replaceChildren(
-    ...b.backends.map((x) =>
-      el('tr', { 'data-backend': x.id },
-        el('td', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, x.id)}` }), x.id),
-        el('td', { class: `health ${x.healthy ? 'up' : 'down'}`, text: x.healthy ? 'up' : 'down' }),
-        el('td', { text: x.active }),
-        el('td', { text: x.requests }),
-        el('td', { text: x.errors }),
-        el('td', { text: fmt(x.meanMs) }),
-        el('td', { text: fmt(x.p99Ms) }),
+  // Rows are kept and updated in place, so the stop/start buttons never move under the pointer.
+  const tbody = $('#backends');
+  if ([...tbody.rows].map((r) => r.dataset.backend).join() !== ids.join()) {
+    tbody.replaceChildren(
+      ...b.backends.map((x) =>
+        el('tr', { 'data-backend': x.id },
+          el('td', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, x.id)}` }), x.id),
+          ...Array.from({ length: 6 }, () => el('td')),
+          el('td', {}, el('button', { class: 'toggle', 'data-backend': x.id })),
+        ),
       ),
-    ),
-  );
+    );
+  }
+  for (const x of b.backends) {
+    const row = tbody.querySelector(`tr[data-backend="${x.id}"]`);
+    const cells = row.children;
+    cells[1].className = `health ${x.healthy ? 'up' : 'down'}`;
+    cells[1].textContent = x.healthy ? 'up' : 'down';
+    cells[1].title = x.downReason ?? '';
+    cells[2].textContent = x.active;
+    cells[3].textContent = x.requests;
+    cells[4].textContent = x.errors;
+    cells[5].textContent = fmt(x.meanMs);
+    cells[6].textContent = fmt(x.p99Ms);
+    const button = cells[7].firstChild;
+    button.textContent = x.running ? 'stop' : 'start';
+    button.dataset.running = String(x.running);
+  }
   const rps = state.samples.length ? [...state.samples.at(-1).rates.values()].reduce((a, c) => a + c, 0) : 0;
   $('#lb-totals').textContent = `${b.totals.requests} requests, ${b.totals.errors} errors, ${fmt(rps)} req/s now`;
   drawChart(ids);
@@ -121,14 +136,15 @@ function drawChart(ids) {
   }
   children.push(el('svg:text', { x: W - 6, y: 14, 'text-anchor': 'end', fill: '#8a96a3', 'font-size': 11, text: `${fmt(max, 0)}/s` }));
   const offset = HISTORY - samples.length;
-  for (const sw of state.switches) {
+  for (const [k, sw] of state.switches.entries()) {
     // A switch older than the window has scrolled off the chart.
     if (!samples.length || sw.t < samples[0].t) continue;
     const i = samples.findIndex((s) => s.t >= sw.t);
     if (i < 0) continue;
     const sx = x(offset + i);
     children.push(el('svg:line', { class: 'switch', x1: sx, x2: sx, y1: 0, y2: H, stroke: '#d9e1e8', 'stroke-dasharray': '4 4', 'stroke-width': 1 }));
-    children.push(el('svg:text', { x: sx + 4, y: H - 8, fill: '#d9e1e8', 'font-size': 11, text: sw.strategy }));
+    // Stagger labels so switches close together stay readable.
+    children.push(el('svg:text', { x: sx + 4, y: H - 8 - 14 * (k % 3), fill: '#d9e1e8', 'font-size': 11, text: sw.strategy }));
   }
   for (const id of ids) {
     const points = samples.map((s, i) => `${x(offset + i).toFixed(1)},${y(s.rates.get(id) ?? 0).toFixed(1)}`).join(' ');
@@ -138,6 +154,16 @@ function drawChart(ids) {
   svg.dataset.samples = String(samples.length);
   $('#legend').replaceChildren(...ids.map((id) => el('span', {}, el('span', { class: 'swatch', style: `background:${colorOf(ids, id)}` }), id)));
 }
+
+$('#backends').addEventListener('click', async (e) => {
+  const button = e.target.closest?.('button.toggle');
+  if (!button) return;
+  button.disabled = true;
+  const running = button.dataset.running !== 'true';
+  const res = await fetch('/api/backend', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: button.dataset.backend, running }) });
+  button.disabled = false;
+  if (!res.ok) alert(`${running ? 'starting' : 'stopping'} the back-end failed: ${(await res.json()).error}`);
+});
 
 $('#strategy').addEventListener('change', async (e) => {
   const strategy = e.target.value;
@@ -150,7 +176,8 @@ $('#strategy').addEventListener('change', async (e) => {
 function renderBroker(b) {
   if (!showPanel('broker', b)) return;
   $('#broker-url').textContent = b.url;
-  $('#broker-totals').textContent = `${b.totals.clients} clients · ${b.totals.subscriptions} subscriptions · ${b.totals.messagesIn} messages in · ${b.totals.messagesOut} out`;
+  const encodes = Object.entries(b.encodes).map(([codec, n]) => `${codec} ${n}`).join(', ');
+  $('#broker-totals').textContent = `${b.totals.clients} clients · ${b.totals.subscriptions} subscriptions · ${b.totals.messagesIn} messages in · ${b.totals.messagesOut} out · encodings: ${encodes || 'none yet'}`;
   // Build the tree of path segments; topics holding a value carry it, parents are just folders.
   const root = { children: new Map() };
   for (const topic of b.topics) {
@@ -200,11 +227,13 @@ function arc(from, to, bits, cls, extra = {}) {
 function renderChord(c) {
   if (!showPanel('chord', c)) return;
   state.chord = c;
-  // Redraw only when something changed, so a click never lands on a node being replaced.
-  const key = JSON.stringify([c, state.selectedNode, state.lookup?.id, state.lookup?.path, state.lookup?.shown]);
-  if (key === state.chordKey) return;
-  state.chordKey = key;
   $('#chord-info').textContent = `${c.nodes.length} nodes · m = ${c.bits} · ids 0…${2 ** c.bits - 1} · ${c.nodes.reduce((a, n) => a + n.keys, 0)} keys stored (with replicas) · ${c.traffic.puts} puts, ${c.traffic.gets} gets (${c.traffic.hits} found), ${c.traffic.failures} failed`;
+  // Redraw the ring only when its shape changed (not on every key count), so a click never lands
+  // on a node being replaced.
+  const shape = c.nodes.map((n) => [n.id, n.successor, n.fingers]);
+  const key = JSON.stringify([c.bits, shape, state.selectedNode, state.lookup?.id, state.lookup?.path, state.lookup?.shown]);
+  if (key === state.chordKey) return renderNodeDetail();
+  state.chordKey = key;
   const svg = $('#ring');
   const bits = c.bits;
   const defs = el('svg:defs', {},

@@ -1,7 +1,8 @@
 /**
  * The load balancer inside the demo: four Pi back-ends of unequal speed (one request at a time,
  * as the reference's), the real balancer in front of them, and a steady open-loop load so the
- * page's chart shows how each strategy shares the work. The strategy can be switched at run time.
+ * page's chart shows how each strategy shares the work. The strategy can be switched and a
+ * back-end stopped and restarted at run time, so health checks and failover show on the page.
  */
 import { createAdminServer, createBalancer, InvalidArgumentError } from '@trellis/sdk';
 import { createPiServer, type PiServer } from '@trellis/example-lb/pi-server';
@@ -12,23 +13,66 @@ const MS_PER_DIGIT = [0.2, 0.4, 0.8, 1.6] as const;
 const INITIAL_STRATEGY = 'round-robin';
 /** In-flight cap of the load generator, so a stalled balancer cannot pile up sockets. */
 const MAX_IN_FLIGHT = 64;
+/** Fast health checks, so a stopped back-end turns red within a second or two. */
+const HEALTH = { intervalMs: 500, timeoutMs: 300, rise: 2, fall: 2 } as const;
+
+/** One Pi back-end the demo can stop and start again on the same port. */
+class PiSlot {
+  readonly id: string;
+  #server: PiServer | undefined;
+  readonly #port: number;
+  readonly #msPerDigit: number;
+
+  private constructor(server: PiServer, address: { host: string; port: number }, msPerDigit: number) {
+    this.#server = server;
+    this.#port = address.port;
+    this.#msPerDigit = msPerDigit;
+    this.id = `${address.host}:${address.port}`;
+  }
+
+  static async start(port: number, msPerDigit: number): Promise<PiSlot> {
+    const server = createPiServer({ serial: true, msPerDigit });
+    return new PiSlot(server, await server.listen(port, '127.0.0.1'), msPerDigit);
+  }
+
+  get running(): boolean {
+    return this.#server !== undefined;
+  }
+
+  async setRunning(running: boolean): Promise<void> {
+    if (running === this.running) return;
+    if (!running) {
+      const server = this.#server!;
+      this.#server = undefined;
+      await server.kill();
+      return;
+    }
+    const server = createPiServer({ serial: true, msPerDigit: this.#msPerDigit });
+    await server.listen(this.#port, '127.0.0.1');
+    this.#server = server;
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    await server?.close({ timeoutMs: 1_000 });
+  }
+}
 
 export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart> {
-  const pis: PiServer[] = [];
   const close: (() => Promise<unknown>)[] = [];
   const shutdown = async () => {
-    for (const fn of close.reverse()) await fn().catch(() => undefined);
+    for (const fn of close.splice(0).reverse()) await fn().catch(() => undefined);
   };
   try {
-    const backends: string[] = [];
+    const slots: PiSlot[] = [];
     for (const [i, port] of ctx.ports.pi.entries()) {
-      const pi = createPiServer({ serial: true, msPerDigit: MS_PER_DIGIT[i % MS_PER_DIGIT.length]! });
-      const a = await pi.listen(port, '127.0.0.1');
-      pis.push(pi);
-      close.push(() => pi.close());
-      backends.push(`${a.host}:${a.port}`);
+      const slot = await PiSlot.start(port, MS_PER_DIGIT[i % MS_PER_DIGIT.length]!);
+      slots.push(slot);
+      close.push(() => slot.close());
     }
-    const balancer = await createBalancer({ host: ctx.host, strategy: INITIAL_STRATEGY, backends, name: 'demo', logger: ctx.log });
+    const backends = slots.map((s) => s.id);
+    const balancer = await createBalancer({ host: ctx.host, strategy: INITIAL_STRATEGY, backends, name: 'demo', healthCheck: HEALTH, logger: ctx.log });
     const address = await balancer.listen(ctx.ports.balancer, '127.0.0.1');
     close.push(() => balancer.close({ timeoutMs: 2_000 }));
     const url = `http://127.0.0.1:${address.port}`;
@@ -73,7 +117,17 @@ export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart>
           strategy: s.strategy,
           strategies: ctx.host.routing.strategies(),
           totals: { requests: s.requests, errors: s.errors },
-          backends: s.backends.map((b) => ({ id: b.id, healthy: b.healthy, active: b.active, requests: b.requests, errors: b.errors, meanMs: b.meanMs, p99Ms: b.p99Ms })),
+          backends: s.backends.map((b) => ({
+            id: b.id,
+            running: slots.find((slot) => slot.id === b.id)?.running ?? true,
+            healthy: b.healthy,
+            downReason: b.downReason,
+            active: b.active,
+            requests: b.requests,
+            errors: b.errors,
+            meanMs: b.meanMs,
+            p99Ms: b.p99Ms,
+          })),
         };
       },
       async setStrategy(id) {
@@ -82,6 +136,12 @@ export async function startBalancerPart(ctx: PartContext): Promise<BalancerPart>
         }
         await balancer.setStrategy(id);
         return id;
+      },
+      async setBackendRunning(id, running) {
+        const slot = slots.find((s) => s.id === id);
+        if (!slot) throw new InvalidArgumentError(`no back-end "${id}"; the demo runs ${backends.join(', ')}`);
+        await slot.setRunning(running);
+        return running;
       },
       close: shutdown,
     };

@@ -134,6 +134,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
         available: true,
         url,
         totals: { clients: s.connections, subscriptions: s.subscriptions, messagesIn: s.messagesIn, messagesOut: s.messagesOut },
+        encodes: s.encodes,
         topics: flatten(broker.topicTree(), []),
       };
     },

@@ -32,6 +32,18 @@ async function settle(nodes: readonly ChordNode[], timeoutMs: number, ctx: PartC
   }
 }
 
+/** Puts are idempotent: on a busy machine a first attempt may time out while the ring settles. */
+async function retry<T>(fn: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 200 * i));
+    }
+  }
+}
+
 export async function startChordPart(ctx: PartContext): Promise<ChordPart> {
   const codec = await ctx.host.serialization.codec('pickle');
   const routing = await ctx.host.dhtRouting.factory('chord-fingers');
@@ -52,8 +64,8 @@ export async function startChordPart(ctx: PartContext): Promise<ChordPart> {
     }
     await settle(nodes, 10_000, ctx);
     // The reference client's keys: "A" is local to one node, "2" remote.
-    await nodes[0]!.put('A', [0, 1, 2]);
-    await nodes[0]!.put('2', 'xpto');
+    await retry(() => nodes[0]!.put('A', [0, 1, 2]));
+    await retry(() => nodes[0]!.put('2', 'xpto'));
   } catch (err) {
     await close();
     throw err;

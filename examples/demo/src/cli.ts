@@ -33,7 +33,14 @@ export const demo = defineCommand({
     const rate = intOption('rate', values.rate, { min: 0, max: 10_000 })!;
     const duration = intOption('duration', values.duration, { min: 1 });
     const log = createLogger('demo');
-    const running = await startDemo(starters, { basePort, nodes, bits, rate, logger: log });
+    let running;
+    try {
+      running = await startDemo(starters, { basePort, nodes, bits, rate, logger: log });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      io.stderr.write(`trellis demo: port ${basePort} for the web view is in use; pick another base with --port (0 = any free ports)\n`);
+      return 1;
+    }
     io.stdout.write(['Trellis demo is running (Ctrl-C stops everything):', '', ...running.hints.map((h) => `  ${h}`), ''].join('\n') + '\n');
     for (const [name, why] of Object.entries(running.failures)) io.stderr.write(`  (${name} not running: ${why})\n`);
     if (!values['no-open'] && process.stdout.isTTY) openBrowser(running.webUrl);

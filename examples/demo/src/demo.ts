@@ -28,6 +28,7 @@ export interface DemoOptions {
 /** The parts a running demo may hold; each is absent when it failed to start. */
 export interface BalancerPart extends DemoPart<BalancerView> {
   setStrategy(id: string): Promise<string>;
+  setBackendRunning(id: string, running: boolean): Promise<boolean>;
 }
 export type BrokerPart = DemoPart<BrokerView>;
 export interface ChordPart extends DemoPart<ChordView> {
@@ -58,6 +59,8 @@ export interface RunningDemo {
   /** Why a part is not running, by part name. */
   readonly failures: Readonly<Record<string, string>>;
   readonly model: DemoModel;
+  /** The plugin host every part shares (shipped plugins plus examples/custom-strategy). */
+  readonly host: PluginHost;
   close(): Promise<void>;
 }
 
@@ -86,27 +89,33 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
       return undefined;
     }
   };
-  const [balancer, broker, chord] = await Promise.all([
-    start('balancer', starters.balancer, 'the load balancer engine is not part of this build'),
-    start('broker', starters.broker, 'the broker engine is not part of this build'),
-    start('chord', starters.chord, 'the DHT engine is not part of this build'),
-  ]);
+  // Parts fill in as they start; until then the page says so. The web port is bound first, so a
+  // busy port fails fast, before any engine has started.
+  let balancer: BalancerPart | undefined;
+  let broker: BrokerPart | undefined;
+  let chord: ChordPart | undefined;
   const view = <V>(part: DemoPart<V> | undefined, name: string): V | Unavailable => {
-    if (!part) return unavailable(failures[name] ?? 'not started');
+    if (!part) return unavailable(failures[name] ?? 'starting…');
     try {
       return part.snapshot();
     } catch (err) {
       return unavailable(`snapshot failed: ${(err as Error).message}`);
     }
   };
+  const LABELS: Record<string, string> = { balancer: 'balancer', broker: 'broker', chord: 'Chord ring' };
+  const notRunning = (name: string) => new InvalidArgumentError(`the ${LABELS[name]} is not running: ${failures[name] ?? 'still starting'}`);
   const model: DemoModel = {
     snapshot: (): Snapshot => ({ t: Date.now(), balancer: view(balancer, 'balancer'), broker: view(broker, 'broker'), chord: view(chord, 'chord') }),
     setStrategy: async (id) => {
-      if (!balancer) throw new InvalidArgumentError(`the balancer is not running: ${failures.balancer}`);
+      if (!balancer) throw notRunning('balancer');
       return balancer.setStrategy(id);
     },
+    setBackendRunning: async (id, running) => {
+      if (!balancer) throw notRunning('balancer');
+      return balancer.setBackendRunning(id, running);
+    },
     lookup: async (key, from) => {
-      if (!chord) throw new InvalidArgumentError(`the Chord ring is not running: ${failures.chord}`);
+      if (!chord) throw notRunning('chord');
       return chord.lookup(key, from);
     },
   };
@@ -115,10 +124,14 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
   try {
     address = await web.listen(ports.web, '127.0.0.1');
   } catch (err) {
-    await Promise.allSettled([balancer?.close(), broker?.close(), chord?.close()]);
     await host.dispose().catch(() => undefined);
     throw err;
   }
+  [balancer, broker, chord] = await Promise.all([
+    start('balancer', starters.balancer, 'the load balancer engine is not part of this build'),
+    start('broker', starters.broker, 'the broker engine is not part of this build'),
+    start('chord', starters.chord, 'the DHT engine is not part of this build'),
+  ]);
   const webUrl = `http://127.0.0.1:${address.port}/`;
   let closing: Promise<void> | undefined;
   return {
@@ -127,6 +140,7 @@ export async function startDemo(starters: Starters, options: DemoOptions = {}): 
     hints: [`live view:    ${webUrl}`, ...(balancer?.hints ?? []), ...(broker?.hints ?? []), ...(chord?.hints ?? [])],
     failures,
     model,
+    host,
     close() {
       closing ??= (async () => {
         await web.close();

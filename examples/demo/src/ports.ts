@@ -3,6 +3,8 @@
  * collides with the reference defaults (5000–5004, 8080) and can be moved with `--port`.
  * Base 0 puts every service on an ephemeral port (tests).
  */
+import { InvalidArgumentError } from '@trellis/sdk';
+
 export interface PortPlan {
   readonly web: number;
   readonly balancer: number;
@@ -17,7 +19,7 @@ export const DEFAULT_BASE_PORT = 8600;
 export function portPlan(base: number, { backends = 4, nodes = 8 } = {}): PortPlan {
   const at = (offset: number) => (base === 0 ? 0 : base + offset);
   const need = 20 + nodes;
-  if (base !== 0 && base + need > 65535) throw new RangeError(`base port ${base} leaves no room for ${need} ports below 65536`);
+  if (base !== 0 && base + need > 65535) throw new InvalidArgumentError(`base port ${base} leaves no room for ${need} ports below 65536; use --port ${65535 - need} or lower`);
   return Object.freeze({
     web: at(0),
     balancer: at(1),

@@ -10,7 +10,11 @@ export interface Unavailable {
 
 export interface BackendView {
   readonly id: string;
+  /** Whether the demo's Pi server for it is running (the page can stop and start it). */
+  readonly running: boolean;
+  /** The balancer's own view, from its health checks and passive ejection. */
   readonly healthy: boolean;
+  readonly downReason: string | null;
   readonly active: number;
   readonly requests: number;
   readonly errors: number;
@@ -41,6 +45,8 @@ export interface BrokerView {
   readonly available: true;
   readonly url: string;
   readonly totals: { readonly clients: number; readonly subscriptions: number; readonly messagesIn: number; readonly messagesOut: number };
+  /** Encodings made per codec name. */
+  readonly encodes: Readonly<Record<string, number>>;
   readonly topics: readonly TopicView[];
 }
 
@@ -85,6 +91,8 @@ export interface DemoModel {
   snapshot(): Snapshot;
   /** Switches the balancer's strategy; rejects with a typed error for an unknown id. */
   setStrategy(id: string): Promise<string>;
+  /** Stops or restarts one of the demo's back-ends. */
+  setBackendRunning(id: string, running: boolean): Promise<boolean>;
   /** Traces a lookup through the ring hop by hop, from node `from` (default: the first node). */
   lookup(key: string, from?: number): Promise<LookupView>;
 }

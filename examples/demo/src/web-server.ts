@@ -1,6 +1,6 @@
 /**
- * The demo's web server: the static page, a server-sent-events feed of snapshots, and two
- * actions (switch strategy, trace a lookup). No framework: node:http and a few routes.
+ * The demo's web server: the static page, a server-sent-events feed of snapshots, and three
+ * actions (switch strategy, stop or start a back-end, trace a lookup). No framework: node:http and a few routes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -85,6 +85,11 @@ export class WebServer {
       const body = await readJson(req);
       if (typeof body.strategy !== 'string') throw new InvalidArgumentError('body must be {"strategy": "<id>"}');
       return this.#json(res, 200, { strategy: await this.#model.setStrategy(body.strategy) });
+    }
+    if (req.method === 'POST' && url.pathname === '/api/backend') {
+      const body = await readJson(req);
+      if (typeof body.id !== 'string' || typeof body.running !== 'boolean') throw new InvalidArgumentError('body must be {"id": "<host:port>", "running": true|false}');
+      return this.#json(res, 200, { id: body.id, running: await this.#model.setBackendRunning(body.id, body.running) });
     }
     if (req.method === 'POST' && url.pathname === '/api/lookup') {
       const body = await readJson(req);

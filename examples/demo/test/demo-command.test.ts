@@ -5,6 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -66,6 +67,8 @@ test('trellis demo prints working URLs, answers bad input with 4xx, and stops cl
     assert.is((await post(`${web}api/lookup`, '{"key":""}')).status, 400);
     assert.is((await post(`${web}api/lookup`, JSON.stringify({ key: 'x'.repeat(5000) }))).status, 400);
     assert.is((await fetch(`${web}nope`)).status, 404);
+    assert.is((await post(`${web}api/backend`, '{"id":"127.0.0.1:1","running":false}')).status, 400);
+    assert.is((await post(`${web}api/backend`, '{"id":"x","running":"no"}')).status, 400);
     const ok = await post(`${web}api/strategy`, '{"strategy":"least-connections"}');
     assert.equal(await ok.json(), { strategy: 'least-connections' });
     const lookup = (await (await post(`${web}api/lookup`, '{"key":"2"}')).json()) as { path: number[]; owner: number; value: unknown };
@@ -92,6 +95,27 @@ test('trellis demo rejects a bad flag with one line and exit 2', async () => {
   assert.is(code, 2);
   assert.is(err.trim().split('\n').length, 1);
   assert.match(err, /--nodes must be between 2 and 64/);
+});
+
+test('trellis demo on a busy web port says so in one line, exits 1, and starts nothing', async () => {
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  // An ephemeral port (32768–60999 on Linux) always leaves room for the plan above it.
+  const port = (blocker.address() as AddressInfo).port;
+  try {
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'demo', '--port', String(port), '--no-open'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.is(code, 1);
+    assert.is(out, '');
+    assert.match(err, new RegExp(`port ${port} for the web view is in use`));
+    assert.is(err.trim().split('\n').length, 1, err);
+  } finally {
+    blocker.close();
+  }
 });
 
 test.run();

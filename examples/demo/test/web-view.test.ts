@@ -33,7 +33,7 @@ if (!existsSync(CHROMIUM)) {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
     try {
       demo = await startDemo(starters, { basePort: 0, nodes: 6, intervalMs: 250, rate: 40, logger: createLogger('demo', 'error') });
-      assert.equal(demo.failures, {}, 'every part of the demo started');
+      assert.equal(demo.failures, {}, `every part of the demo started: ${JSON.stringify(demo.failures)}`);
       const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
@@ -54,21 +54,49 @@ if (!existsSync(CHROMIUM)) {
       for (const id of ['round-robin', 'least-connections', 'n-to-1', 'p2c-least-request']) assert.ok(options.includes(id), `strategy menu lists ${id}`);
 
       // For the README's screenshot, let the chart fill with a stretch of round robin first.
-      if (KEEP_SCREENSHOT) await page.waitForTimeout(12_000);
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(8_000);
+
+      // Routed = finished + in flight, so requests picked before a change and finishing after it do not count twice.
+      const routed = (v: Snapshot['balancer']) => (v.available ? v.backends.map((b) => b.requests + b.active) : []);
+
+      // Stopping a back-end from the page (under round robin, so the chart shows its share move):
+      // the balancer's health checks mark it down and route around it; starting it brings it back.
+      const last = rows.at(-1)!.id!;
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.down`, { timeout: 15_000 });
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(5_000);
+      const down = demo.model.snapshot().balancer;
+      assert.ok(down.available && down.backends.find((b) => b.id === last)?.healthy === false, 'the engine marked it down');
+      assert.is(await page.textContent(`#backends button[data-backend="${last}"]`), 'start');
+      const whileDown = routed(demo.model.snapshot().balancer);
+      await page.waitForTimeout(1000);
+      const laterDown = routed(demo.model.snapshot().balancer);
+      assert.is(laterDown.at(-1), whileDown.at(-1), 'nothing is routed to the down back-end');
+      assert.ok(laterDown.slice(0, -1).reduce((a, n) => a + n, 0) - whileDown.slice(0, -1).reduce((a, n) => a + n, 0) >= 10, 'the others took the load');
+      await page.click(`#backends button[data-backend="${last}"]`);
+      await page.waitForSelector(`#backends tr[data-backend="${last}"] td.health.up`, { timeout: 15_000 });
+      const up = demo.model.snapshot().balancer;
+      assert.ok(up.available && up.backends.find((b) => b.id === last)?.healthy === true, 'the engine marked it up again');
+      if (KEEP_SCREENSHOT) await page.waitForTimeout(5_000);
 
       // Switching to n-to-1 from the page: the balancer switches, and from then on only the first back-end gets requests.
       await page.selectOption('#strategy', 'n-to-1');
       await page.waitForSelector('#balancer[data-strategy="n-to-1"]');
       const current = demo.model.snapshot().balancer;
       assert.ok(current.available && current.strategy === 'n-to-1', 'the engine itself runs n-to-1 now');
-      // Routed = finished + in flight, so requests picked before the switch and finishing after it do not count twice.
-      const routed = (v: Snapshot["balancer"]) => (v.available ? v.backends.map((b) => b.requests + b.active) : []);
       const before = routed(current);
       await page.waitForTimeout(1500);
       const after = routed(demo.model.snapshot().balancer);
       assert.ok(after[0]! - before[0]! >= 10, `the first back-end took the load (${before[0]} → ${after[0]})`);
       assert.equal(after.slice(1), before.slice(1), 'no new request went to any other back-end');
       await page.waitForSelector('#chart line.switch', { state: 'attached' });
+
+      // The plugin author's strategy, loaded from examples/custom-strategy, is one click away too.
+      await page.selectOption('#strategy', 'p2c-least-request');
+      await page.waitForSelector('#balancer[data-strategy="p2c-least-request"]');
+      const p2c = demo.model.snapshot().balancer;
+      assert.ok(p2c.available && p2c.strategy === 'p2c-least-request');
+      assert.is(demo.host.plugin('p2c-least-request')?.state, 'active');
 
       // Broker: the sample topics with last values, subscriber counts and rates.
       await page.waitForSelector('#broker[data-ready="true"]');
@@ -91,8 +119,15 @@ if (!existsSync(CHROMIUM)) {
       const ids = await page.$$eval('#ring g.node', (gs) => gs.map((g) => Number(g.getAttribute('data-node'))));
       assert.equal(ids.sort((a, b) => a - b), ring.nodes.map((n) => n.id));
       await page.waitForFunction(() => document.querySelectorAll('#ring path.succ').length === 6, undefined, { timeout: 15_000 });
-      const chosen = ring.nodes[0]!;
-      await page.click(`#ring g.node[data-node="${chosen.id}"]`);
+      // The most isolated node: ids a few units apart are drawn on top of each other.
+      const gap = (i: number) => {
+        const n = ring.nodes.length;
+        const size = 2 ** ring.bits;
+        const id = ring.nodes[i]!.id;
+        return Math.min((id - ring.nodes[(i + n - 1) % n]!.id + size) % size, (ring.nodes[(i + 1) % n]!.id - id + size) % size);
+      };
+      const chosen = ring.nodes[ring.nodes.map((_, i) => i).sort((a, b) => gap(b) - gap(a))[0]!]!;
+      await page.click(`#ring g.node[data-node="${chosen.id}"] circle`);
       await page.waitForSelector(`#ring g.node.selected[data-node="${chosen.id}"]`);
       await page.waitForSelector('[data-testid="finger-table"]');
       const fingerRows = await page.$$eval('[data-testid="finger-table"] tbody tr', (trs) => trs.length);

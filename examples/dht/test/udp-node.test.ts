@@ -122,4 +122,28 @@ test('keys move on join and on graceful leave in datagram-sized batches, even wh
   }
 });
 
+
+test('addresses reach Python as (host, port) tuples that socket.sendto accepts, as the reference sends them', async () => {
+  const ring = await ringOf(2);
+  try {
+    const port = ring.nodes[0]!.address.port;
+    const { execFile } = await import('node:child_process');
+    const script = [
+      'import pickle, socket, sys',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)',
+      `s.sendto(pickle.dumps({"method": "INFO"}), ("127.0.0.1", ${port}))`,
+      'info = pickle.loads(s.recv(65536))["args"]',
+      'assert type(info["address"]) is tuple, type(info["address"])',
+      'assert all(type(f[1]) is tuple for f in info["fingers"] if f)',
+      's.sendto(pickle.dumps({"method": "GET", "args": {"key": "nothing"}}), info["address"])',
+      'print(pickle.loads(s.recv(65536))["method"])',
+    ].join('\n');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('python3', ['-c', script], { timeout: 15_000 }, (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(stdout))),
+    );
+    assert.is(out.trim(), 'NACK');
+  } finally {
+    await ring.close();
+  }
+});
 test.run();

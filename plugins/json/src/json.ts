@@ -14,7 +14,7 @@ export type ErrorFactory = (message: string, offset?: number) => Error;
 export interface JsonOptions {
   /** Deepest container nesting accepted (decode and encode). Default 512. */
   readonly maxDepth?: number;
-  /** Largest document accepted by decode, in bytes. Default 64 MiB. */
+  /** Largest document accepted by decode, in bytes. Default 16 MiB. */
   readonly maxBytes?: number;
   /** Error factory; defaults to a plain `JsonCodecError` with code TRELLIS_ERR_CODEC. */
   readonly error?: ErrorFactory;
@@ -34,7 +34,7 @@ export class JsonCodecError extends Error {
 
 const defaultError: ErrorFactory = (message, offset) => new JsonCodecError(message, offset);
 const DEFAULT_MAX_DEPTH = 512;
-const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 /** The key of the one-key object that carries bytes. */
 export const BYTES_KEY = '$bytes';
 
@@ -339,7 +339,8 @@ export function encode(value: Value, options: JsonOptions = {}): Uint8Array {
   const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
   try {
     // One validating walk; plain JSON data then goes straight to V8's serializer.
-    const text = scan(value, 0, maxDepth) & NEEDS_WRITER ? write(value) : JSON.stringify(value);
+    const flags = value !== null && typeof value === 'object' ? scanObject(value, 0, maxDepth) : scan(value, 0, maxDepth);
+    const text = flags & NEEDS_WRITER ? write(value) : JSON.stringify(value);
     return Buffer.from(text, 'utf8');
   } catch (err) {
     rethrow(err, options.error ?? defaultError, 'encoder');

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { createHost, errors, CodecError, type Value } from '@trellis/sdk';
 import { createJsonCodec } from '../src/index.js';
 import { decode as rawDecode, JsonCodecError } from '../src/json.js';
+import { prng, randomValue } from '../../pickle/test/fuzz-kit.js';
 
 const codec = createJsonCodec(errors);
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -95,6 +96,19 @@ test("Python's json module reads what Trellis writes, and Trellis reads what Pyt
   const [repr, dumped] = r.stdout.trim().split('\n');
   assert.is(repr, "{'a': 18446744073709551616, 'b': [1, 1.5, 'é ✓', None, True], 'c': {'d': -3}}");
   assert.equal(codec.decode(utf8(dumped)), value); // Python escapes non-ASCII as \u00e9
+});
+
+test("300 random values survive Trellis -> Python json.loads/dumps -> Trellis", () => {
+  const rand = prng(271);
+  const values = Array.from({ length: 300 }, () => randomValue(rand));
+  const r = spawnSync('python3', ['-c', 'import json,sys\nfor line in sys.stdin.read().split("\\n"):  # not splitlines(): U+2028 is not a line end here\n    print(json.dumps(json.loads(line)))'], {
+    input: values.map((v) => text(codec.encode(v))).join('\n'),
+    encoding: 'utf8',
+  });
+  assert.is(r.status, 0, r.stderr);
+  const out = r.stdout.trim().split('\n');
+  assert.is(out.length, values.length);
+  for (let i = 0; i < values.length; i++) assert.equal(codec.decode(utf8(out[i])), values[i], `value #${i}`);
 });
 
 test('the plugin loads through a real PluginHost by name and by wire id', async () => {

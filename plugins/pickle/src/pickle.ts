@@ -15,9 +15,12 @@ export type ErrorFactory = (message: string, offset?: number) => Error;
 export interface PickleLimits {
   /** Deepest container nesting accepted (decode and encode). Default 512. */
   readonly maxDepth?: number;
-  /** Largest pickle accepted by decode, in bytes. Default 64 MiB. */
+  /** Largest pickle accepted by decode, in bytes. Default 16 MiB. */
   readonly maxBytes?: number;
-  /** Most values a decoded result may expand to (memo references count each time). Default 4,000,000. */
+  /**
+   * Most values a decoded result may expand to (memo references count each time), and most
+   * containers or stack entries a pickle may create. Default 4,000,000.
+   */
   readonly maxNodes?: number;
 }
 
@@ -59,7 +62,7 @@ export class PickleError extends Error {
 
 const defaultError: ErrorFactory = (message, offset) => new PickleError(message, offset);
 
-const DEFAULTS = { maxDepth: 512, maxBytes: 64 * 1024 * 1024, maxNodes: 4_000_000 } as const;
+const DEFAULTS = { maxDepth: 512, maxBytes: 16 * 1024 * 1024, maxNodes: 4_000_000 } as const;
 /** The highest protocol this decoder understands (Python 3.8+'s HIGHEST_PROTOCOL). */
 export const HIGHEST_PROTOCOL = 5;
 /** The protocol `encode` writes. */
@@ -139,6 +142,8 @@ class Decoder {
   #shared = false;
   #memo: unknown[] = [];
   readonly #markTuples: boolean;
+  /** Containers created and batch inserts so far: bounds allocation, not just the input size. */
+  #containers = 0;
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
@@ -163,19 +168,27 @@ class Decoder {
     // Height of each stack slot (0 for scalars): nesting is bounded as containers are built.
     const hs: number[] = [];
     const marks: number[] = [];
+    const maxNodes = this.#maxNodes;
+    // The read position lives in a local for the hot opcodes; cold ones sync it with #pos.
+    let pos = 0;
     for (;;) {
-      if (this.#pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', this.#pos);
-      const at = this.#pos;
-      const op = b[this.#pos++];
+      if (pos >= end) bad(end === 0 ? 'empty input' : 'truncated pickle: no STOP opcode', pos);
+      // Memory is bounded too: a pickle of a million EMPTY_LISTs must not allocate a million lists.
+      if (sp > maxNodes) bad(`pickle creates more than ${maxNodes} values`, pos);
+      const at = pos;
+      const op = b[pos++];
       switch (op) {
         case PROTO: {
-          const v = this.#u8();
+          if (pos >= end) bad('truncated pickle', at);
+          const v = b[pos++];
           if (v > HIGHEST_PROTOCOL) bad(`unsupported pickle protocol ${v} (this decoder reads 0-${HIGHEST_PROTOCOL})`, at);
           break;
         }
         case FRAME: {
+          this.#pos = pos;
           const n = this.#u64();
-          if (n > end - this.#pos) bad(`truncated pickle: frame of ${n} bytes, ${end - this.#pos} left`, at);
+          pos = this.#pos;
+          if (n > end - pos) bad(`truncated pickle: frame of ${n} bytes, ${end - pos} left`, at);
           break;
         }
         case STOP: {
@@ -219,109 +232,143 @@ class Decoder {
           break;
         // --- integers
         case BININT1:
+          if (pos >= end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#u8();
+          stack[sp++] = b[pos++];
           break;
         case BININT2:
-          this.#need(2, at);
+          if (pos + 2 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = b[this.#pos] | (b[this.#pos + 1] << 8);
-          this.#pos += 2;
+          stack[sp++] = b[pos] | (b[pos + 1] << 8);
+          pos += 2;
           break;
         case BININT:
+          if (pos + 4 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#i32(at);
+          stack[sp++] = b[pos] | (b[pos + 1] << 8) | (b[pos + 2] << 16) | (b[pos + 3] << 24);
+          pos += 4;
           break;
         case LONG1: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
+          pos = this.#pos;
           break;
         }
         case LONG4: {
+          this.#pos = pos;
           const n = this.#i32(at);
           if (n < 0) bad('LONG4 with a negative length', at);
           if (n > MAX_LONG_BYTES) bad(`integer of ${n} bytes exceeds the ${MAX_LONG_BYTES}-byte limit`, at);
           hs[sp] = 0;
           stack[sp++] = this.#long(n, at);
+          pos = this.#pos;
           break;
         }
         case INT: {
+          this.#pos = pos;
           const line = this.#line(at);
           // Protocol 0 writes booleans as INT 01 / INT 00.
           hs[sp] = 0;
           stack[sp++] = line === '01' ? true : line === '00' ? false : this.#textInt(line, at);
+          pos = this.#pos;
           break;
         }
         case LONG: {
+          this.#pos = pos;
           const line = this.#line(at);
           hs[sp] = 0;
           stack[sp++] = this.#textInt(line.endsWith('L') ? line.slice(0, -1) : line, at);
+          pos = this.#pos;
           break;
         }
         // --- floats
         case BINFLOAT:
-          this.#need(8, at);
+          if (pos + 8 > end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = readFloat64BE(b, this.#pos);
-          this.#pos += 8;
+          stack[sp++] = readFloat64BE(b, pos);
+          pos += 8;
           break;
         case FLOAT:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = textFloat(this.#line(at), at);
+          pos = this.#pos;
           break;
         // --- text
         case SHORT_BINUNICODE: {
-          const n = this.#u8();
+          if (pos >= end) bad('truncated pickle', at);
+          const n = b[pos++];
+          if (n > end - pos) bad(`truncated pickle: ${n} bytes announced, ${end - pos} left`, at);
           hs[sp] = 0;
-          stack[sp++] = this.#utf8(n, at);
+          stack[sp++] = this.#utf8At(pos, n, at);
+          pos += n;
           break;
         }
         case BINUNICODE:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u32(at), at);
+          pos = this.#pos;
           break;
         case BINUNICODE8:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#utf8(this.#u64(), at);
+          pos = this.#pos;
           break;
         case UNICODE:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = rawUnicodeEscape(this.#lineBytes(at), at);
+          pos = this.#pos;
           break;
         // Python 2 `str`: Python 3 reads it as text; bytes above 0x7f are taken as Latin-1.
         case SHORT_BINSTRING: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case BINSTRING: {
+          this.#pos = pos;
           const n = this.#i32(at);
           if (n < 0) bad('BINSTRING with a negative length', at);
           hs[sp] = 0;
           stack[sp++] = latin1(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case STRING:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = latin1(stringEscape(this.#lineBytes(at), at));
+          pos = this.#pos;
           break;
         // --- bytes
         case SHORT_BINBYTES: {
+          this.#pos = pos;
           const n = this.#u8();
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(n, at));
+          pos = this.#pos;
           break;
         }
         case BINBYTES:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u32(at), at));
+          pos = this.#pos;
           break;
         case BINBYTES8:
         case BYTEARRAY8:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = new Uint8Array(this.#take(this.#u64(), at));
+          pos = this.#pos;
           break;
         case NEXT_BUFFER:
           return bad('NEXT_BUFFER: out-of-band buffers are not supported', at);
@@ -331,6 +378,7 @@ class Decoder {
         // --- lists
         case EMPTY_LIST:
           hs[sp] = 1;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = [];
           break;
         case LIST:
@@ -363,6 +411,7 @@ class Decoder {
         // --- tuples
         case EMPTY_TUPLE:
           hs[sp] = 1;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = this.#tuple([]);
           break;
         case TUPLE_OP:
@@ -389,13 +438,14 @@ class Decoder {
         // --- dicts
         case EMPTY_DICT:
           hs[sp] = 1;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = {};
           break;
         case DICT: {
           const mark = this.#mark(marks, at);
           const dict = {};
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
-          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          for (let i = mark; i < sp; i += 2) this.#store(dict, stack[i], stack[i + 1], at);
           const h = this.#height(hs, mark, sp, at);
           sp = mark;
           hs[sp] = h;
@@ -411,9 +461,9 @@ class Decoder {
         }
         case SETITEMS: {
           const mark = this.#mark(marks, at);
-          const dict = this.#top(stack, marks, at, mark);
+          const dict = this.#dict(this.#top(stack, marks, at, mark), at);
           if ((sp - mark) & 1) bad('odd number of items for a dict', at);
-          for (let i = mark; i < sp; i += 2) this.#setItem(dict, stack[i], stack[i + 1], at);
+          for (let i = mark; i < sp; i += 2) this.#store(dict, stack[i], stack[i + 1], at);
           this.#grow(hs, mark - 1, this.#height(hs, mark, sp, at), at);
           sp = mark;
           break;
@@ -423,6 +473,7 @@ class Decoder {
           const set: unknown[] = [];
           (this.#sets ??= new WeakSet()).add(set);
           hs[sp] = 1;
+          if (++this.#containers > maxNodes) bad(`pickle creates more than ${maxNodes} values`, at);
           stack[sp++] = set;
           break;
         }
@@ -448,25 +499,35 @@ class Decoder {
           this.#put(this.#memo.length, this.#top(stack, marks, at, sp), at);
           break;
         case BINPUT:
-          this.#put(this.#u8(), this.#top(stack, marks, at, sp), at);
+          if (pos >= end) bad('truncated pickle', at);
+          this.#put(b[pos++], this.#top(stack, marks, at, sp), at);
           break;
         case LONG_BINPUT:
+          this.#pos = pos;
           this.#put(this.#u32(at), this.#top(stack, marks, at, sp), at);
+          pos = this.#pos;
           break;
         case PUT:
+          this.#pos = pos;
           this.#put(this.#textIndex(at), this.#top(stack, marks, at, sp), at);
+          pos = this.#pos;
           break;
         case BINGET:
+          if (pos >= end) bad('truncated pickle', at);
           hs[sp] = 0;
-          stack[sp++] = this.#get(this.#u8(), at);
+          stack[sp++] = this.#get(b[pos++], at);
           break;
         case LONG_BINGET:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#get(this.#u32(at), at);
+          pos = this.#pos;
           break;
         case GET:
+          this.#pos = pos;
           hs[sp] = 0;
           stack[sp++] = this.#get(this.#textIndex(at), at);
+          pos = this.#pos;
           break;
         default: {
           const name = FORBIDDEN_OPCODES[op];
@@ -529,6 +590,21 @@ class Decoder {
     const s = this.#lineBytes(at);
     if (s.length > MAX_INT_DIGITS + 2) bad(`text argument of ${s.length} bytes is too long`, at);
     return latin1(s);
+  }
+
+  /** `n` bytes at `start` (already bounds-checked) as text; short ASCII skips TextDecoder. */
+  #utf8At(start: number, n: number, at: number): string {
+    if (n < 48) {
+      const b = this.#b;
+      let s = '';
+      for (let i = start; i < start + n; i++) {
+        const c = b[i];
+        if (c > 0x7f) return this.#utf8Slow(start, n, at);
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return this.#utf8Slow(start, n, at);
   }
 
   #utf8(n: number, at: number): string {
@@ -598,6 +674,8 @@ class Decoder {
 
   /** Height of a container holding slots [from, to): one more than its tallest item. */
   #height(hs: number[], from: number, to: number, at: number): number {
+    // A container built, or a batch put into one: allocation work either way.
+    if (++this.#containers > this.#maxNodes) bad(`pickle creates more than ${this.#maxNodes} values`, at);
     let h = 0;
     for (let i = from; i < to; i++) if (hs[i] > h) h = hs[i];
     if (h >= this.#maxDepth) bad(`nesting deeper than ${this.#maxDepth}`, at);
@@ -619,15 +697,24 @@ class Decoder {
 
 
   #setItem(dict: unknown, key: unknown, value: unknown, at: number): void {
+    this.#store(this.#dict(dict, at), key, value, at);
+  }
+
+  #dict(dict: unknown, at: number): Record<string, unknown> {
     if (typeof dict !== 'object' || dict === null || Array.isArray(dict) || ArrayBuffer.isView(dict)) {
       bad('SETITEM on something that is not a dict', at);
     }
+    return dict as Record<string, unknown>;
+  }
+
+  /** One key/value into a checked dict: str keys, int keys as decimal strings, never __proto__. */
+  #store(dict: Record<string, unknown>, key: unknown, value: unknown, at: number): void {
     let k: string;
     if (typeof key === 'string') k = key;
     else if (typeof key === 'number' || typeof key === 'bigint') k = String(key); // as Python's json module does
     else bad(`dict key of type ${describe(key)} is outside the value model (str or int keys only)`, at);
     if (k === '__proto__') bad('dict key "__proto__" is refused', at);
-    (dict as Record<string, unknown>)[k] = value;
+    dict[k] = value;
   }
 
   #put(index: number, value: unknown, at: number): void {

@@ -7,6 +7,7 @@ import { decode, encode, tuple, isTuple, FORBIDDEN_OPCODES, PickleError } from '
 import { createPickleCodec } from '../src/index.js';
 import { errors } from '@trellis/sdk';
 import { fromTagged } from './tagged.js';
+import { prng, randomValue } from './fuzz-kit.js';
 
 interface Vector {
   name: string;
@@ -162,6 +163,12 @@ test('depth, size and memo expansion are bounded', () => {
   const t0 = Date.now();
   assert.throws(() => codec.decode(Uint8Array.from(bytes)), /expands to more than/);
   assert.ok(Date.now() - t0 < 5000);
+  // Allocation is bounded, not just input size: 100,000 empty lists appended to one list.
+  const many = Uint8Array.from([0x80, 4, 0x5d, ...Array.from({ length: 100_000 }, () => [0x5d, 0x61]).flat(), 0x2e]);
+  assert.is((codec.decode(many) as Value[]).length, 100_000);
+  assert.throws(() => createPickleCodec(errors, { maxNodes: 50_000 }).decode(many), /more than 50000 values/);
+  const flat = Uint8Array.from([0x80, 4, ...new Array(60_000).fill(0x4e)]);
+  assert.throws(() => createPickleCodec(errors, { maxNodes: 50_000 }).decode(flat), /more than 50000 values/);
   const small = createPickleCodec(errors, { maxBytes: 10 });
   assert.throws(() => small.decode(new Uint8Array(11)), /exceeds the 10-byte limit/);
 });
@@ -191,6 +198,17 @@ test('encodes values that CPython reads back with the right types', () => {
 function repr(s: string): string {
   return `'${s}'`;
 }
+
+test('300 random values survive Trellis -> CPython pickle.loads/dumps -> Trellis', () => {
+  const rand = prng(314);
+  const values = Array.from({ length: 300 }, () => randomValue(rand, { nonFinite: true }));
+  const out = python(
+    'import pickle,sys\nfor line in sys.stdin.read().split():\n    print(pickle.dumps(pickle.loads(bytes.fromhex(line)), protocol=5).hex())',
+    values.map((v) => Buffer.from(encode(v)).toString('hex')).join('\n'),
+  ).trim().split('\n');
+  assert.is(out.length, values.length);
+  for (let i = 0; i < values.length; i++) assert.equal(codec.decode(hex(out[i])), values[i], `value #${i}`);
+});
 
 test('encode output round-trips through decode', () => {
   const value: Value = { s: 'ü', n: [1, -2, 3.25, 2n ** 80n], b: Uint8Array.of(1, 2), o: { deep: [[[]]] }, t: true, z: null };

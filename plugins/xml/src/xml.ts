@@ -18,7 +18,7 @@ export type ErrorFactory = (message: string, offset?: number) => Error;
 export interface XmlOptions {
   /** Deepest container nesting accepted (decode and encode). Default 512. */
   readonly maxDepth?: number;
-  /** Largest document accepted by decode, in bytes. Default 64 MiB. */
+  /** Largest document accepted by decode, in bytes. Default 16 MiB. */
   readonly maxBytes?: number;
   /** Error factory; defaults to a plain `XmlCodecError` with code TRELLIS_ERR_CODEC. */
   readonly error?: ErrorFactory;
@@ -38,7 +38,7 @@ export class XmlCodecError extends Error {
 
 const defaultError: ErrorFactory = (message, offset) => new XmlCodecError(message, offset);
 const DEFAULT_MAX_DEPTH = 512;
-const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 /** CPython's limit on decimal digits of an int read from text; the same bound here. */
 const MAX_INT_DIGITS = 4300;
 

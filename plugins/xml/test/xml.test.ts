@@ -60,7 +60,7 @@ ${Array.from({ length: 9 }, (_, i) => ` <!ENTITY lol${i + 1} "${`&lol${i || ''};
 <str>&lol9;</str>`;
   const t0 = performance.now();
   rejects(lol, /DOCTYPE/);
-  assert.ok(performance.now() - t0 < 50);
+  assert.ok(performance.now() - t0 < 1000); // generous on a loaded machine; expansion would never finish
 });
 
 test('no entities beyond the five predefined ones; no external entities', () => {

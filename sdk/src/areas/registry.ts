@@ -50,6 +50,8 @@ export class ContributionRegistry<T> {
 
 /** What an area needs from the host: lazy activation and a place to report plugin failures. */
 export interface AreaHost {
+  /** Resolves once the plugin folders are scanned and every manifest is indexed. */
+  ready(): Promise<void>;
   /** Activates the plugin that contributes `id` to `area` and returns its id. */
   activateContributor(area: AreaName, id: string): Promise<string>;
   /** Declared contributions of `area`: id → contributing plugin id, in discovery order. */

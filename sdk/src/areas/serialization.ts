@@ -79,9 +79,8 @@ export class SerializationArea {
   async codec(nameOrWireId: string | number): Promise<Codec> {
     let name = typeof nameOrWireId === 'number' ? this.nameOf(nameOrWireId) : nameOrWireId;
     if (name === undefined) {
-      // Wire ids are indexed when the host scans. AreaHost has no scan(), but every activation
-      // scans first: an id no plugin can declare forces the scan, then its NoProviderError is dropped.
-      await this.#host.activateContributor('serializers', '').catch(() => undefined);
+      // wire ids are indexed by the scan, which may not have run yet
+      await this.#host.ready();
       name = this.nameOf(nameOrWireId as number);
     }
     if (name === undefined) {

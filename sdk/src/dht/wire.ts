@@ -19,12 +19,15 @@ export function wireId(id: bigint): number | bigint {
   return id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id;
 }
 
+const kPickleTuple = Symbol.for('trellis.pickle.tuple');
+
+/** Addresses are `(host, port)` tuples in the reference, and Python's `sendto` needs a tuple. */
 export function wireAddr(a: Address): Value {
-  return [a.host, a.port];
+  return Object.defineProperty([a.host, a.port], kPickleTuple, { value: true });
 }
 
 export function wireNode(n: DhtNode): Value {
-  return [wireId(n.id), [n.host, n.port]];
+  return [wireId(n.id), wireAddr(n)];
 }
 
 export function readId(v: Value | undefined, field: string): bigint {
