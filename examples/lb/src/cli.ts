@@ -29,7 +29,7 @@ export const lb = defineCommand({
     server: { type: 'string', short: 's', multiple: true, description: 'reference alias: a back-end port on localhost', placeholder: 'port' },
     mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
     engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
-    'admin-port': { type: 'string', description: 'serve /-/stats and /-/metrics on this port', placeholder: 'port' },
+    'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
     'plugin-dir': { type: 'string', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
     'health-interval': { type: 'string', default: '2000', description: 'ms between health checks (0 disables them)', placeholder: 'ms' },
     'health-timeout': { type: 'string', default: '1000', description: 'ms a health check may take', placeholder: 'ms' },
@@ -98,7 +98,7 @@ export const lb = defineCommand({
       io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
       if (admin) {
         const a = await admin.listen(adminPort, values.host);
-        io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats and /-/metrics\n`);
+        io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events\n`);
       }
       await untilAborted(io.signal);
       io.stdout.write('lb: draining…\n');

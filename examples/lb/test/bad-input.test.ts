@@ -180,4 +180,38 @@ test('the admin port serves JSON stats, Prometheus metrics and health', async ()
   }
 });
 
+test('the admin event feed streams stats, back-ends going down and strategy switches', async () => {
+  const { createAdminServer } = await import('@trellis/sdk');
+  const { request } = await import('node:http');
+  const { servers, ports } = await startPis(2);
+  const lb = await startBalancer(ports, { healthCheck: { intervalMs: 40, fall: 1, rise: 1, timeoutMs: 200 } });
+  const admin = createAdminServer(lb.lb, { statsEveryMs: 100 });
+  try {
+    const { port } = await admin.listen(0);
+    let text = '';
+    const req = request({ host: '127.0.0.1', port, path: '/-/events' }, (res) => {
+      assert.match(res.headers['content-type']!, /text\/event-stream/);
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+    });
+    req.on('error', () => {});
+    req.end();
+    const until = async (re: RegExp) => {
+      for (let i = 0; i < 300 && !re.test(text); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.match(text, re);
+    };
+    await until(/^event: stats\ndata: \{"name":"lb"/);
+    await servers[1]!.kill();
+    await until(new RegExp(`event: backend-down\ndata: \\{"backend":\\{"id":"127\\.0\\.0\\.1:${ports[1]}"`));
+    await lb.lb.setStrategy('n-to-1');
+    await until(/event: strategy-changed\ndata: \{"strategy":"n-to-1"\}/);
+    req.destroy();
+  } finally {
+    await admin.close();
+    await lb.close();
+    await servers[0]!.close();
+  }
+});
+
 test.run();
+

@@ -1,19 +1,54 @@
 /**
- * The admin port: `GET /-/stats` (JSON), `GET /-/metrics` (Prometheus text) and
- * `GET /-/health` (200 while at least one back-end is up, else 503). Kept off the traffic port so
- * exposing metrics never exposes the proxy, and vice versa.
+ * The admin port: `GET /-/stats` (JSON), `GET /-/metrics` (Prometheus text), `GET /-/health`
+ * (200 while at least one back-end is up, else 503) and `GET /-/events` (a Server-Sent Events
+ * feed: back-ends going down and up, strategy switches, and the stats every `statsEveryMs`).
+ * Kept off the traffic port so exposing metrics never exposes the proxy, and vice versa.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Balancer } from './balancer.js';
 import { prometheusText } from './metrics.js';
 import { listenOn } from './listen-on.js';
 
+export interface AdminServerOptions {
+  /** Period of the `stats` event on `/-/events` (default 1000 ms). */
+  statsEveryMs?: number;
+}
+
 export class AdminServer {
   readonly #balancer: Balancer;
+  readonly #statsEveryMs: number;
   #server: Server | undefined;
+  /** Open `/-/events` streams, ended on close. */
+  readonly #feeds = new Set<() => void>();
 
-  constructor(balancer: Balancer) {
+  constructor(balancer: Balancer, options: AdminServerOptions = {}) {
     this.#balancer = balancer;
+    this.#statsEveryMs = Math.max(50, options.statsEveryMs ?? 1000);
+  }
+
+  /** Streams balancer events to one client until it goes away. */
+  #events(res: ServerResponse): void {
+    const lb = this.#balancer;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const onDown = (backend: unknown, reason: string) => send('backend-down', { backend, reason });
+    const onUp = (backend: unknown) => send('backend-up', { backend });
+    const onStrategy = (id: string) => send('strategy-changed', { strategy: id });
+    lb.on('backend-down', onDown);
+    lb.on('backend-up', onUp);
+    lb.on('strategy-changed', onStrategy);
+    const timer = setInterval(() => send('stats', lb.stats()), this.#statsEveryMs);
+    send('stats', lb.stats());
+    const stop = () => {
+      clearInterval(timer);
+      lb.off('backend-down', onDown);
+      lb.off('backend-up', onUp);
+      lb.off('strategy-changed', onStrategy);
+      this.#feeds.delete(stop);
+      res.end();
+    };
+    this.#feeds.add(stop);
+    res.once('close', stop);
   }
 
   async listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
@@ -30,12 +65,14 @@ export class AdminServer {
           return send(200, 'application/json', JSON.stringify(stats, null, 2) + '\n');
         case '/-/metrics':
           return send(200, 'text/plain; version=0.0.4; charset=utf-8', prometheusText(stats));
+        case '/-/events':
+          return this.#events(res);
         case '/-/health': {
           const up = stats.backends.filter((b) => b.healthy).length;
           return send(up > 0 ? 200 : 503, 'application/json', JSON.stringify({ up, backends: stats.backends.length }) + '\n');
         }
         default:
-          return send(404, 'text/plain; charset=utf-8', 'Not Found: try /-/stats, /-/metrics or /-/health\n');
+          return send(404, 'text/plain; charset=utf-8', 'Not Found: try /-/stats, /-/metrics, /-/health or /-/events\n');
       }
     });
     this.#server = server;
@@ -46,6 +83,7 @@ export class AdminServer {
     const server = this.#server;
     this.#server = undefined;
     if (!server) return;
+    for (const stop of [...this.#feeds]) stop();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
@@ -53,6 +91,6 @@ export class AdminServer {
   }
 }
 
-export function createAdminServer(balancer: Balancer): AdminServer {
-  return new AdminServer(balancer);
+export function createAdminServer(balancer: Balancer, options?: AdminServerOptions): AdminServer {
+  return new AdminServer(balancer, options);
 }
