@@ -46,6 +46,24 @@ test('trellis lb takes -a -p -s PORT… and a custom strategy from --plugin-dir'
   assert.match(cli.out(), /strategy last-first, back-ends 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+/);
 });
 
+test('trellis lb takes repeated -s and --backend, in list order, with the reference policy name', async () => {
+  const { servers, ports } = await startPis(3);
+  const port = await freePort();
+  const cli = io();
+  const running = runCommand('trellis lb', lb, ['-a', 'RoundRobin', '-p', String(port), '--backend', `127.0.0.1:${ports[0]}`, '-s', String(ports[1]), '-s', String(ports[2]), '--quiet'], cli);
+  try {
+    await waitFor(() => cli.out().includes('lb: http mode'), 5000, 'the balancer to start');
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) seen.push(serverOf(await get(port, '/2')));
+    assert.equal(seen, [0, 1, 2, 0].map((i) => `127.0.0.1:${ports[i]}`));
+  } finally {
+    cli.stop();
+    assert.is(await running, 0);
+    await Promise.all(servers.map((s) => s.close()));
+  }
+  assert.match(cli.out(), /strategy round-robin/);
+});
+
 test('trellis lb rejects bad flags with one line and exit code 2', async () => {
   for (const argv of [['--mode', 'udp', '-s', '5000'], [], ['--backend', 'nope'], ['-s', '5000', '--engine', 'x'], ['--retries', 'many', '-s', '5000']]) {
     const cli = io();
