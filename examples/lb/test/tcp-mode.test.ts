@@ -103,7 +103,7 @@ test('TCP mode retries a refused connect on another back-end before any byte is 
 
 test('TCP mode closes a connection that stays silent past the idle timeout', async () => {
   const a = await echoServer('A');
-  const lb = await startBalancer([a.port], { mode: 'tcp', timeouts: { idleMs: 200 } });
+  const lb = await startBalancer([a.port], { mode: 'tcp', timeouts: { idleMs: 400 } });
   try {
     const s = connect({ host: '127.0.0.1', port: lb.port });
     s.on('error', () => {});
@@ -112,13 +112,13 @@ test('TCP mode closes a connection that stays silent past the idle timeout', asy
     let alive = true;
     s.on('close', () => (alive = false));
     // traffic keeps it open past the idle time
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 12; i++) {
       s.write('x');
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(alive, 'closed while traffic was flowing');
     await waitFor(() => !alive, 2000, 'the idle connection to be closed');
-    assert.ok(Date.now() - t0 >= 400);
+    assert.ok(Date.now() - t0 >= 600);
     assert.ok(lb.lb.stats().timeouts >= 1);
     await waitFor(() => lb.lb.stats().active === 0, 2000, 'the session to settle');
   } finally {
