@@ -4,6 +4,8 @@
  * looked up again. Without a routing plugin a node routes by successor only (O(N) hops).
  */
 import { SyncHook } from 'tapable';
+import { ContributionRegistry, type AreaHost } from './registry.js';
+import { PluginError } from '../errors.js';
 
 /** A ring member. Ids are bigints so rings larger than 2^53 (e.g. 160-bit SHA-1) work. */
 export interface DhtNode {
@@ -55,9 +57,6 @@ export function createDhtRoutingHooks() {
   });
 }
 export type DhtRoutingHooks = ReturnType<typeof createDhtRoutingHooks>;
-
-import { ContributionRegistry, type AreaHost } from './registry.js';
-import { PluginError } from '../errors.js';
 
 /** The host side of the DHT routing area. */
 export class DhtRoutingArea {

@@ -3,6 +3,8 @@
  * into bytes and back. Wire ids follow the reference: 0 = JSON, 1 = XML, 2 = Pickle.
  */
 import { SyncHook } from 'tapable';
+import { ContributionRegistry, type AreaHost } from './registry.js';
+import { NoProviderError, PluginError } from '../errors.js';
 
 /**
  * The value model every codec round-trips: null, booleans, numbers (integers beyond 2^53 as
@@ -48,9 +50,6 @@ export function createSerializationHooks() {
   });
 }
 export type SerializationHooks = ReturnType<typeof createSerializationHooks>;
-
-import { ContributionRegistry, type AreaHost } from './registry.js';
-import { NoProviderError, PluginError } from '../errors.js';
 
 /** The host side of the serialization area: codecs by name or wire id, resolved lazily. */
 export class SerializationArea {
