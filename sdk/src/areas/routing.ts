@@ -4,6 +4,8 @@
  * other plugins observe requests and back-end health without being on the critical path.
  */
 import { SyncHook } from 'tapable';
+import { ContributionRegistry, type AreaHost } from './registry.js';
+import { PluginError } from '../errors.js';
 
 /** One upstream server. `id` is stable (`host:port` by default) and unique in a balancer. */
 export interface Backend {
@@ -70,9 +72,6 @@ export function createRoutingHooks() {
 }
 export type RoutingHooks = ReturnType<typeof createRoutingHooks>;
 export type RoutingHookName = keyof RoutingHooks;
-
-import { ContributionRegistry, type AreaHost } from './registry.js';
-import { PluginError } from '../errors.js';
 
 /** The host side of the routing area: resolve a strategy once, then call it directly. */
 export class RoutingArea {
