@@ -612,13 +612,12 @@ class Decoder {
   /** `n` bytes at `start` (already bounds-checked) as text; short ASCII skips TextDecoder. */
   #utf8At(start: number, n: number, at: number): string {
     if (n < 48) {
+      // Short ASCII is the common case (dict keys, names): skip TextDecoder's per-call cost.
       const b = this.#b;
+      for (let i = start; i < start + n; i++) if (b[i] > 0x7f) return this.#utf8Slow(start, n, at);
+      if (n <= 12) return shortAscii(b, start, n);
       let s = '';
-      for (let i = start; i < start + n; i++) {
-        const c = b[i];
-        if (c > 0x7f) return this.#utf8Slow(start, n, at);
-        s += String.fromCharCode(c);
-      }
+      for (let i = start; i < start + n; i++) s += String.fromCharCode(b[i]);
       return s;
     }
     return this.#utf8Slow(start, n, at);
@@ -626,20 +625,9 @@ class Decoder {
 
   #utf8(n: number, at: number): string {
     if (n > this.#b.length - this.#pos) bad(`truncated pickle: ${n} bytes announced, ${this.#b.length - this.#pos} left`, at);
-    const b = this.#b;
     const start = this.#pos;
     this.#pos += n;
-    if (n < 48) {
-      // Short ASCII is the common case (dict keys): skip TextDecoder's per-call cost.
-      let s = '';
-      for (let i = start; i < start + n; i++) {
-        const c = b[i];
-        if (c > 0x7f) return this.#utf8Slow(start, n, at);
-        s += String.fromCharCode(c);
-      }
-      return s;
-    }
-    return this.#utf8Slow(start, n, at);
+    return this.#utf8At(start, n, at);
   }
 
   #utf8Slow(start: number, n: number, at: number): string {
@@ -778,6 +766,29 @@ function readFloat64BE(b: Uint8Array, p: number): number {
     for (let k = 0; k < 8; k++) f[k] = b[p + k];
   }
   return F64[0];
+}
+
+/**
+ * `n` (≤ 12) ASCII bytes at `p` as a string: one multi-argument fromCharCode builds it in a
+ * single allocation, ~3× faster than appending char by char.
+ */
+function shortAscii(b: Uint8Array, p: number, n: number): string {
+  const f = String.fromCharCode;
+  switch (n) {
+    case 0: return '';
+    case 1: return f(b[p]);
+    case 2: return f(b[p], b[p + 1]);
+    case 3: return f(b[p], b[p + 1], b[p + 2]);
+    case 4: return f(b[p], b[p + 1], b[p + 2], b[p + 3]);
+    case 5: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4]);
+    case 6: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5]);
+    case 7: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6]);
+    case 8: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7]);
+    case 9: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8]);
+    case 10: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9]);
+    case 11: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10]);
+    default: return f(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11]);
+  }
 }
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
