@@ -389,9 +389,12 @@ function scanObject(v: object, depth: number, maxDepth: number): number {
     }
     return flags;
   }
-  if (v instanceof Uint8Array) return NEEDS_WRITER;
   const proto = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
+  // Plain objects, the common case, skip the instanceof walk.
+  if (proto !== Object.prototype && proto !== null) {
+    if (v instanceof Uint8Array) return NEEDS_WRITER;
+    bad(`cannot encode ${proto?.constructor?.name ?? 'object'}: outside the value model`);
+  }
   const o = v as Record<string, unknown>;
   let keys = 0;
   for (const k in o) {
