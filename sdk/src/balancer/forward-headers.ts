@@ -10,6 +10,9 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-aliv
 /** Extra names a `Connection` header lists as hop-by-hop, lower-cased (usually none). */
 export function connectionTokens(value: string | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
+  // the usual single token names no extra header: skip the split
+  const whole = value.trim().toLowerCase();
+  if (whole === 'keep-alive' || whole === 'close' || whole === '') return undefined;
   let out: Set<string> | undefined;
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();

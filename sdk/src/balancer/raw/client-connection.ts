@@ -17,6 +17,9 @@ import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/** A copy of back-end bytes, which arrive in a shared read buffer (see `onUpstreamData`). */
+const own = (b: Buffer): Buffer => Buffer.from(b);
+
 export interface RawSettings {
   readonly headersMs: number;
   readonly idleMs: number;
@@ -341,7 +344,7 @@ export class Exchange implements UpstreamUser {
 
   onUpstreamData(chunk: Buffer): void {
     if (this.#tunnel) {
-      if (!this.#conn.socket.write(chunk)) this.#upstream?.socket.pause();
+      if (!this.#conn.socket.write(own(chunk))) this.#upstream?.socket.pause();
       return;
     }
     this.#since = Date.now();
@@ -359,7 +362,7 @@ export class Exchange implements UpstreamUser {
       const end = buf.indexOf(CRLFCRLF, from);
       if (end === -1) {
         if (buf.length - from > this.#conn.settings.maxHeadBytes) return this.#fail(new HeadError(502, 'the back-end sent oversized headers'), false);
-        this.#resBuf = from === 0 ? buf : buf.subarray(from);
+        this.#resBuf = own(from === 0 ? buf : buf.subarray(from));
         return;
       }
       let res: ResponseHead;
@@ -389,7 +392,7 @@ export class Exchange implements UpstreamUser {
     const socket = this.#conn.socket;
     socket.cork();
     socket.write(`HTTP/1.1 101 ${res.reason}\r\n${res.headers}connection: upgrade\r\nupgrade: ${res.upgrade}\r\n\r\n`, 'latin1');
-    if (from < buf.length) socket.write(buf.subarray(from));
+    if (from < buf.length) socket.write(own(buf.subarray(from)));
     socket.uncork();
     const early = this.#conn.startTunnel();
     if (early !== null) this.tunnelData(early);
@@ -466,7 +469,7 @@ export class Exchange implements UpstreamUser {
     switch (this.#framing) {
       case Framing.Length: {
         const take = Math.min(this.#remaining, buf.length - from);
-        if (take > 0) ok = socket.write(from === 0 && take === buf.length ? buf : buf.subarray(from, from + take));
+        if (take > 0) ok = socket.write(own(from === 0 && take === buf.length ? buf : buf.subarray(from, from + take)));
         this.#remaining -= take;
         if (this.#remaining === 0) return this.#complete(from + take === buf.length);
         break;
@@ -474,17 +477,17 @@ export class Exchange implements UpstreamUser {
       case Framing.Chunked: {
         let end: number;
         if (this.#dechunk) {
-          end = this.#scanner!.scan(buf, from, (b, s, e) => void (ok = socket.write(b.subarray(s, e)) && ok));
+          end = this.#scanner!.scan(buf, from, (b, s, e) => void (ok = socket.write(own(b.subarray(s, e))) && ok));
         } else {
           end = this.#scanner!.scan(buf, from);
-          if (end !== -2) ok = socket.write(from === 0 && (end === -1 || end === buf.length) ? buf : buf.subarray(from, end === -1 ? buf.length : end));
+          if (end !== -2) ok = socket.write(own(from === 0 && (end === -1 || end === buf.length) ? buf : buf.subarray(from, end === -1 ? buf.length : end)));
         }
         if (end === -2) return this.#fail(new HeadError(502, 'the back-end sent malformed chunked framing'), false);
         if (end !== -1) return this.#complete(end === buf.length);
         break;
       }
       case Framing.Close:
-        ok = socket.write(from === 0 ? buf : buf.subarray(from));
+        ok = socket.write(own(from === 0 ? buf : buf.subarray(from)));
         break;
       default:
         return;

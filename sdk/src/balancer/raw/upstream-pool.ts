@@ -5,12 +5,20 @@
  */
 import { connect, type Socket } from 'node:net';
 
+/**
+ * Every back-end socket reads into this one buffer (`onread`), which skips the per-read
+ * allocation and the stream machinery. Safe because reads are delivered one at a time and users
+ * copy what they keep or write (see `UpstreamUser.onUpstreamData`).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** What an exchange must handle on the socket it was given. */
 export interface UpstreamUser {
   /** A socket is ready; `reused` says whether it served a request before (it may be stale). */
   onUpstream(conn: UpstreamConnection, reused: boolean): void;
   /** Connecting failed: nothing was sent. */
   onUpstreamConnectError(err: NodeJS.ErrnoException): void;
+  /** `chunk` is valid only during the call (a shared read buffer): copy what outlives it. */
   onUpstreamData(chunk: Buffer): void;
   /** The socket closed (by the back-end, an error, or a destroy) while this user held it. */
   onUpstreamClose(err: NodeJS.ErrnoException | undefined): void;
@@ -25,10 +33,6 @@ export class UpstreamConnection {
 
   constructor(socket: Socket, pool: UpstreamPool) {
     this.socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      if (this.user !== null) this.user.onUpstreamData(chunk);
-      else socket.destroy(); // bytes nobody asked for: the connection is out of sync
-    });
     socket.on('drain', () => this.user?.onUpstreamDrain());
     socket.on('error', (err: NodeJS.ErrnoException) => (this.#error = err));
     socket.on('close', () => {
@@ -91,7 +95,20 @@ export class UpstreamPool {
 
   #open(user: UpstreamUser): void {
     this.#connecting++;
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    let conn: UpstreamConnection | undefined;
+    const socket = connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number) => {
+          if (conn !== undefined) this.onData(conn, n);
+          else socket.destroy();
+          return true; // backpressure pauses the socket explicitly
+        },
+      },
+    });
     let timer: NodeJS.Timeout | undefined = setTimeout(() => {
       timer = undefined;
       socket.destroy(Object.assign(new Error(`connect to ${this.host}:${this.port} timed out after ${this.#options.connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
@@ -113,10 +130,11 @@ export class UpstreamPool {
         user.onUpstreamConnectError(Object.assign(new Error('the balancer is closing'), { code: 'UND_ERR_CLOSED' }));
         return;
       }
-      const conn = new UpstreamConnection(socket, this);
-      this.#all.add(conn);
-      conn.user = user;
-      user.onUpstream(conn, false);
+      const c = new UpstreamConnection(socket, this);
+      conn = c;
+      this.#all.add(c);
+      c.user = user;
+      user.onUpstream(c, false);
     });
   }
 
@@ -141,6 +159,12 @@ export class UpstreamPool {
   /** A slot freed up: open a connection for the next waiter. */
   #next(): void {
     if (this.#waiting.length > 0 && this.size < this.#options.connections) this.#open(this.#waiting.shift()!);
+  }
+
+  /** Bytes read from `conn`'s socket, in the shared read buffer. */
+  onData(conn: UpstreamConnection, n: number): void {
+    if (conn.user !== null) conn.user.onUpstreamData(READ_BUFFER.subarray(0, n));
+    else conn.socket.destroy(); // bytes nobody asked for: the connection is out of sync
   }
 
   forget(conn: UpstreamConnection): void {
