@@ -2,7 +2,8 @@
  * One build for every workspace. Each workspace's package.json `exports` map names its entry
  * points: the `source` condition is the TypeScript file, `default` the file to produce. Plugins
  * are found the same way through their manifest's `main` (built from `src/index.ts`).
- * The SDK ships ESM + .d.ts; plugins and examples ship ESM and keep `@trellis/sdk` external.
+ * Every workspace ships ESM + .d.ts (the `types` condition beside each `default`) and keeps
+ * `@trellis/*` packages and npm dependencies external.
  */
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -46,7 +47,6 @@ export default defineConfig(
     .map((dir): Options | undefined => {
       const entry = entries(dir);
       if (Object.keys(entry).length === 0) return undefined;
-      const isSdk = dir === 'sdk';
       return {
         name: dir,
         entry,
@@ -54,7 +54,7 @@ export default defineConfig(
         format: ['esm'],
         target: 'node20',
         platform: 'node',
-        dts: isSdk,
+        dts: true,
         sourcemap: true,
         clean: true,
         splitting: true,

@@ -1,12 +1,14 @@
 /**
  * @packageDocumentation
- * Trellis SDK: a plugin host in the style of VS Code extensions, three hook areas (routing,
- * serialization, DHT routing) built on tapable, and the embeddable engines that call them.
+ * Trellis SDK core: a plugin host in the style of VS Code extensions, three hook areas (routing,
+ * serialization, DHT routing) built on tapable, manifests and errors. The embeddable engines that
+ * call the areas are subpath exports: `@trellis/sdk/balancer`, `@trellis/sdk/broker`,
+ * `@trellis/sdk/dht` (and `@trellis/sdk/framing`, `@trellis/sdk/cli`).
  *
  * @example
  * ```ts
  * import { createHost } from '@trellis/sdk';
- * const host = createHost({ dirs: ['./my-plugins'] });
+ * const host = createHost(); // discovers the plugin packages in the app's package.json
  * const strategy = await host.routing.createStrategy('round-robin', { backends, options: {} });
  * ```
  */
@@ -42,6 +44,5 @@ export {
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
 export { SDK_VERSION } from './version.js';
-export * from './balancer/index.js';
-export * from './broker/index.js';
-export * from './dht/index.js';
+// The engines are subpath exports (`@trellis/sdk/balancer`, `/broker`, `/dht`, `/framing`) so that
+// importing the plugin host loads neither undici nor any engine.

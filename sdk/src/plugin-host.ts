@@ -6,9 +6,10 @@
  * while the host and every other plugin keep going.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { SafeEmitter } from './safe-emitter.js';
 import { createLogger, type Logger } from './logger.js';
 import { disposeAll, type Disposable } from './disposable.js';
@@ -56,13 +57,34 @@ export interface InProcessPlugin extends PluginModule {
   readonly manifest: ManifestInput;
 }
 
+/**
+ * One entry of `createHost({ plugins })`: a package name (resolved from the app like `import`
+ * resolves it), a folder path (starting with `.`, `..` or `/`; a plugin folder or a folder of
+ * plugin folders), or a plugin defined in-process.
+ */
+export type PluginSpec = string | InProcessPlugin;
+
 export interface PluginHostOptions {
-  /** Plugin directories to scan: folders of plugin folders, or single plugin folders. */
+  /**
+   * Plugins to load: package names (`'@trellis/plugin-round-robin'`), folders (`'./my-plugins/p2c'`)
+   * and in-process plugin objects. A name or folder that cannot be found throws at `createHost`.
+   */
+  plugins?: readonly PluginSpec[];
+  /** Plugin folders to scan (the `--plugin-dir` flag): single plugin folders or folders of them. Each must exist. */
   dirs?: readonly string[];
-  /** Also scan the plugins shipped with Trellis (default true). */
+  /**
+   * Discover the plugin packages the app has installed (default true): every package listed in
+   * the `dependencies`, `optionalDependencies` or `devDependencies` of the app's package.json
+   * whose own package.json has an `engines.trellis` range (the Trellis plugin marker).
+   */
+  discover?: boolean;
+  /**
+   * The app's folder (default `process.cwd()`; the nearest package.json at or above it is the
+   * app's). Package names are resolved from the first one; discovery reads each in order.
+   */
+  appRoot?: string | readonly string[];
+  /** @deprecated The old name of `discover`; `builtins: false` turns discovery off. */
   builtins?: boolean;
-  /** Plugins defined in-process, registered before any folder is scanned. */
-  plugins?: readonly InProcessPlugin[];
   /** How long `activate` and `deactivate` may take (default 10 s). */
   activationTimeoutMs?: number;
   logger?: Logger;
@@ -99,8 +121,35 @@ interface PluginRecord {
   order: number;
 }
 
-/** The folder of plugins shipped with Trellis: `<repo>/plugins`, beside `sdk/`. */
-export const BUILTIN_PLUGINS_DIR: string = fileURLToPath(new URL('../../plugins', import.meta.url));
+/** Is `spec` a folder path rather than a package name? (`.`, `..`, `./x`, `../x`, `/x`, `C:\\x`) */
+function isPathSpec(spec: string): boolean {
+  return spec === '.' || spec === '..' || /^\.{1,2}[\\/]/.test(spec) || isAbsolute(spec);
+}
+
+/** The folder holding the nearest package.json at or above `dir`, or `dir` itself when there is none. */
+function packageRoot(dir: string): string {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if (existsSync(join(d, 'package.json'))) return d;
+    if (dirname(d) === d) return resolve(dir);
+  }
+}
+
+/**
+ * The folder of package `name` as Node's resolver would find it from `root` (its node_modules
+ * chain and NODE_PATH), without loading it and whatever its `exports` map hides.
+ */
+export function findPackageDir(name: string, root: string): string | undefined {
+  const paths = createRequire(join(root, 'package.json')).resolve.paths(name) ?? [];
+  for (const p of paths) {
+    const dir = join(p, name);
+    if (existsSync(join(dir, 'package.json'))) return dir;
+  }
+  return undefined;
+}
+
+function pluginNotFound(message: string): TrellisError {
+  return new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, message);
+}
 
 
 export class PluginHost extends SafeEmitter<HostEvents> {
@@ -116,6 +165,11 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   readonly #wireIds = new Map<number, string>();
   readonly #timeoutMs: number;
   readonly #dirs: string[];
+  readonly #packages: string[] = [];
+  readonly #appRoots: string[];
+  readonly #discover: boolean;
+  /** Real paths of the plugin folders already read, so one folder found twice loads once. */
+  readonly #seen = new Set<string>();
   #scanned: Promise<void> | undefined;
   #activationOrder = 0;
   #disposed = false;
@@ -125,8 +179,21 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.log = options.logger ?? createLogger('trellis');
     this.sdkVersion = options.sdkVersion ?? SDK_VERSION;
     this.#timeoutMs = options.activationTimeoutMs ?? 10_000;
-    this.#dirs = [...(options.dirs ?? []).map((d) => resolve(d))];
-    if (options.builtins ?? true) this.#dirs.push(BUILTIN_PLUGINS_DIR);
+    const roots = options.appRoot === undefined ? [process.cwd()] : typeof options.appRoot === 'string' ? [options.appRoot] : [...options.appRoot];
+    this.#appRoots = roots.map((r) => packageRoot(r));
+    this.#discover = options.discover ?? options.builtins ?? true;
+    this.#dirs = [];
+    for (const d of options.dirs ?? []) this.#addDir(resolve(d), d);
+    const inProcess: InProcessPlugin[] = [];
+    for (const spec of options.plugins ?? []) {
+      if (typeof spec !== 'string') inProcess.push(spec);
+      else if (isPathSpec(spec)) this.#addDir(resolve(this.#appRoots[0] ?? process.cwd(), spec), spec);
+      else {
+        const dir = findPackageDir(spec, this.#appRoots[0] ?? process.cwd());
+        if (dir === undefined) throw pluginNotFound(`plugin package "${spec}" is not installed (looked from ${this.#appRoots[0]}); install it with: npm install ${spec}`);
+        this.#packages.push(dir);
+      }
+    }
     const areaHost: AreaHost = {
       ready: () => this.scan(),
       activateContributor: (area, id) => this.#activateContributor(area, id),
@@ -136,12 +203,28 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.routing = new RoutingArea(areaHost);
     this.serialization = new SerializationArea(areaHost, () => this.#wireIds);
     this.dhtRouting = new DhtRoutingArea(areaHost);
-    for (const plugin of options.plugins ?? []) this.register(plugin);
+    for (const plugin of inProcess) this.register(plugin);
   }
 
-  /** The directories this host scans, in order (earlier ones win on duplicate plugin ids). */
+  #addDir(dir: string, given: string): void {
+    let isDir = false;
+    try {
+      isDir = statSync(dir).isDirectory();
+    } catch {
+      // reported below
+    }
+    if (!isDir) throw pluginNotFound(`plugin folder "${given}" does not exist (${dir})`);
+    this.#dirs.push(dir);
+  }
+
+  /** The plugin folders given explicitly (`dirs` and folder paths in `plugins`), in order. */
   get dirs(): readonly string[] {
     return this.#dirs;
+  }
+
+  /** The app folders whose package.json discovery reads (and package names resolve from). */
+  get appRoots(): readonly string[] {
+    return this.#appRoots;
   }
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
@@ -169,37 +252,79 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   }
 
   async #scan(): Promise<void> {
+    // Order decides which copy wins on a duplicate id: explicit packages, folders, then discovery.
+    for (const dir of this.#packages) await this.#readPlugin(dir, true);
     for (const dir of this.#dirs) {
-      if (!existsSync(dir)) {
-        this.log.warn(`plugin directory ${dir} does not exist`);
+      // A folder with a manifest is one plugin; otherwise each subfolder may be one.
+      if (existsSync(join(dir, 'package.json')) && (await this.#looksLikePlugin(dir))) {
+        await this.#readPlugin(dir, true);
         continue;
       }
-      // A folder with a manifest is one plugin; otherwise each subfolder may be one.
-      const candidates = existsSync(join(dir, 'package.json')) && (await this.#looksLikePlugin(dir))
-        ? [dir]
-        : (await readdir(dir)).sort().map((name) => join(dir, name));
-      for (const candidate of candidates) {
+      for (const name of (await readdir(dir)).sort()) {
+        const candidate = join(dir, name);
         if (!(await stat(candidate).catch(() => undefined))?.isDirectory()) continue;
         if (!existsSync(join(candidate, 'package.json'))) continue;
-        try {
-          const manifest = await readManifest(candidate, this.sdkVersion);
-          this.#add(manifest, candidate, undefined);
-        } catch (err) {
-          const error = err instanceof TrellisError ? err : new ManifestError(join(candidate, 'package.json'), '(file)', String(err));
-          this.#invalid.push(Object.freeze({ id: candidate, version: '', dir: candidate, state: 'invalid', manifest: undefined, error, activationMs: undefined }));
-          this.log.warn(`skipping plugin in ${candidate}: ${error.message}`);
-          this.emit('invalid-plugin', candidate, error);
-        }
+        await this.#readPlugin(candidate, true);
       }
+    }
+    if (this.#discover) for (const root of this.#appRoots) await this.#discoverFrom(root);
+  }
+
+  /** Reads the app's package.json and loads every dependency that is marked as a Trellis plugin. */
+  async #discoverFrom(root: string): Promise<void> {
+    let pkg: Record<string, unknown>;
+    try {
+      pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`plugin discovery: cannot read ${join(root, 'package.json')}: ${(err as Error).message}`);
+      return;
+    }
+    const names = new Set<string>();
+    for (const field of ['dependencies', 'optionalDependencies', 'devDependencies']) {
+      const deps = pkg[field];
+      if (deps && typeof deps === 'object') for (const name of Object.keys(deps)) names.add(name);
+    }
+    for (const name of [...names].sort()) {
+      const dir = findPackageDir(name, root);
+      if (dir === undefined) {
+        this.log.debug(`plugin discovery: ${name} is listed in ${join(root, 'package.json')} but not installed`);
+        continue;
+      }
+      if (await this.#looksLikePlugin(dir, false)) await this.#readPlugin(dir, false);
     }
   }
 
-  async #looksLikePlugin(dir: string): Promise<boolean> {
+  /** Reads one plugin folder once (by real path); an invalid manifest is recorded, never thrown. */
+  async #readPlugin(dir: string, explicit: boolean): Promise<void> {
+    let real = dir;
+    try {
+      real = realpathSync(dir);
+    } catch {
+      // keep the given path
+    }
+    if (this.#seen.has(real)) return;
+    this.#seen.add(real);
+    try {
+      const manifest = await readManifest(dir, this.sdkVersion);
+      this.#add(manifest, dir, undefined);
+    } catch (err) {
+      const error = err instanceof TrellisError ? err : new ManifestError(join(dir, 'package.json'), '(file)', String(err));
+      this.#invalid.push(Object.freeze({ id: dir, version: '', dir, state: 'invalid', manifest: undefined, error, activationMs: undefined }));
+      this.log.warn(`skipping ${explicit ? 'plugin' : 'discovered plugin'} in ${dir}: ${error.message}`);
+      this.emit('invalid-plugin', dir, error);
+    }
+  }
+
+  /**
+   * The Trellis plugin marker: an `engines.trellis` range (as VS Code extensions carry
+   * `engines.vscode`). A folder given explicitly also counts when it has `contributes`.
+   */
+  async #looksLikePlugin(dir: string, explicit = true): Promise<boolean> {
     try {
       const pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8'));
-      return typeof pkg?.engines?.trellis === 'string' || pkg?.contributes !== undefined;
+      return typeof pkg?.engines?.trellis === 'string' || (explicit && pkg?.contributes !== undefined);
     } catch {
-      return true; // let readManifest report the problem
+      return explicit; // an explicit folder: let readManifest report the problem
     }
   }
 
@@ -521,7 +646,11 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   }
 }
 
-/** Creates a plugin host. The shipped plugins are included unless `builtins: false`. */
+/**
+ * Creates a plugin host. With no options it discovers the plugin packages listed in the app's
+ * package.json (the nearest one at or above `process.cwd()`); `plugins` adds package names,
+ * folders and in-process plugins; `discover: false` turns discovery off.
+ */
 export function createHost(options: PluginHostOptions = {}): PluginHost {
   return new PluginHost(options);
 }

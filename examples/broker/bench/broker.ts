@@ -14,7 +14,8 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { connect, createHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { createHost, type Value } from '@trellis/sdk';
+import { connect, type BrokerClient } from '@trellis/sdk/broker';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RUN_MS = Number(process.env.BENCH_MS ?? 1500);

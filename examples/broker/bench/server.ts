@@ -4,7 +4,8 @@
  */
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
-import { createBroker, createHost } from '@trellis/sdk';
+import { createHost } from '@trellis/sdk';
+import { createBroker } from '@trellis/sdk/broker';
 
 const kind = process.argv[2];
 let stop: () => Promise<void>;

@@ -3,8 +3,9 @@
  * thin shell over the SDK's `createBroker` and `connect`.
  */
 import { createInterface } from 'node:readline';
-import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, type PluginHost, type BrokerClient } from '@trellis/sdk';
+import { defineCommand, intOption, portOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
+import type { PluginHost } from '@trellis/sdk';
+import { createBroker, connect, type BrokerClient } from '@trellis/sdk/broker';
 import { fromCommandLine, toJsonText } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -13,16 +14,16 @@ export const DEFAULT_BROKER_PORT = 7000;
 const common = {
   port: { type: 'string', short: 'p', default: String(DEFAULT_BROKER_PORT), description: 'broker port', placeholder: 'port' },
   host: { type: 'string', default: '127.0.0.1', description: 'broker address', placeholder: 'host' },
-  dir: { type: 'string', short: 'd', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
+  'plugin-dir': pluginDirOption,
 } as const;
 
 const codecOption = { type: 'string', short: 'c', default: 'json', description: 'codec to speak: json, xml, pickle, any installed serializer, or a wire id', placeholder: 'codec' } as const;
 
 function pluginHost(dirs: string[] | undefined): PluginHost {
-  return createHost({ dirs: dirs ?? [] });
+  return createCommandHost(import.meta.url, dirs);
 }
 
-async function open(values: { port: string; host: string; dir?: string[] | undefined }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
+async function open(values: { port: string; host: string }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
   const port = portOption('port', values.port)!;
   await plugins.scan();
   const byId = /^\d+$/.test(codec) ? Number(codec) : codec;
@@ -49,12 +50,12 @@ export const broker = defineCommand({
     'max-buffer-bytes': { type: 'string', default: String(8 * 1024 * 1024), description: 'output a slow consumer may have waiting before it is disconnected', placeholder: 'bytes' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
   },
-  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --dir ./my-codecs --stats'],
+  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --plugin-dir ./my-codecs --stats'],
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const maxFrameBytes = intOption('max-frame-bytes', values['max-frame-bytes'], { min: 64, max: 0xffffffff })!;
     const maxBufferBytes = intOption('max-buffer-bytes', values['max-buffer-bytes'], { min: 1024 })!;
-    const plugins = pluginHost(values.dir);
+    const plugins = pluginHost(values['plugin-dir']);
     await plugins.scan();
     const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes });
     engine.on('slow-consumer', (c, pending) => io.stderr.write(`broker: disconnected slow consumer ${c.remote} (${pending} bytes waiting)\n`));
@@ -91,7 +92,7 @@ export const pub = defineCommand({
   examples: ['trellis pub --port 7000 --topic /weather/temperature --codec xml 21.5', 'trellis pub --topic /msg \'{"text":"hi"}\' second-message'],
   async run({ values, positionals }, io) {
     const topic = topicOption(values.topic);
-    const plugins = pluginHost(values.dir);
+    const plugins = pluginHost(values['plugin-dir']);
     const client = await open(values, values.codec, 'producer', plugins);
     // the json plugin parses values exactly (integers beyond 2^53, {"$bytes": …}); without it, JSON.parse
     const json = await plugins.serialization.codec('json').catch(() => undefined);
@@ -132,7 +133,7 @@ export const sub = defineCommand({
   async run({ values }, io) {
     const topic = topicOption(values.topic, { root: true });
     const count = intOption('count', values.count, { min: 1 });
-    const plugins = pluginHost(values.dir);
+    const plugins = pluginHost(values['plugin-dir']);
     const client = await open(values, values.codec, 'consumer', plugins);
     const subscription = await client.subscribe(topic);
     const stop = () => void client.close();
@@ -157,7 +158,7 @@ export const topics = defineCommand({
   options: { ...common, codec: codecOption },
   examples: ['trellis topics --port 7000'],
   async run({ values }, io) {
-    const plugins = pluginHost(values.dir);
+    const plugins = pluginHost(values['plugin-dir']);
     const client = await open(values, values.codec, 'consumer', plugins);
     try {
       io.stdout.write(JSON.stringify(await client.listTopics()) + '\n');

@@ -63,7 +63,7 @@ test('XML keeps types: numbers come back as numbers, not strings', async ({ r })
 
 test('a Pickle payload that tries to import or call is refused before anything is stored', async ({ r }) => {
   const { rawSocket } = await import('./helpers.js');
-  const { helloFrame, publishFrame, Role, FrameType, readError, BrokerErrorCode } = await import('@trellis/sdk');
+  const { helloFrame, publishFrame, Role, FrameType, readError, BrokerErrorCode } = await import('@trellis/sdk/broker');
   const raw = await rawSocket(r.port);
   // pickle.dumps(os.system) style: GLOBAL 'os system' then STOP
   const evil = Buffer.from('cos\nsystem\n(S\'echo pwned\'\ntR.', 'latin1');

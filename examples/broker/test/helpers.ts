@@ -2,7 +2,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { serialize, deserialize } from 'node:v8';
 import { FrameReader } from '@trellis/sdk/framing';
-import { createHost, createBroker, connect, createLogger, type Broker, type BrokerClient, type BrokerOptions, type Codec, type PluginHost, type Value } from '@trellis/sdk';
+import { createHost, createLogger, type Codec, type PluginHost, type Value } from '@trellis/sdk';
+import { createBroker, connect, type Broker, type BrokerClient, type BrokerOptions } from '@trellis/sdk/broker';
 
 /** A codec plugin defined in the test (wire id 9): V8's structured clone, unlike any shipped codec. */
 export const v8Plugin = {

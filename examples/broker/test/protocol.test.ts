@@ -1,7 +1,7 @@
 /** Wire-protocol robustness: bad frames get an ERROR and a close while other clients are served. */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FrameType, BrokerErrorCode, helloFrame, publishFrame, topicRequestFrame, readError, Role, idFrame } from '@trellis/sdk';
+import { FrameType, BrokerErrorCode, helloFrame, publishFrame, topicRequestFrame, readError, Role, idFrame } from '@trellis/sdk/broker';
 import { startBroker, rawSocket, take, until, type Running } from './helpers.js';
 
 const test = suite<{ r: Running }>('broker wire protocol');
@@ -106,7 +106,7 @@ test('an unknown codec id and an unsupported version are refused with the reason
 });
 
 test('connect() rejects with the broker\'s reason when the codec is unknown there', async ({ r }) => {
-  const { connect } = await import('@trellis/sdk');
+  const { connect } = await import('@trellis/sdk/broker');
   const codec = { wireId: 77, name: 'private', encode: () => new Uint8Array(), decode: () => null };
   try {
     await connect({ port: r.port, codec });

@@ -2,7 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect as netConnect } from 'node:net';
-import { helloFrame, publishFrame, Role, createBroker, createHost, createLogger, connect, type PluginError, type Value } from '@trellis/sdk';
+import { createHost, createLogger, type PluginError, type Value } from '@trellis/sdk';
+import { helloFrame, publishFrame, Role, createBroker, connect } from '@trellis/sdk/broker';
 import { startBroker, take } from './helpers.js';
 
 test('hundreds of connections sending random and mutated frames are each closed; the broker keeps serving', async () => {

@@ -178,7 +178,7 @@ test('each subscriber receives a producer\'s messages in publish order', async (
 });
 
 test('a client stops reading while a subscription buffer is full and resumes as it drains', async ({ r }) => {
-  const { connect } = await import('@trellis/sdk');
+  const { connect } = await import('@trellis/sdk/broker');
   const consumer = await connect({ port: r.port, codec: 'json', plugins: r.host, role: 'consumer', highWaterMark: 10 });
   r.clients.push(consumer);
   const sub = await consumer.subscribe('/bp');

@@ -1,6 +1,6 @@
 /** `trellis plugins`: what the plugin host discovers, without activating anything unless asked. */
-import { defineCommand, intOption } from '@trellis/sdk/cli';
-import { createHost, createLogger, type PluginInfo } from '@trellis/sdk';
+import { defineCommand, intOption, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
+import { createLogger, type PluginInfo } from '@trellis/sdk';
 
 function contributions(info: PluginInfo): string {
   const c = info.manifest?.contributes;
@@ -16,16 +16,16 @@ export default defineCommand({
   name: 'plugins',
   summary: 'List discovered plugins, their versions, contributions and state',
   options: {
-    dir: { type: 'string', short: 'd', multiple: true, description: 'also scan this plugin directory', placeholder: 'dir' },
-    'no-builtins': { type: 'boolean', description: 'do not scan the plugins shipped with Trellis' },
+    'plugin-dir': pluginDirOption,
+    'no-discover': { type: 'boolean', description: 'list only --plugin-dir folders: skip the plugin packages installed with trellis and in ./package.json' },
     activate: { type: 'boolean', description: 'activate every plugin, to show which ones fail' },
     json: { type: 'boolean', description: 'print JSON instead of a table' },
     'activation-timeout': { type: 'string', default: '10000', description: 'milliseconds a plugin may take to activate', placeholder: 'ms' },
   },
-  examples: ['trellis plugins', 'trellis plugins --dir ./my-plugins --activate'],
+  examples: ['trellis plugins', 'trellis plugins --plugin-dir ./my-plugins --activate'],
   async run({ values }, io) {
     const activationTimeoutMs = intOption('activation-timeout', values['activation-timeout'], { min: 1 });
-    const host = createHost({ dirs: values.dir ?? [], builtins: !values['no-builtins'], activationTimeoutMs, logger: createLogger('trellis', 'silent') });
+    const host = createCommandHost(import.meta.url, values['plugin-dir'], { discover: !values['no-discover'], activationTimeoutMs, logger: createLogger('trellis', 'silent') });
     await host.scan();
     if (values.activate) {
       await Promise.all(host.plugins().filter((p) => p.state === 'discovered').map((p) => host.activate(p.id).catch(() => undefined)));
@@ -52,7 +52,7 @@ export default defineCommand({
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
       io.stdout.write([line(head), ...rows.map(line)].join('\n') + '\n');
-      if (plugins.length === 0) io.stdout.write(`no plugins found in: ${host.dirs.join(', ')}\n`);
+      if (plugins.length === 0) io.stdout.write(`no plugins found (package.json of ${host.appRoots.join(', ')}${host.dirs.length ? `; folders ${host.dirs.join(', ')}` : ''})\n`);
     }
     await host.dispose();
     return plugins.some((p) => p.state === 'failed' || p.state === 'invalid') ? 1 : 0;

@@ -37,11 +37,11 @@ test('a bad flag or command gives one line on stderr and exit code 2', async () 
 test('plugins --help documents its options', async () => {
   const r = await trellis('plugins', '--help');
   assert.is(r.code, 0);
-  assert.match(r.stdout, /--dir <dir>/);
+  assert.match(r.stdout, /--plugin-dir <dir>/);
 });
 
 test('plugins lists discovered plugins with versions, contributions and state', async () => {
-  const r = await trellis('plugins', '--no-builtins', '--dir', FIXTURES, '--json');
+  const r = await trellis('plugins', '--no-discover', '--plugin-dir', FIXTURES, '--json');
   const list = JSON.parse(r.stdout) as { id: string; version: string; state: string; contributes: any; error: any }[];
   const first = list.find((p) => p.id === 'first-strategy')!;
   assert.is(first.version, '1.0.0');
@@ -49,7 +49,7 @@ test('plugins lists discovered plugins with versions, contributions and state', 
   assert.equal(first.contributes.strategies.map((s: any) => s.id), ['first']);
   assert.ok(list.some((p) => p.state === 'invalid' && p.error.code === 'TRELLIS_ERR_ENGINE_MISMATCH'));
   assert.is(r.code, 1, 'non-zero because some plugins are invalid');
-  const table = await trellis('plugins', '--no-builtins', '--dir', FIXTURES, '--activate', '--activation-timeout', '300');
+  const table = await trellis('plugins', '--no-discover', '--plugin-dir', FIXTURES, '--activate', '--activation-timeout', '300');
   assert.match(table.stdout, /first-strategy\s+1\.0\.0\s+active\s+strategy:first/);
   assert.match(table.stdout, /throws-on-activate\s+1\.0\.0\s+failed/);
 });

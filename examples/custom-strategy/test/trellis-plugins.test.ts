@@ -1,4 +1,4 @@
-/** `trellis plugins --dir …` lists the custom plugin with its contribution and state. */
+/** `trellis plugins --plugin-dir …` lists the custom plugin with its contribution and state. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
@@ -15,8 +15,8 @@ function trellis(...args: string[]): Promise<{ code: number; stdout: string; std
   });
 }
 
-test('trellis plugins --dir shows the custom plugin, its strategy and that it is not active yet', async () => {
-  const { code, stdout } = await trellis('plugins', '--no-builtins', '--dir', 'examples/custom-strategy');
+test('trellis plugins --plugin-dir shows the custom plugin, its strategy and that it is not active yet', async () => {
+  const { code, stdout } = await trellis('plugins', '--no-discover', '--plugin-dir', 'examples/custom-strategy');
   assert.is(code, 0);
   const row = stdout.split('\n').find((l) => l.startsWith('p2c-least-request '));
   assert.ok(row, stdout);
@@ -26,7 +26,7 @@ test('trellis plugins --dir shows the custom plugin, its strategy and that it is
 });
 
 test('trellis plugins --activate --json reports the custom plugin active with its contributions', async () => {
-  const { code, stdout } = await trellis('plugins', '--no-builtins', '--dir', 'examples/custom-strategy/p2c-least-request', '--activate', '--json');
+  const { code, stdout } = await trellis('plugins', '--no-discover', '--plugin-dir', 'examples/custom-strategy/p2c-least-request', '--activate', '--json');
   assert.is(code, 0);
   const list = JSON.parse(stdout) as { id: string; state: string; dir: string; contributes: { strategies: { id: string; title: string }[] } }[];
   assert.is(list.length, 1);

@@ -4,7 +4,8 @@
  * page's chart shows how each strategy shares the work. The strategy can be switched and a
  * back-end stopped and restarted at run time, so health checks and failover show on the page.
  */
-import { createAdminServer, createBalancer, InvalidArgumentError } from '@trellis/sdk';
+import { InvalidArgumentError } from '@trellis/sdk';
+import { createAdminServer, createBalancer } from '@trellis/sdk/balancer';
 import { createPiServer, type PiServer } from '@trellis/example-lb/pi-server';
 import type { BalancerPart, PartContext } from './demo.js';
 

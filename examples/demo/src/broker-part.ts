@@ -3,7 +3,8 @@
  * topics of the reference (`/temp`, `/msg`, `/weather/…`, `/weather2/…`), and consumers in
  * different codecs subscribed to them, so every message is translated on its way.
  */
-import { createBroker, connect, type BrokerClient, type TopicSnapshot, type Value } from '@trellis/sdk';
+import type { Value } from '@trellis/sdk';
+import { createBroker, connect, type BrokerClient, type TopicSnapshot } from '@trellis/sdk/broker';
 import type { BrokerPart, PartContext } from './demo.js';
 import type { TopicView } from './view-model.js';
 import { jsonSafe } from './json-safe.js';

@@ -3,7 +3,8 @@
  * datagrams, routed by the `chord-fingers` plugin, joining one at a time, with keys being put and
  * read back continuously. Lookups from the page are traced hop by hop.
  */
-import { ChordNode, InvalidArgumentError, udpTransport, type DhtNode, type Value } from '@trellis/sdk';
+import { InvalidArgumentError, type DhtNode, type Value } from '@trellis/sdk';
+import { ChordNode, udpTransport } from '@trellis/sdk/dht';
 import type { ChordPart, PartContext } from './demo.js';
 import type { ChordNodeView, LookupView } from './view-model.js';
 import { jsonSafe } from './json-safe.js';

@@ -1,5 +1,5 @@
 /** `trellis demo`: the three hosts at once, with traffic and a live web view, until Ctrl-C. */
-import { defineCommand, intOption, portOption, untilAborted } from '@trellis/sdk/cli';
+import { defineCommand, intOption, portOption, untilAborted, pluginDirOption } from '@trellis/sdk/cli';
 import { createLogger } from '@trellis/sdk';
 import { spawn } from 'node:child_process';
 import { startDemo } from './demo.js';
@@ -24,6 +24,7 @@ export const demo = defineCommand({
     rate: { type: 'string', default: '30', description: 'requests per second sent through the balancer', placeholder: 'n' },
     duration: { type: 'string', description: 'stop after this many seconds (default: run until Ctrl-C)', placeholder: 'seconds' },
     'no-open': { type: 'boolean', description: 'do not open the web view in a browser' },
+    'plugin-dir': pluginDirOption,
   },
   examples: ['trellis demo', 'trellis demo --port 9600 --no-open', 'npm start'],
   async run({ values }, io) {
@@ -35,7 +36,7 @@ export const demo = defineCommand({
     const log = createLogger('demo');
     let running;
     try {
-      running = await startDemo(starters, { basePort, nodes, bits, rate, logger: log });
+      running = await startDemo(starters, { basePort, nodes, bits, rate, logger: log, pluginDirs: values['plugin-dir'] ?? [] });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
       io.stderr.write(`trellis demo: port ${basePort} for the web view is in use; pick another base with --port (0 = any free ports)\n`);

@@ -2,13 +2,16 @@
  * The demo: every Trellis host in one process on loopback ports, with traffic, and the live web
  * view over them. `startDemo()` is what `trellis demo` (and `npm start`) runs; tests call it too.
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createHost, createLogger, InvalidArgumentError, type Logger, type PluginHost } from '@trellis/sdk';
+import { createCommandHost } from '@trellis/sdk/cli';
+import { createLogger, InvalidArgumentError, type Logger, type PluginHost } from '@trellis/sdk';
 import { WebServer } from './web-server.js';
 import { portPlan, DEFAULT_BASE_PORT, type PortPlan } from './ports.js';
 import type { DemoPart } from './part.js';
 import { unavailable, type BalancerView, type BrokerView, type ChordView, type DemoModel, type LookupView, type Snapshot, type Unavailable } from './view-model.js';
 
+/** The plugin author's example, beside this package in a Trellis checkout (not part of the published package). */
 const CUSTOM_STRATEGY_DIR = fileURLToPath(new URL('../../custom-strategy/', import.meta.url));
 
 export interface DemoOptions {
@@ -23,6 +26,8 @@ export interface DemoOptions {
   /** Requests per second the demo's load generator sends through the balancer (default 30). */
   readonly rate?: number;
   readonly logger?: Logger;
+  /** Extra plugin folders (`--plugin-dir`); each must exist. */
+  readonly pluginDirs?: readonly string[];
 }
 
 /** The parts a running demo may hold; each is absent when it failed to start. */
@@ -38,7 +43,7 @@ export interface ChordPart extends DemoPart<ChordView> {
 export interface PartContext {
   readonly host: PluginHost;
   readonly ports: PortPlan;
-  readonly options: Required<Omit<DemoOptions, 'logger' | 'basePort'>>;
+  readonly options: Required<Omit<DemoOptions, 'logger' | 'basePort' | 'pluginDirs'>>;
   readonly log: Logger;
 }
 
@@ -67,8 +72,10 @@ export interface RunningDemo {
 export async function startDemo(starters: Starters, options: DemoOptions = {}): Promise<RunningDemo> {
   const log = options.logger ?? createLogger('demo');
   const ports = portPlan(options.basePort ?? DEFAULT_BASE_PORT, { nodes: options.nodes ?? 8 });
-  // The shipped plugins plus the plugin author's example, so p2c-least-request is on the menu.
-  const host = createHost({ dirs: [CUSTOM_STRATEGY_DIR], logger: log });
+  // The shipped plugins (this package's dependencies), --plugin-dir folders, and in a checkout the
+  // plugin author's example, so p2c-least-request is on the menu.
+  const dirs = [...(options.pluginDirs ?? []), ...(existsSync(CUSTOM_STRATEGY_DIR) ? [CUSTOM_STRATEGY_DIR] : [])];
+  const host = createCommandHost(import.meta.url, dirs, { logger: log });
   const ctx: PartContext = {
     host,
     ports,

@@ -9,16 +9,14 @@
  * --skip-udp, --skip-failure.
  */
 import { parseArgs } from 'node:util';
+import { createHost, createLogger, type DhtRoutingFactory } from '@trellis/sdk';
 import {
   checkRing,
-  createHost,
-  createLogger,
   DhtClient,
   idealSuccessor,
   Simulation,
   type ChordNode,
-  type DhtRoutingFactory,
-} from '@trellis/sdk';
+} from '@trellis/sdk/dht';
 import { startRing } from '../src/ring.js';
 
 const { values } = parseArgs({

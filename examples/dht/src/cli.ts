@@ -2,8 +2,8 @@
  * `trellis dht`: run Chord nodes (`node`, `ring`) and talk to them with the reference protocol
  * (`put`, `get`, `info`, and `lookup`, which traces the path hop by hop).
  */
-import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createHost, createUdpNode, DhtClient, type HashName } from '@trellis/sdk';
+import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
+import { createUdpNode, DhtClient, type HashName } from '@trellis/sdk/dht';
 import { startRing } from './ring.js';
 import { parseValue, toJson, toJsonLines } from './json-value.js';
 
@@ -16,6 +16,7 @@ const nodeOptions = {
   'stabilize-ms': { type: 'string', default: '250', description: 'stabilize period', placeholder: 'ms' },
   'identity-host': { type: 'string', description: 'host in the node id and advertised address (default: --host)', placeholder: 'host' },
   host: { type: 'string', default: '127.0.0.1', description: 'address to bind', placeholder: 'host' },
+  'plugin-dir': pluginDirOption,
 } as const;
 
 function readNodeOptions(values: Record<string, string | boolean | string[] | undefined>) {
@@ -47,7 +48,7 @@ const node = defineCommand({
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const join = values.join !== undefined ? addressOption('join', values.join) : undefined;
-    const host = createHost();
+    const host = createCommandHost(import.meta.url, values['plugin-dir']);
     const dht = await createUdpNode(host, readNodeOptions(values));
     await dht.listen(port, values.host);
     if (join) await dht.join(join);
@@ -72,11 +73,13 @@ const ring = defineCommand({
     const n = intOption('nodes', values.nodes, { min: 1, max: 1024 })!;
     const base = portOption('base-port', values['base-port'])!;
     if (base + n - 1 > 65535 || base < 1) throw new UsageError(`--base-port ${base} leaves no room for ${n} nodes`);
-    const r = await startRing({ ...readNodeOptions(values), ports: Array.from({ length: n }, (_, i) => base + i), host: values.host });
+    const pluginHost = createCommandHost(import.meta.url, values['plugin-dir']);
+    const r = await startRing({ ...readNodeOptions(values), pluginHost, ports: Array.from({ length: n }, (_, i) => base + i), host: values.host });
     for (const dht of r.nodes) io.stdout.write(toJson({ id: dht.self.id, address: [dht.self.host, dht.self.port] }) + '\n');
     await untilAborted(io.signal);
     for (const dht of r.nodes) await dht.close();
     await r.close();
+    await pluginHost.dispose();
   },
 });
 
@@ -91,7 +94,7 @@ function clientCommand<const N extends string>(name: N, summary: string, positio
     },
     async run({ values, positionals }, io) {
       const target = addressOption('node', values.node);
-      const host = createHost();
+      const host = createCommandHost(import.meta.url, undefined);
       const codec = await host.serialization.codec('pickle');
       const client = new DhtClient({ codec, timeoutMs: intOption('timeout', values.timeout, { min: 1 }) });
       try {

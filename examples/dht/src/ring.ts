@@ -2,7 +2,8 @@
  * Starting several UDP Chord nodes in one process, like the original `DHT.py`: the first node
  * starts the ring and every other node joins through it, one at a time.
  */
-import { createHost, createUdpNode, type ChordNode, type PluginHost, type UdpNodeOptions } from '@trellis/sdk';
+import { createHost, type PluginHost } from '@trellis/sdk';
+import { createUdpNode, type ChordNode, type UdpNodeOptions } from '@trellis/sdk/dht';
 
 export interface RingOptions extends UdpNodeOptions {
   ports: readonly number[];

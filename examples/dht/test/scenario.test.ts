@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DhtClient } from '@trellis/sdk';
+import { DhtClient } from '@trellis/sdk/dht';
 import { startRing } from '../src/ring.js';
 import { FAST, python, waitFor } from './helpers.js';
 

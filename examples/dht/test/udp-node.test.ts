@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket } from 'node:dgram';
-import { DhtClient, checkRing, createLogger, type Codec } from '@trellis/sdk';
+import { createLogger, type Codec } from '@trellis/sdk';
+import { DhtClient, checkRing } from '@trellis/sdk/dht';
 import { startRing, type Ring } from '../src/ring.js';
 import { FAST, python, waitFor } from './helpers.js';
 

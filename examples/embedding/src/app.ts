@@ -5,7 +5,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHost, createBalancer, createBroker, connect, type Balancer, type Broker, type BrokerClient, type Logger, type PluginHost } from '@trellis/sdk';
+import { createHost, type Logger, type PluginHost } from '@trellis/sdk';
+import { createBalancer, type Balancer } from '@trellis/sdk/balancer';
+import { createBroker, connect, type Broker, type BrokerClient } from '@trellis/sdk/broker';
 import { weightedRoundRobinPlugin, WEIGHTED_ROUND_ROBIN } from './weighted-round-robin.js';
 
 export interface EmbeddedApp {

@@ -3,7 +3,7 @@
  * request log back from its broker, prints what happened, and stops.
  * `npm start -w @trellis/example-embedding`
  */
-import { connect } from '@trellis/sdk';
+import { connect } from '@trellis/sdk/broker';
 import { startEmbeddedApp } from './app.js';
 
 const app = await startEmbeddedApp();

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, type BrokerMessage } from '@trellis/sdk';
+import { connect, type BrokerMessage } from '@trellis/sdk/broker';
 import { startEmbeddedApp } from '../src/app.js';
 
 test('the embedded balancer shares requests 3:1 with its in-process plugin and the broker carries the request log', async () => {

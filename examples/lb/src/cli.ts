@@ -1,8 +1,8 @@
 /**
  * The load balancer's commands: `trellis lb`, `trellis pi` and `trellis stress`.
  */
-import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createHost, createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk';
+import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
+import { createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk/balancer';
 import { strategyId } from './strategy-names.js';
 import { createPiServer, type PiServer } from './pi-server.js';
 import { runStress, formatSummary, progressBar } from './stress.js';
@@ -30,7 +30,7 @@ export const lb = defineCommand({
     mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
     engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
     'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
-    'plugin-dir': { type: 'string', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
+    'plugin-dir': pluginDirOption,
     'health-interval': { type: 'string', default: '2000', description: 'ms between health checks (0 disables them)', placeholder: 'ms' },
     'health-timeout': { type: 'string', default: '1000', description: 'ms a health check may take', placeholder: 'ms' },
     'health-path': { type: 'string', description: 'HTTP path to check (default: a TCP connect)', placeholder: 'path' },
@@ -63,7 +63,7 @@ export const lb = defineCommand({
     const port = portOption('port', values.port)!;
     const adminPort = portOption('admin-port', values['admin-port']);
     const interval = ms('health-interval', values['health-interval'])!;
-    const host = createHost({ dirs: values['plugin-dir'] ?? [] });
+    const host = createCommandHost(import.meta.url, values['plugin-dir']);
     const balancer = await createBalancer({
       host,
       strategy,

@@ -153,7 +153,7 @@ test('the serial Pi back-end serves one request at a time', async () => {
 });
 
 test('the admin port serves JSON stats, Prometheus metrics and health', async () => {
-  const { createAdminServer } = await import('@trellis/sdk');
+  const { createAdminServer } = await import('@trellis/sdk/balancer');
   const { servers, ports } = await startPis(2);
   const lb = await startBalancer(ports);
   const admin = createAdminServer(lb.lb);
@@ -181,7 +181,7 @@ test('the admin port serves JSON stats, Prometheus metrics and health', async ()
 });
 
 test('the admin event feed streams stats, back-ends going down and strategy switches', async () => {
-  const { createAdminServer } = await import('@trellis/sdk');
+  const { createAdminServer } = await import('@trellis/sdk/balancer');
   const { request } = await import('node:http');
   const { servers, ports } = await startPis(2);
   const lb = await startBalancer(ports, { healthCheck: { intervalMs: 40, fall: 1, rise: 1, timeoutMs: 200 } });

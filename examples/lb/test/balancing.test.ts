@@ -214,7 +214,7 @@ test('a strategy that throws is reported as a plugin error and the balancer keep
 test('listening on a busy port rejects and leaves the balancer able to listen elsewhere', async () => {
   const { servers, ports } = await startPis(1);
   const lb = await startBalancer(ports);
-  const { createBalancer } = await import('@trellis/sdk');
+  const { createBalancer } = await import('@trellis/sdk/balancer');
   const second = await createBalancer({ host: lb.host, strategy: 'round-robin', backends: [`127.0.0.1:${ports[0]}`] });
   try {
     await second.listen(lb.port).then(

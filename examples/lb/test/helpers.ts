@@ -2,7 +2,8 @@
 import { request, Agent, createServer, type Server, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createHost, createBalancer, type BalancerOptions, type Balancer, type PluginHost } from '@trellis/sdk';
+import { createHost, type PluginHost } from '@trellis/sdk';
+import { createBalancer, type BalancerOptions, type Balancer } from '@trellis/sdk/balancer';
 import { createPiServer, type PiServer, type PiServerOptions } from '../src/pi-server.js';
 
 export async function startPis(n: number, options: PiServerOptions | ((i: number) => PiServerOptions) = {}): Promise<{ servers: PiServer[]; ports: number[] }> {

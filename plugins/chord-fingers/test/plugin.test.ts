@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHost, createLogger, MemoryNetwork, ChordNode, type DhtNode } from '@trellis/sdk';
+import { createHost, createLogger, type DhtNode } from '@trellis/sdk';
+import { MemoryNetwork, ChordNode } from '@trellis/sdk/dht';
 
 const quiet = createLogger('test', 'silent');
 
@@ -8,10 +9,10 @@ test('the plugin activates lazily on onDhtRouting:chord-fingers and builds m-ent
   const host = createHost({ logger: quiet });
   try {
     await host.scan();
-    assert.is(host.plugin('chord-fingers')?.state, 'discovered');
+    assert.is(host.plugin('@trellis/plugin-chord-fingers')?.state, 'discovered');
     const self = { id: 10n, host: '127.0.0.1', port: 1 };
     const table = await host.dhtRouting.createRouting('chord-fingers', { self, bits: 4, options: {} });
-    assert.is(host.plugin('chord-fingers')?.state, 'active');
+    assert.is(host.plugin('@trellis/plugin-chord-fingers')?.state, 'active');
     assert.equal(table.refresh().map((e) => e.start), [11n, 12n, 14n, 2n]);
     assert.is(table.entries().length, 4);
   } finally {

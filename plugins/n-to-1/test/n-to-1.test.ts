@@ -33,7 +33,7 @@ test('the n-to-1 plugin loads lazily through the plugin host', async () => {
   const host = createHost({ dirs: [fileURLToPath(new URL('..', import.meta.url))], builtins: false });
   const s = await host.routing.createStrategy('n-to-1', { backends: four, options: {} });
   assert.is(s.select()?.id, 'b0');
-  assert.is(host.plugins().find((p) => p.id === 'n-to-1')?.state, 'active');
+  assert.is(host.plugins().find((p) => p.id === '@trellis/plugin-n-to-1')?.state, 'active');
   await host.dispose();
 });
 

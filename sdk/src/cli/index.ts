@@ -4,7 +4,10 @@
  * one-line error with a non-zero exit for a bad flag.
  */
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import { TrellisError, ErrorCodes } from '../errors.js';
+import { createHost, type PluginHost, type PluginHostOptions } from '../plugin-host.js';
 
 export interface OptionSpec {
   readonly type: 'string' | 'boolean';
@@ -224,3 +227,22 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
+
+/** The `--plugin-dir` flag every host command takes: repeatable; a missing folder is an error. */
+export const pluginDirOption = {
+  type: 'string',
+  multiple: true,
+  description: 'load plugins from this folder: one plugin folder or a folder of them (repeatable)',
+  placeholder: 'dir',
+} as const satisfies OptionSpec;
+
+/**
+ * The plugin host of a command-line host. It discovers the plugin packages of the app in the
+ * current folder (its package.json) and of the package that ships the command (`moduleUrl` is
+ * the command module's `import.meta.url`: its package depends on the shipped plugins), and loads
+ * each `--plugin-dir` folder. Throws `TRELLIS_ERR_PLUGIN_NOT_FOUND` for a missing folder.
+ */
+export function createCommandHost(moduleUrl: string | URL, pluginDirs: readonly string[] | undefined, options: PluginHostOptions = {}): PluginHost {
+  return createHost({ appRoot: [process.cwd(), dirname(fileURLToPath(moduleUrl))], dirs: pluginDirs ?? [], ...options });
+}
+

@@ -5,7 +5,8 @@
  *
  * @example
  * ```ts
- * import { createHost, ChordNode, udpTransport } from '@trellis/sdk';
+ * import { createHost } from '@trellis/sdk';
+ * import { ChordNode, udpTransport } from '@trellis/sdk/dht';
  * const host = createHost();
  * const codec = await host.serialization.codec('pickle');
  * const routing = await host.dhtRouting.factory('chord-fingers');

@@ -2,7 +2,8 @@
  * Bench target: the Trellis balancer. `trellis.ts MODE PORT STRATEGY BACKEND_PORT…`, where MODE
  * is `http`, `tcp` or `http-undici` (HTTP mode on the undici engine).
  */
-import { createHost, createBalancer } from '@trellis/sdk';
+import { createHost } from '@trellis/sdk';
+import { createBalancer } from '@trellis/sdk/balancer';
 
 const [mode, port, strategy, ...backends] = process.argv.slice(2);
 const host = createHost();
