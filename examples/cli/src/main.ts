@@ -20,6 +20,7 @@ export const commands: Record<string, { summary: string; load: Loader }> = {
   topics: { summary: 'list the broker topics that hold a value (JSON array)', load: () => import('@trellis/example-broker/cli').then((m) => m.topics) },
   dht: { summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes', load: () => import('@trellis/example-dht/cli').then((m) => m.dht) },
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
+  new: { summary: 'scaffold a plugin package: trellis new strategy|codec|dht-routing <name>', load: () => import('./new-command.js').then((m) => m.default) },
 };
 
 export const root = defineGroup({
