@@ -1,7 +1,9 @@
 /**
  * Incremental scanner for `Transfer-Encoding: chunked` framing. The proxy passes chunked bodies
  * through untouched; the scanner only finds where a message ends (and, for HTTP/1.0 clients,
- * reports the data ranges so the body can be de-chunked).
+ * reports the data ranges so the body can be de-chunked). It accepts exactly RFC 9112 §7.1:
+ * every line ends with CRLF (a bare LF or CR anywhere is malformed, never a line end), chunk
+ * extensions and trailer fields hold no control characters, trailer lines are `name: value`.
  */
 
 const enum S {
@@ -12,19 +14,31 @@ const enum S {
   DataCr,
   DataLf,
   TrailerStart,
-  TrailerLine,
+  TrailerName,
+  TrailerValue,
+  TrailerLf,
   FinalLf,
   Done,
 }
 
 /** Largest chunk size accepted (hex digits beyond this are a protocol error). */
 const MAX_SIZE_DIGITS = 12;
+/** Most bytes of chunk extensions plus trailer section accepted per message. */
+const MAX_META_BYTES = 16 * 1024;
+
+/** tchar (RFC 9110 §5.6.2) by byte. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 
 export class ChunkedScanner {
   #state = S.Size;
   #remaining = 0;
   #digits = 0;
   #sawData = false;
+  #meta = 0;
 
   get done(): boolean {
     return this.#state === S.Done;
@@ -58,11 +72,13 @@ export class ChunkedScanner {
           } else return -2;
           break;
         }
-        case S.Ext:
-          if (buf[i] === 13) this.#state = S.SizeLf;
-          else if (buf[i] === 10) return -2;
+        case S.Ext: {
+          const c = buf[i]!;
+          if (c === 13) this.#state = S.SizeLf;
+          else if ((c < 32 && c !== 9) || c === 127 || ++this.#meta > MAX_META_BYTES) return -2;
           i++;
           break;
+        }
         case S.SizeLf:
           if (buf[i] !== 10) return -2;
           i++;
@@ -88,13 +104,32 @@ export class ChunkedScanner {
           this.#state = S.Size;
           i++;
           break;
-        case S.TrailerStart:
-          if (buf[i] === 13) this.#state = S.FinalLf;
-          else this.#state = S.TrailerLine;
+        case S.TrailerStart: {
+          const c = buf[i]!;
+          if (c === 13) this.#state = S.FinalLf;
+          else if (TCHAR[c] === 1) this.#state = S.TrailerName;
+          else return -2;
           i++;
           break;
-        case S.TrailerLine:
-          if (buf[i] === 10) this.#state = S.TrailerStart;
+        }
+        case S.TrailerName: {
+          const c = buf[i]!;
+          if (c === 58 /* : */) this.#state = S.TrailerValue;
+          else if (TCHAR[c] !== 1) return -2;
+          if (++this.#meta > MAX_META_BYTES) return -2;
+          i++;
+          break;
+        }
+        case S.TrailerValue: {
+          const c = buf[i]!;
+          if (c === 13) this.#state = S.TrailerLf;
+          else if ((c < 32 && c !== 9) || c === 127 || ++this.#meta > MAX_META_BYTES) return -2;
+          i++;
+          break;
+        }
+        case S.TrailerLf:
+          if (buf[i] !== 10) return -2;
+          this.#state = S.TrailerStart;
           i++;
           break;
         case S.FinalLf:

@@ -12,7 +12,7 @@ import type { BackendState } from '../backend-state.js';
 import { clientAddress } from '../forward-headers.js';
 import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
-import { HeadError, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
+import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
@@ -52,6 +52,8 @@ export class ClientConnection {
   phase = Phase.Head;
   buf: Buffer | null = null;
   headSince = 0;
+  /** How much of `buf` (an incomplete head) was already checked for bare CR/LF. */
+  checked = 0;
   lastActive = Date.now();
   exchange: Exchange | null = null;
   bodyRemaining = 0;
@@ -103,22 +105,28 @@ export class ClientConnection {
   #parseHeads(): void {
     while (this.phase === Phase.Head && this.buf !== null) {
       let buf = this.buf;
-      // RFC 9112 §2.2: ignore empty lines before a request line
+      // the headers deadline runs from the first byte of a request, empty lines included: no
+      // trickle of bytes (blank lines or header bytes) can push it back (slowloris)
+      if (this.headSince === 0) this.headSince = Date.now();
+      // RFC 9112 §2.2: ignore empty lines (CRLF) before a request line
       let skip = 0;
       while (skip + 1 < buf.length && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2;
       if (skip > 0) {
+        this.checked = Math.max(0, this.checked - skip);
         if (skip === buf.length) {
           this.buf = null;
           return;
         }
         buf = this.buf = buf.subarray(skip);
       }
-      const end = buf.indexOf(CRLFCRLF);
+      const end = headEnd(buf, 0, this.checked);
+      if (end === -2) return this.#reject(400, 'bare LF or CR in the request head');
       if (end === -1) {
         if (buf.length > this.settings.maxHeadBytes) return this.#reject(431, 'request headers are too large');
-        if (this.headSince === 0) this.headSince = Date.now();
+        this.checked = buf.length;
         return;
       }
+      this.checked = 0;
       if (end > this.settings.maxHeadBytes) return this.#reject(431, 'request headers are too large');
       this.headSince = 0;
       let req: RequestHead;
@@ -359,12 +367,14 @@ export class Exchange implements UpstreamUser {
   #onResponseHead(buf: Buffer): void {
     let from = 0;
     for (;;) {
-      const end = buf.indexOf(CRLFCRLF, from);
+      const end = headEnd(buf, from);
+      if (end === -2) return this.#fail(new HeadError(502, 'the back-end sent a bare LF or CR in its response head'), false);
       if (end === -1) {
         if (buf.length - from > this.#conn.settings.maxHeadBytes) return this.#fail(new HeadError(502, 'the back-end sent oversized headers'), false);
         this.#resBuf = own(from === 0 ? buf : buf.subarray(from));
         return;
       }
+      if (end - from > this.#conn.settings.maxHeadBytes) return this.#fail(new HeadError(502, 'the back-end sent oversized headers'), false);
       let res: ResponseHead;
       try {
         res = parseResponse(buf.toString('latin1', from, end), this.#conn.host.settings.via);
@@ -426,13 +436,17 @@ export class Exchange implements UpstreamUser {
     let keepAlive = req.keepAlive && !conn.host.closing && this.#framing !== Framing.Close;
     let framingHeader = '';
     if (this.#framing === Framing.Chunked) {
-      this.#scanner = new ChunkedScanner();
       if (req.minor === 0) {
+        // other codings than chunked cannot be announced to an HTTP/1.0 client
+        if (res.codings !== undefined) return this.#fail(new HeadError(502, `the back-end sent Transfer-Encoding "${res.codings}" to an HTTP/1.0 client`), false);
         this.#dechunk = true; // HTTP/1.0 has no chunked coding: relay data and close
         keepAlive = false;
-      } else framingHeader = 'transfer-encoding: chunked\r\n';
-    } else if (noBody && res.chunked && req.minor === 1) {
-      framingHeader = 'transfer-encoding: chunked\r\n';
+      } else framingHeader = `transfer-encoding: ${res.codings ?? 'chunked'}\r\n`;
+      this.#scanner = new ChunkedScanner();
+    } else if (noBody && res.chunked) {
+      if (req.minor === 1) framingHeader = `transfer-encoding: ${res.codings ?? 'chunked'}\r\n`;
+    } else if (res.contentLength >= 0) {
+      framingHeader = `content-length: ${res.contentLength}\r\n`;
     }
     this.#clientKeepAlive = keepAlive;
     const connection = req.minor === 1 ? (keepAlive ? '' : 'connection: close\r\n') : keepAlive ? 'connection: keep-alive\r\n' : 'connection: close\r\n';
