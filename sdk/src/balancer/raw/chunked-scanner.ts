@@ -4,6 +4,7 @@
  * reports the data ranges so the body can be de-chunked). It accepts exactly RFC 9112 §7.1:
  * every line ends with CRLF (a bare LF or CR anywhere is malformed, never a line end), chunk
  * extensions and trailer fields hold no control characters, trailer lines are `name: value`.
+ * Stricter than the RFC where common parsers are (llhttp): no whitespace after the chunk size.
  */
 
 const enum S {
@@ -63,9 +64,10 @@ export class ChunkedScanner {
             i++;
           } else if (!this.#sawData) {
             return -2;
-          } else if (c === 59 /* ; */ || c === 32 || c === 9) {
+          } else if (c === 59 /* ; */) {
             this.#state = S.Ext;
             i++;
+
           } else if (c === 13) {
             this.#state = S.SizeLf;
             i++;

@@ -37,11 +37,10 @@ export function transferCodings(value: string): string[] | string {
   const out: string[] = [];
   for (const part of value.split(',')) {
     const t = ows(part).toLowerCase();
-    if (t === '') continue; // empty list elements are allowed (RFC 9110 §5.6.1)
+    // empty list elements are allowed by RFC 9110 §5.6.1 but refused by common parsers: refuse them
     if (!CODING.test(t)) return `invalid transfer coding "${part.slice(0, 40)}"`;
     out.push(t);
   }
-  if (out.length === 0) return 'empty Transfer-Encoding';
   const first = out.indexOf('chunked');
   if (first === -1) return `Transfer-Encoding "${value.slice(0, 60)}" does not end with chunked`;
   if (first !== out.length - 1) return 'chunked must be the last transfer coding, and only once';
@@ -160,12 +159,14 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
         continue;
       case 'content-length': {
         if (!/^\d{1,15}$/.test(value)) throw new HeadError(400, 'invalid Content-Length');
-        const n = Number(value);
-        if (contentLength !== -1 && contentLength !== n) throw new HeadError(400, 'conflicting Content-Length headers');
-        contentLength = n;
+        // even an identical repeat is refused, as llhttp does (RFC 9112 §6.3 allows either)
+        if (contentLength !== -1) throw new HeadError(400, 'more than one Content-Length header');
+        contentLength = Number(value);
         continue;
       }
       case 'transfer-encoding':
+        // HTAB is valid OWS, but llhttp and others refuse it here: refuse it too
+        if (head.slice(colon + 1, eol).includes('\t')) throw new HeadError(400, 'HTAB in Transfer-Encoding');
         te = te === undefined ? value : `${te}, ${value}`;
         continue;
       case 'connection':
