@@ -14,6 +14,7 @@ import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
 import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
+import type { ClientLimiter } from '../client-limits.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -33,6 +34,7 @@ export interface RawSettings {
 /** What the engine gives each connection: routing plus the pool of a back-end. */
 export interface RawHost extends RoutingCore {
   poolOf(state: BackendState): UpstreamPool;
+  readonly limiter: ClientLimiter;
 }
 
 const enum Phase {
@@ -129,6 +131,12 @@ export class ClientConnection {
       this.checked = 0;
       if (end > this.settings.maxHeadBytes) return this.#reject(431, 'request headers are too large');
       this.headSince = 0;
+      if (!this.host.limiter.takeRequest(this.clientIp)) {
+        this.host.countLocal('rateLimited');
+        this.buf = null;
+        this.reply(429, 'Too Many Requests: request rate limit for your address\n', false, 'retry-after: 1\r\n');
+        return this.exchangeDone(false);
+      }
       let req: RequestHead;
       try {
         req = parseRequest(buf.toString('latin1', 0, end), this.clientIp, this.host.settings.via);
@@ -293,7 +301,12 @@ export class Exchange implements UpstreamUser {
     this.#res = null;
     const pool = host.poolOf(pick.state);
     this.#pool = pool;
-    pool.acquire(this);
+    if (!pool.acquire(this)) {
+      // every connection busy and the queue full: shed load with a clear answer
+      host.settle(pick, true, 503, this.#req.method, this.#req.target);
+      host.countLocal('queueFull');
+      this.#finishLocal(503, `Service Unavailable: back-end ${pick.state.backend.id} has too many requests waiting\n`, 'retry-after: 1\r\n');
+    }
   }
 
   // ---------------------------------------------------------------- upstream side
