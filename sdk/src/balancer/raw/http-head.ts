@@ -158,7 +158,7 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
         hosts++;
         continue;
       case 'content-length': {
-        if (!/^\d{1,15}$/.test(value)) throw new HeadError(400, 'invalid Content-Length');
+        if (!/^\d{1,15}$/.test(value) || head.slice(colon + 1, eol).includes('\t')) throw new HeadError(400, 'invalid Content-Length');
         // even an identical repeat is refused, as llhttp does (RFC 9112 §6.3 allows either)
         if (contentLength !== -1) throw new HeadError(400, 'more than one Content-Length header');
         contentLength = Number(value);
