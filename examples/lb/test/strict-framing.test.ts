@@ -181,15 +181,19 @@ test('responses are validated like requests: bad names, NUL, bare LF/CR and over
     ['te10', 'HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'],
   ];
   const be = await recordingBackend((head) => cases.find(([k]) => head.startsWith(`GET /${k} `))![1]);
-  const lb = await startBalancer([be.port], { healthCheck: false });
   try {
     for (const [k] of cases) {
-      const r = await raw(lb.port, `GET /${k} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { timeoutMs: 5000 });
-      assert.match(r.text, /^HTTP\/1\.1 502 /, k);
-      assert.not.match(r.text, /injected/);
+      // a back-end that breaks HTTP is ejected: one balancer per case
+      const lb = await startBalancer([be.port], { healthCheck: false });
+      try {
+        const r = await raw(lb.port, `GET /${k} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, { timeoutMs: 5000 });
+        assert.match(r.text, /^HTTP\/1\.1 502 /, k);
+        assert.not.match(r.text, /injected/);
+      } finally {
+        await lb.close();
+      }
     }
   } finally {
-    await lb.close();
     await be.close();
   }
 });

@@ -492,7 +492,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         this.#rawConnections.delete(c);
         limiter.closeConnection(c.clientIp);
       };
-      const raw = createTcpServer({ noDelay: true }, (socket) => {
+      // half-open allowed: a client that sends FIN after its request still gets the response
+      const raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
         const ip = clientAddress(socket.remoteAddress);
         if (!limiter.openConnection(ip)) {
           this.#local.clientLimited++;

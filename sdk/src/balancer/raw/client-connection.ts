@@ -60,6 +60,8 @@ export class ClientConnection {
   exchange: Exchange | null = null;
   bodyRemaining = 0;
   bodyScanner: ChunkedScanner | null = null;
+  /** The client sent FIN: finish what was received, then close. */
+  clientEnded = false;
   readonly #onClose: (c: ClientConnection) => void;
 
   constructor(socket: Socket, host: RawHost, settings: RawSettings, onClose: (c: ClientConnection) => void) {
@@ -72,6 +74,7 @@ export class ClientConnection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.exchange?.onClientDrain());
     socket.on('error', () => socket.destroy());
+    socket.on('end', () => this.#onEnd());
     socket.on('close', () => {
       this.phase = Phase.Closed;
       const ex = this.exchange;
@@ -79,6 +82,32 @@ export class ClientConnection {
       ex?.onClientClose();
       this.#onClose(this);
     });
+  }
+
+  /**
+   * The client half-closed (the server socket allows half-open connections): a request already
+   * received still gets its response, then the connection closes; a request cut short is dropped.
+   */
+  #onEnd(): void {
+    this.clientEnded = true;
+    switch (this.phase) {
+      case Phase.Wait:
+        return; // answered, then closed by exchangeDone
+      case Phase.Tunnel:
+        this.exchange?.tunnelEnd();
+        return;
+      case Phase.Head:
+        if (this.buf === null) {
+          this.phase = Phase.Closed;
+          this.socket.end();
+          this.socket.destroySoon();
+          return;
+        }
+        this.socket.destroy();
+        return;
+      default:
+        this.socket.destroy(); // a body that can no longer complete
+    }
   }
 
   #onData(chunk: Buffer): void {
@@ -211,6 +240,12 @@ export class ClientConnection {
     this.lastActive = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
     if (this.buf !== null) this.#parseHeads();
+    // half-closed: pipelined requests already read are served, then nothing more can come
+    if (this.clientEnded && this.phase === Phase.Head) {
+      this.phase = Phase.Closed;
+      this.socket.end();
+      this.socket.destroySoon();
+    }
   }
 
   /** Answers a request the balancer rejects itself, and closes the connection. */
@@ -262,6 +297,8 @@ export class Exchange implements UpstreamUser {
   #pool: UpstreamPool | null = null;
   #upstream: UpstreamConnection | null = null;
   #attempts = 0;
+  /** The 502 body of the attempt that failed, while a retry looks for another back-end. */
+  #lastFailure: string | null = null;
   /** Body bytes received before a socket was ready. */
   #queued: Buffer[] | null = null;
   #bodyDone = false;
@@ -289,6 +326,12 @@ export class Exchange implements UpstreamUser {
   start(): void {
     const host = this.#conn.host;
     const pick = host.pick(this.#req.method, this.#req.target);
+    if (pick instanceof Error && this.#lastFailure !== null) {
+      // a retry found no other back-end: the failure that led here is the answer
+      host.countLocal('upstreamErrors');
+      this.#finishLocal(502, this.#lastFailure);
+      return;
+    }
     if (pick instanceof Error) {
       host.countLocal('noBackend');
       this.#finishLocal(503, `Service Unavailable: ${pick.message}\n`, 'retry-after: 1\r\n');
@@ -350,6 +393,11 @@ export class Exchange implements UpstreamUser {
 
   onUpstreamDrain(): void {
     if (!this.#done && (this.#tunnel || !this.#bodyDone) && this.#conn.socket.isPaused()) this.#conn.socket.resume();
+  }
+
+  /** The client half-closed an upgraded connection: pass the FIN on. */
+  tunnelEnd(): void {
+    this.#upstream?.socket.end();
   }
 
   /** Client bytes of an upgraded connection. */
@@ -565,8 +613,12 @@ export class Exchange implements UpstreamUser {
     // a kept-alive socket the back-end closed as we reused it is a race, not a sick back-end
     const stale = !connecting && this.#reusedSocket && this.#res === null && !timeout && !(err instanceof HeadError);
     host.settle(pick, false, 0, this.#req.method, this.#req.target);
-    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout && !(err instanceof HeadError)) {
-      host.eject(pick.state, `${code || 'error'}: ${err.message}`);
+    // ejected, the failed back-end is out of the strategy's list before a retry picks again: the
+    // retry goes elsewhere while another back-end is usable. A response that breaks HTTP ejects
+    // too (passive health: nothing it answers can be trusted). Not ejected: a stale kept-alive
+    // socket (a keep-alive race, retried on a fresh connection) and a timeout (not retried).
+    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout) {
+      host.eject(pick.state, `${code || (err instanceof HeadError ? 'invalid response' : 'error')}: ${err.message}`);
     }
     if (this.#headSent) {
       this.#done = true;
@@ -579,9 +631,12 @@ export class Exchange implements UpstreamUser {
       this.#pool?.flushIdle();
       this.#attempts--; // bounded: each stale socket is destroyed as it fails
     }
-    const safe = !this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method) && this.#res === null && !timeout;
+    // never sent (the connection failed): any method may go to another back-end, its body is
+    // still queued; sent: only requests that are safe to repeat
+    const safe = connecting || (!this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method) && this.#res === null && !timeout);
     if (safe && this.#attempts <= host.settings.retries) {
       host.countLocal('retries');
+      this.#lastFailure = `Bad Gateway: back-end ${pick.state.backend.id} failed: ${err instanceof HeadError ? err.message : code || err.message}\n`;
       this.start();
       return;
     }
