@@ -203,7 +203,7 @@ export function generate(r: () => number): Buffer {
       const chunks = payload === '' ? [] : r() < 0.5 ? [payload] : [payload.slice(0, 2), payload.slice(2)].filter((c) => c !== '');
       for (const c of chunks) {
         const size = c.length.toString(16);
-        const sizeText = r() < 0.85 ? size : pick(r, [size.toUpperCase(), `0${size}`, ` ${size}`, `${size} `, `${size};ext`, `${size};e=v`, `${size} ;e`, `0x${size}`, `${size}\t`, `-${size}`, `${size};e="q"`]);
+        const sizeText = r() < 0.85 ? size : pick(r, [size.toUpperCase(), `0${size}`, ` ${size}`, `${size} `, `${size};ext`, `${size};e=v`, `${size} ;e`, `0x${size}`, `${size}\t`, `-${size}`, `${size};e="q"`, `${size};a="b c"`, `${size};a=b;c`, `${size};=b`, `${size}; a`, `${size};a="x\\"y"`]);
         parts.push(`${sizeText}${eol()}${c}${r() < 0.92 ? '\r\n' : pick(r, ['\n', '', '\r', 'XX'])}`);
       }
       parts.push(`${r() < 0.9 ? '0' : pick(r, ['00', '0;ext', '0 ', '000000'])}${eol()}`);

@@ -10,6 +10,12 @@
 const enum S {
   Size,
   Ext,
+  ExtName,
+  ExtValue,
+  ExtToken,
+  ExtQuoted,
+  ExtEscape,
+  ExtAfterQuoted,
   SizeLf,
   Data,
   DataCr,
@@ -75,9 +81,60 @@ export class ChunkedScanner {
           break;
         }
         case S.Ext: {
+          // chunk-ext = *( ";" ext-name [ "=" ext-val ] ), ext-val = token / quoted-string; no
+          // whitespace (BWS is allowed by RFC 9112 but refused by llhttp, so refused here too)
+          const c = buf[i]!;
+          if (++this.#meta > MAX_META_BYTES) return -2;
+          if (TCHAR[c] !== 1) return -2; // an extension name has at least one tchar
+          this.#state = S.ExtName;
+          i++;
+          break;
+        }
+        case S.ExtName:
+        case S.ExtToken: {
+          const c = buf[i]!;
+          if (++this.#meta > MAX_META_BYTES) return -2;
+          if (TCHAR[c] === 1) {
+            i++;
+            break;
+          }
+          if (c === 13) this.#state = S.SizeLf;
+          else if (c === 59 /* ; */) this.#state = S.Ext;
+          else if (c === 61 /* = */ && this.#state === S.ExtName) this.#state = S.ExtValue;
+          else return -2;
+          i++;
+          break;
+        }
+        case S.ExtValue: {
+          const c = buf[i]!;
+          if (++this.#meta > MAX_META_BYTES) return -2;
+          if (c === 34 /* " */) this.#state = S.ExtQuoted;
+          else if (TCHAR[c] === 1) this.#state = S.ExtToken;
+          else return -2;
+          i++;
+          break;
+        }
+        case S.ExtQuoted: {
+          const c = buf[i]!;
+          if (++this.#meta > MAX_META_BYTES) return -2;
+          if (c === 34) this.#state = S.ExtAfterQuoted;
+          else if (c === 92 /* \ */) this.#state = S.ExtEscape;
+          else if ((c < 32 && c !== 9) || c === 127) return -2;
+          i++;
+          break;
+        }
+        case S.ExtEscape: {
+          const c = buf[i]!;
+          if ((c < 32 && c !== 9) || c === 127) return -2;
+          this.#state = S.ExtQuoted;
+          i++;
+          break;
+        }
+        case S.ExtAfterQuoted: {
           const c = buf[i]!;
           if (c === 13) this.#state = S.SizeLf;
-          else if ((c < 32 && c !== 9) || c === 127 || ++this.#meta > MAX_META_BYTES) return -2;
+          else if (c === 59) this.#state = S.Ext;
+          else return -2;
           i++;
           break;
         }
