@@ -41,6 +41,10 @@ export const lb = defineCommand({
     'idle-timeout': { type: 'string', default: '30000', description: 'ms an idle client connection stays open', placeholder: 'ms' },
     'upstream-timeout': { type: 'string', default: '30000', description: 'ms to wait for a back-end to answer', placeholder: 'ms' },
     'drain-timeout': { type: 'string', default: '5000', description: 'ms to drain requests on shutdown', placeholder: 'ms' },
+    'max-connections': { type: 'string', default: '10000', description: 'open client connections in all; more are dropped at accept (0: no limit)', placeholder: 'n' },
+    'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
+    'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
+    'max-pending': { type: 'string', default: '1024', description: 'requests queued per back-end when its connections are busy; more get 503', placeholder: 'n' },
     quiet: { type: 'boolean', short: 'q', description: 'do not log back-end state changes' },
   },
   examples: [
@@ -82,6 +86,12 @@ export const lb = defineCommand({
         headersMs: ms('headers-timeout', values['headers-timeout'])!,
         idleMs: ms('idle-timeout', values['idle-timeout'])!,
         upstreamMs: ms('upstream-timeout', values['upstream-timeout'])!,
+      },
+      limits: {
+        maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
+        maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,
+        requestsPerSecondPerClient: intOption('rate-limit', values['rate-limit'], { min: 0, max: 10_000_000 })!,
+        maxPendingPerBackend: intOption('max-pending', values['max-pending'], { min: 0, max: 10_000_000 })!,
       },
     }).catch(async (err) => {
       await host.dispose();

@@ -37,6 +37,8 @@ export interface PoolOptions {
   connections: number;
   connectTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** Requests waiting for a socket when all `connections` are busy (raw engine). */
+  maxPending: number;
 }
 
 export class BackendState {
@@ -83,6 +85,7 @@ export class BackendState {
       connections: options.connections,
       connectTimeoutMs: options.connectTimeoutMs,
       keepAliveMs: options.keepAliveTimeoutMs,
+      maxPending: options.maxPending,
     }));
   }
 

@@ -28,6 +28,7 @@ import { listenOn } from './listen-on.js';
 import { clientAddress, requestHeaders } from './forward-headers.js';
 import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
+import { ClientLimiter } from './client-limits.js';
 
 export type BalancerMode = 'http' | 'tcp';
 
@@ -49,6 +50,18 @@ export interface BalancerTimeouts {
   connectMs?: number;
   /** A whole client request, headers and body, must arrive within this (default 120 s). */
   requestMs?: number;
+}
+
+/** Abuse limits for a front door on the internet; each refusal is counted in `stats()` and `/-/metrics`. */
+export interface BalancerLimits {
+  /** Open client connections in all; beyond it new connections are dropped at accept (default 10000, 0: none). */
+  maxConnections?: number;
+  /** Open connections per client address (raw HTTP engine and TCP mode; default 1000, 0: none); beyond it a 429 (HTTP) or a close (TCP). */
+  maxConnectionsPerClient?: number;
+  /** Requests per second per client address, bursts up to the same number (raw HTTP engine; default 0: none); beyond it a 429. */
+  requestsPerSecondPerClient?: number;
+  /** Requests waiting for a socket to one back-end when all its connections are busy (raw HTTP engine; default 1024); beyond it a 503. */
+  maxPendingPerBackend?: number;
 }
 
 export interface BalancerOptions {
@@ -76,6 +89,7 @@ export interface BalancerOptions {
   connectionsPerBackend?: number;
   /** The `Via` pseudonym (default `trellis`). */
   via?: string;
+  limits?: BalancerLimits;
   logger?: Logger;
 }
 
@@ -99,6 +113,14 @@ export interface BalancerStats {
   upstreamErrors: number;
   timeouts: number;
   aborted: number;
+  /** Requests refused with 429 by the per-client rate limit. */
+  rateLimited: number;
+  /** Connections refused by the per-client connection limit. */
+  clientLimited: number;
+  /** Requests refused with 503 because a back-end's pending queue was full. */
+  queueFull: number;
+  /** Connections dropped at accept by `maxConnections`. */
+  droppedConnections: number;
   healthCheck: ResolvedHealthCheck;
   backends: BackendStats[];
 }
@@ -124,7 +146,14 @@ export interface BalancerEvents {
   close: [];
 }
 
-type LocalCounter = 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries';
+type LocalCounter = 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries' | 'rateLimited' | 'clientLimited' | 'queueFull' | 'droppedConnections';
+
+/** A limit option: a non-negative integer, `fallback` when absent. */
+function limit(value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`limits must be non-negative integers, got ${String(value)}`);
+  return value;
+}
 
 function parseAddress(a: BackendAddress | string): BackendAddress {
   if (typeof a !== 'string') {
@@ -168,7 +197,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #active = 0;
   #requests = 0;
   #errors = 0;
-  readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0 };
+  readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0, rateLimited: 0, clientLimited: 0, queueFull: 0, droppedConnections: 0 };
+  readonly limiter: ClientLimiter;
+  readonly #maxConnections: number;
 
   /** Use `createBalancer()`, which also resolves the strategy. */
   constructor(options: BalancerOptions) {
@@ -193,8 +224,10 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       via: `1.1 ${options.via ?? 'trellis'}`,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
-      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000 }),
+      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024) }),
     });
+    this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
+    this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
     for (const a of options.backends ?? []) this.#addState(parseAddress(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
     this.#healthOptions = resolveHealthCheck(options.healthCheck);
@@ -429,6 +462,13 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   };
 
   #onConnection = (socket: Socket): void => {
+    const ip = clientAddress(socket.remoteAddress);
+    if (!this.limiter.openConnection(ip)) {
+      this.#local.clientLimited++;
+      socket.destroy();
+      return;
+    }
+    socket.once('close', () => this.limiter.closeConnection(ip));
     const session = new TcpSession(this, socket, { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs });
     this.#tcpSockets.add(socket);
     this.#tcpSessions.add(session);
@@ -447,8 +487,22 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
       const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
-      const onClose = (c: ClientConnection) => this.#rawConnections.delete(c);
-      const raw = createTcpServer({ noDelay: true }, (socket) => {
+      const limiter = this.limiter;
+      const onClose = (c: ClientConnection) => {
+        this.#rawConnections.delete(c);
+        limiter.closeConnection(c.clientIp);
+      };
+      // half-open allowed: a client that sends FIN after its request still gets the response
+      const raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+        const ip = clientAddress(socket.remoteAddress);
+        if (!limiter.openConnection(ip)) {
+          this.#local.clientLimited++;
+          const body = 'Too Many Requests: too many connections from your address\n';
+          socket.on('error', () => socket.destroy());
+          socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`);
+          socket.destroySoon();
+          return;
+        }
         const conn = new ClientConnection(socket, this, settings, onClose);
         this.#rawConnections.add(conn);
         if (this.#closing) conn.closeIfIdle();
@@ -459,6 +513,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         const now = Date.now();
         for (const c of this.#rawConnections) c.sweep(now);
         for (const s of this.#states) s.upstream?.sweep(now);
+        if (limiter.size > 0) limiter.sweep(now);
       }, tick);
       this.#sweeper.unref();
       server = raw;
@@ -481,9 +536,15 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       this.#sweeper = setInterval(() => {
         const now = Date.now();
         for (const s of this.#tcpSessions) s.sweep(now);
+        if (this.limiter.size > 0) this.limiter.sweep(now);
       }, tick);
       this.#sweeper.unref();
       server = tcp;
+    }
+    if (this.#maxConnections > 0) {
+      // beyond it, node closes new sockets at accept: file descriptors stay bounded
+      server.maxConnections = this.#maxConnections;
+      server.on('drop', () => this.#local.droppedConnections++);
     }
     this.#server = server;
     try {

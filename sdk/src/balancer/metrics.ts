@@ -29,7 +29,11 @@ export function prometheusText(stats: BalancerStats): string {
     [`${lb},kind="timeout"`, stats.timeouts],
     [`${lb},kind="client_abort"`, stats.aborted],
     [`${lb},kind="retry"`, stats.retries],
+    [`${lb},kind="rate_limited"`, stats.rateLimited],
+    [`${lb},kind="client_connection_limited"`, stats.clientLimited],
+    [`${lb},kind="queue_full"`, stats.queueFull],
   ]);
+  family('trellis_lb_dropped_connections_total', 'counter', 'Client connections dropped at accept by the max-connections limit.', [[lb, stats.droppedConnections]]);
   family('trellis_lb_uptime_seconds', 'gauge', 'Seconds since the balancer was created.', [[lb, stats.uptimeMs / 1000]]);
   return lines.join('\n') + '\n';
 }

@@ -22,7 +22,7 @@ export interface RoutingCore {
   /** Passive ejection after a connect-type failure. */
   eject(state: BackendState, reason: string): void;
   /** Counts an answer the balancer gave itself (400, 502, 503, 504) and client aborts. */
-  countLocal(kind: 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries'): void;
+  countLocal(kind: 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries' | 'rateLimited' | 'clientLimited' | 'queueFull' | 'droppedConnections'): void;
   readonly settings: CoreSettings;
   readonly closing: boolean;
 }

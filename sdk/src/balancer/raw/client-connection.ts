@@ -12,8 +12,9 @@ import type { BackendState } from '../backend-state.js';
 import { clientAddress } from '../forward-headers.js';
 import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
-import { HeadError, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
+import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
+import type { ClientLimiter } from '../client-limits.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -33,6 +34,7 @@ export interface RawSettings {
 /** What the engine gives each connection: routing plus the pool of a back-end. */
 export interface RawHost extends RoutingCore {
   poolOf(state: BackendState): UpstreamPool;
+  readonly limiter: ClientLimiter;
 }
 
 const enum Phase {
@@ -52,10 +54,14 @@ export class ClientConnection {
   phase = Phase.Head;
   buf: Buffer | null = null;
   headSince = 0;
+  /** How much of `buf` (an incomplete head) was already checked for bare CR/LF. */
+  checked = 0;
   lastActive = Date.now();
   exchange: Exchange | null = null;
   bodyRemaining = 0;
   bodyScanner: ChunkedScanner | null = null;
+  /** The client sent FIN: finish what was received, then close. */
+  clientEnded = false;
   readonly #onClose: (c: ClientConnection) => void;
 
   constructor(socket: Socket, host: RawHost, settings: RawSettings, onClose: (c: ClientConnection) => void) {
@@ -68,6 +74,7 @@ export class ClientConnection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.exchange?.onClientDrain());
     socket.on('error', () => socket.destroy());
+    socket.on('end', () => this.#onEnd());
     socket.on('close', () => {
       this.phase = Phase.Closed;
       const ex = this.exchange;
@@ -75,6 +82,32 @@ export class ClientConnection {
       ex?.onClientClose();
       this.#onClose(this);
     });
+  }
+
+  /**
+   * The client half-closed (the server socket allows half-open connections): a request already
+   * received still gets its response, then the connection closes; a request cut short is dropped.
+   */
+  #onEnd(): void {
+    this.clientEnded = true;
+    switch (this.phase) {
+      case Phase.Wait:
+        return; // answered, then closed by exchangeDone
+      case Phase.Tunnel:
+        this.exchange?.tunnelEnd();
+        return;
+      case Phase.Head:
+        if (this.buf === null) {
+          this.phase = Phase.Closed;
+          this.socket.end();
+          this.socket.destroySoon();
+          return;
+        }
+        this.socket.destroy();
+        return;
+      default:
+        this.socket.destroy(); // a body that can no longer complete
+    }
   }
 
   #onData(chunk: Buffer): void {
@@ -103,24 +136,36 @@ export class ClientConnection {
   #parseHeads(): void {
     while (this.phase === Phase.Head && this.buf !== null) {
       let buf = this.buf;
-      // RFC 9112 §2.2: ignore empty lines before a request line
+      // the headers deadline runs from the first byte of a request, empty lines included: no
+      // trickle of bytes (blank lines or header bytes) can push it back (slowloris)
+      if (this.headSince === 0) this.headSince = Date.now();
+      // RFC 9112 §2.2: ignore empty lines (CRLF) before a request line
       let skip = 0;
       while (skip + 1 < buf.length && buf[skip] === 13 && buf[skip + 1] === 10) skip += 2;
       if (skip > 0) {
+        this.checked = Math.max(0, this.checked - skip);
         if (skip === buf.length) {
           this.buf = null;
           return;
         }
         buf = this.buf = buf.subarray(skip);
       }
-      const end = buf.indexOf(CRLFCRLF);
+      const end = headEnd(buf, 0, this.checked);
+      if (end === -2) return this.#reject(400, 'bare LF or CR in the request head');
       if (end === -1) {
         if (buf.length > this.settings.maxHeadBytes) return this.#reject(431, 'request headers are too large');
-        if (this.headSince === 0) this.headSince = Date.now();
+        this.checked = buf.length;
         return;
       }
+      this.checked = 0;
       if (end > this.settings.maxHeadBytes) return this.#reject(431, 'request headers are too large');
       this.headSince = 0;
+      if (!this.host.limiter.takeRequest(this.clientIp)) {
+        this.host.countLocal('rateLimited');
+        this.buf = null;
+        this.reply(429, 'Too Many Requests: request rate limit for your address\n', false, 'retry-after: 1\r\n');
+        return this.exchangeDone(false);
+      }
       let req: RequestHead;
       try {
         req = parseRequest(buf.toString('latin1', 0, end), this.clientIp, this.host.settings.via);
@@ -195,6 +240,12 @@ export class ClientConnection {
     this.lastActive = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
     if (this.buf !== null) this.#parseHeads();
+    // half-closed: pipelined requests already read are served, then nothing more can come
+    if (this.clientEnded && this.phase === Phase.Head) {
+      this.phase = Phase.Closed;
+      this.socket.end();
+      this.socket.destroySoon();
+    }
   }
 
   /** Answers a request the balancer rejects itself, and closes the connection. */
@@ -246,6 +297,8 @@ export class Exchange implements UpstreamUser {
   #pool: UpstreamPool | null = null;
   #upstream: UpstreamConnection | null = null;
   #attempts = 0;
+  /** The 502 body of the attempt that failed, while a retry looks for another back-end. */
+  #lastFailure: string | null = null;
   /** Body bytes received before a socket was ready. */
   #queued: Buffer[] | null = null;
   #bodyDone = false;
@@ -273,6 +326,12 @@ export class Exchange implements UpstreamUser {
   start(): void {
     const host = this.#conn.host;
     const pick = host.pick(this.#req.method, this.#req.target);
+    if (pick instanceof Error && this.#lastFailure !== null) {
+      // a retry found no other back-end: the failure that led here is the answer
+      host.countLocal('upstreamErrors');
+      this.#finishLocal(502, this.#lastFailure);
+      return;
+    }
     if (pick instanceof Error) {
       host.countLocal('noBackend');
       this.#finishLocal(503, `Service Unavailable: ${pick.message}\n`, 'retry-after: 1\r\n');
@@ -285,7 +344,12 @@ export class Exchange implements UpstreamUser {
     this.#res = null;
     const pool = host.poolOf(pick.state);
     this.#pool = pool;
-    pool.acquire(this);
+    if (!pool.acquire(this)) {
+      // every connection busy and the queue full: shed load with a clear answer
+      host.settle(pick, true, 503, this.#req.method, this.#req.target);
+      host.countLocal('queueFull');
+      this.#finishLocal(503, `Service Unavailable: back-end ${pick.state.backend.id} has too many requests waiting\n`, 'retry-after: 1\r\n');
+    }
   }
 
   // ---------------------------------------------------------------- upstream side
@@ -331,6 +395,11 @@ export class Exchange implements UpstreamUser {
     if (!this.#done && (this.#tunnel || !this.#bodyDone) && this.#conn.socket.isPaused()) this.#conn.socket.resume();
   }
 
+  /** The client half-closed an upgraded connection: pass the FIN on. */
+  tunnelEnd(): void {
+    this.#upstream?.socket.end();
+  }
+
   /** Client bytes of an upgraded connection. */
   tunnelData(chunk: Buffer): void {
     const up = this.#upstream;
@@ -359,12 +428,14 @@ export class Exchange implements UpstreamUser {
   #onResponseHead(buf: Buffer): void {
     let from = 0;
     for (;;) {
-      const end = buf.indexOf(CRLFCRLF, from);
+      const end = headEnd(buf, from);
+      if (end === -2) return this.#fail(new HeadError(502, 'the back-end sent a bare LF or CR in its response head'), false);
       if (end === -1) {
         if (buf.length - from > this.#conn.settings.maxHeadBytes) return this.#fail(new HeadError(502, 'the back-end sent oversized headers'), false);
         this.#resBuf = own(from === 0 ? buf : buf.subarray(from));
         return;
       }
+      if (end - from > this.#conn.settings.maxHeadBytes) return this.#fail(new HeadError(502, 'the back-end sent oversized headers'), false);
       let res: ResponseHead;
       try {
         res = parseResponse(buf.toString('latin1', from, end), this.#conn.host.settings.via);
@@ -426,13 +497,17 @@ export class Exchange implements UpstreamUser {
     let keepAlive = req.keepAlive && !conn.host.closing && this.#framing !== Framing.Close;
     let framingHeader = '';
     if (this.#framing === Framing.Chunked) {
-      this.#scanner = new ChunkedScanner();
       if (req.minor === 0) {
+        // other codings than chunked cannot be announced to an HTTP/1.0 client
+        if (res.codings !== undefined) return this.#fail(new HeadError(502, `the back-end sent Transfer-Encoding "${res.codings}" to an HTTP/1.0 client`), false);
         this.#dechunk = true; // HTTP/1.0 has no chunked coding: relay data and close
         keepAlive = false;
-      } else framingHeader = 'transfer-encoding: chunked\r\n';
-    } else if (noBody && res.chunked && req.minor === 1) {
-      framingHeader = 'transfer-encoding: chunked\r\n';
+      } else framingHeader = `transfer-encoding: ${res.codings ?? 'chunked'}\r\n`;
+      this.#scanner = new ChunkedScanner();
+    } else if (noBody && res.chunked) {
+      if (req.minor === 1) framingHeader = `transfer-encoding: ${res.codings ?? 'chunked'}\r\n`;
+    } else if (res.contentLength >= 0) {
+      framingHeader = `content-length: ${res.contentLength}\r\n`;
     }
     this.#clientKeepAlive = keepAlive;
     const connection = req.minor === 1 ? (keepAlive ? '' : 'connection: close\r\n') : keepAlive ? 'connection: keep-alive\r\n' : 'connection: close\r\n';
@@ -538,8 +613,12 @@ export class Exchange implements UpstreamUser {
     // a kept-alive socket the back-end closed as we reused it is a race, not a sick back-end
     const stale = !connecting && this.#reusedSocket && this.#res === null && !timeout && !(err instanceof HeadError);
     host.settle(pick, false, 0, this.#req.method, this.#req.target);
-    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout && !(err instanceof HeadError)) {
-      host.eject(pick.state, `${code || 'error'}: ${err.message}`);
+    // ejected, the failed back-end is out of the strategy's list before a retry picks again: the
+    // retry goes elsewhere while another back-end is usable. A response that breaks HTTP ejects
+    // too (passive health: nothing it answers can be trusted). Not ejected: a stale kept-alive
+    // socket (a keep-alive race, retried on a fresh connection) and a timeout (not retried).
+    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout) {
+      host.eject(pick.state, `${code || (err instanceof HeadError ? 'invalid response' : 'error')}: ${err.message}`);
     }
     if (this.#headSent) {
       this.#done = true;
@@ -552,9 +631,12 @@ export class Exchange implements UpstreamUser {
       this.#pool?.flushIdle();
       this.#attempts--; // bounded: each stale socket is destroyed as it fails
     }
-    const safe = !this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method) && this.#res === null && !timeout;
+    // never sent (the connection failed): any method may go to another back-end, its body is
+    // still queued; sent: only requests that are safe to repeat
+    const safe = connecting || (!this.#hasBody && IDEMPOTENT_METHODS.has(this.#req.method) && this.#res === null && !timeout);
     if (safe && this.#attempts <= host.settings.retries) {
       host.countLocal('retries');
+      this.#lastFailure = `Bad Gateway: back-end ${pick.state.backend.id} failed: ${err instanceof HeadError ? err.message : code || err.message}\n`;
       this.start();
       return;
     }

@@ -1,14 +1,76 @@
 /**
  * HTTP/1.x message heads for the raw engine: parse a client's request head (strictly: anything
  * ambiguous is a 400, so no request smuggling) and write the head sent upstream; parse a
- * back-end's response head and write the head sent to the client. Bodies never pass through here.
+ * back-end's response head (as strictly: anything ambiguous is a 502) and write the head sent to
+ * the client. Bodies never pass through here. Grammar: RFC 9112 §2-§7 and RFC 9110 §5.
  */
 import { connectionTokens, forwardedNode } from '../forward-headers.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/(\d)\.(\d)$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/;
+/** request-line = method SP request-target SP HTTP-version; the target is visible ASCII only. */
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/(\d)\.(\d)$/;
+/** status-line = HTTP-version SP status-code SP [ reason-phrase ]; reason: HTAB / SP / VCHAR / obs-text. */
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+/** Control characters (all but HTAB): never valid in a field value, nor are bare CR/LF. */
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** absolute-form (RFC 9112 §3.2.2): scheme "://" authority, then an optional path and query. */
+const ABSOLUTE_FORM = /^[hH][tT][tT][pP][sS]?:\/\/([^/?#@]+)([/?][^#]*)?$/;
+/** A Host value: uri-host [ ":" port ] with reg-name / IPv4 / IP-literal characters only. */
+const HOST_VALUE = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\])(?::\d*)?$/;
+/** One transfer coding list element (no parameters accepted). */
+const CODING = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** `value` without leading and trailing SP / HTAB (RFC 9110 §5.5 OWS) — and nothing else. */
+function ows(value: string): string {
+  let a = 0;
+  let b = value.length;
+  while (a < b && (value.charCodeAt(a) === 32 || value.charCodeAt(a) === 9)) a++;
+  while (b > a && (value.charCodeAt(b - 1) === 32 || value.charCodeAt(b - 1) === 9)) b--;
+  return a === 0 && b === value.length ? value : value.slice(a, b);
+}
+
+/**
+ * A Transfer-Encoding list (all field lines joined): the codings, lower-cased, with `chunked`
+ * exactly once and last; or a string saying what is wrong with it.
+ */
+export function transferCodings(value: string): string[] | string {
+  const out: string[] = [];
+  for (const part of value.split(',')) {
+    const t = ows(part).toLowerCase();
+    // empty list elements are allowed by RFC 9110 §5.6.1 but refused by common parsers: refuse them
+    if (!CODING.test(t)) return `invalid transfer coding "${part.slice(0, 40)}"`;
+    out.push(t);
+  }
+  const first = out.indexOf('chunked');
+  if (first === -1) return `Transfer-Encoding "${value.slice(0, 60)}" does not end with chunked`;
+  if (first !== out.length - 1) return 'chunked must be the last transfer coding, and only once';
+  return out;
+}
+
+/**
+ * Where a message head ends in `buf` (scanning from `from`, which must be the first byte of the
+ * start line): the index of its CRLFCRLF, -1 when more bytes are needed, -2 when the head holds a
+ * bare LF or a CR not followed by LF (RFC 9112 §2.2: such a head is refused, never guessed at,
+ * and at once rather than at the headers deadline).
+ * `checked` is how far a previous call already looked for bare line ends.
+ */
+export function headEnd(buf: Buffer, from: number, checked = from): number {
+  const end = buf.indexOf(CRLFCRLF, from);
+  // a complete head is checked line by line by the parsers (a bare CR/LF is a control character)
+  if (end !== -1) return end;
+  const limit = buf.length;
+  // bare LF: an LF whose previous byte is not CR
+  for (let i = buf.indexOf(10, Math.max(from, checked)); i !== -1 && i < limit; i = buf.indexOf(10, i + 1)) {
+    if (i === from || buf[i - 1] !== 13) return -2;
+  }
+  // bare CR: a CR followed by anything but LF
+  for (let i = buf.indexOf(13, Math.max(from, checked - 1)); i !== -1 && i < limit; i = buf.indexOf(13, i + 1)) {
+    if (i + 1 < buf.length && buf[i + 1] !== 10) return -2;
+  }
+  return end;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 export class HeadError extends Error {
   constructor(
@@ -50,14 +112,24 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   const minor = m[4] === '0' ? 0 : m[4] === '1' ? 1 : -1;
   if (minor < 0) throw new HeadError(505, `HTTP/1.${m[4]} is not supported`);
   const method = m[1]!;
-  const target = m[2]!;
+  let target = m[2]!;
+  /** The authority of an absolute-form target, which replaces Host (RFC 9112 §3.2.2). */
+  let authority: string | undefined;
   if (target.charCodeAt(0) !== 47 /* / */) {
-    throw new HeadError(400, method === 'CONNECT' ? 'CONNECT is not supported' : 'the request target must be a path (origin-form)');
+    if (method === 'CONNECT') throw new HeadError(400, 'CONNECT is not supported');
+    if (target === '*') {
+      if (method !== 'OPTIONS') throw new HeadError(400, 'the asterisk-form target is only for OPTIONS');
+    } else {
+      const abs = ABSOLUTE_FORM.exec(target);
+      if (abs === null || !HOST_VALUE.test(abs[1]!)) throw new HeadError(400, 'the request target must be a path (origin-form) or an absolute http(s) URI');
+      authority = abs[1]!;
+      const rest = abs[2] ?? '';
+      target = rest === '' ? '/' : rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest;
+    }
   }
   let out = `${method} ${target} HTTP/1.1\r\n`;
   let contentLength = -1;
-  let chunked = false;
-  let te = false;
+  let te: string | undefined;
   let connection: string | undefined;
   let host: string | undefined;
   let hosts = 0;
@@ -75,26 +147,27 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
     if (colon <= start || colon > eol) throw new HeadError(400, 'malformed header line');
     const name = head.slice(start, colon);
     if (!TOKEN.test(name)) throw new HeadError(400, `invalid header name "${name.slice(0, 40)}"`);
-    const value = head.slice(colon + 1, eol).trim();
+    const value = ows(head.slice(colon + 1, eol));
     if (BAD_VALUE.test(value)) throw new HeadError(400, `invalid character in header "${name}"`);
     start = eol + 2;
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host':
+        if (!HOST_VALUE.test(value)) throw new HeadError(400, 'invalid Host header');
         host = value;
         hosts++;
-        break;
+        continue;
       case 'content-length': {
-        if (!/^\d{1,15}$/.test(value)) throw new HeadError(400, 'invalid Content-Length');
-        const n = Number(value);
-        if (contentLength !== -1 && contentLength !== n) throw new HeadError(400, 'conflicting Content-Length headers');
-        contentLength = n;
+        if (!/^\d{1,15}$/.test(value) || head.slice(colon + 1, eol).includes('\t')) throw new HeadError(400, 'invalid Content-Length');
+        // even an identical repeat is refused, as llhttp does (RFC 9112 §6.3 allows either)
+        if (contentLength !== -1) throw new HeadError(400, 'more than one Content-Length header');
+        contentLength = Number(value);
         continue;
       }
       case 'transfer-encoding':
-        te = true;
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-        if (!chunked) throw new HeadError(501, `Transfer-Encoding "${value}" is not supported`);
+        // HTAB is valid OWS, but llhttp and others refuse it here: refuse it too
+        if (head.slice(colon + 1, eol).includes('\t')) throw new HeadError(400, 'HTAB in Transfer-Encoding');
+        te = te === undefined ? value : `${te}, ${value}`;
         continue;
       case 'connection':
         connection = connection === undefined ? value : `${connection}, ${value}`;
@@ -128,10 +201,22 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
     }
     kept += `${name}: ${value}\r\n`;
   }
-  if (te && contentLength !== -1) throw new HeadError(400, 'both Content-Length and Transfer-Encoding');
+  let codings: string[] | undefined;
+  if (te !== undefined) {
+    // RFC 9112 §6.1: HTTP/1.0 has no transfer codings; such framing is faulty, so refuse it
+    if (minor === 0) throw new HeadError(400, 'Transfer-Encoding in an HTTP/1.0 request');
+    if (contentLength !== -1) throw new HeadError(400, 'both Content-Length and Transfer-Encoding');
+    const list = transferCodings(te);
+    if (typeof list === 'string') throw new HeadError(400, list);
+    codings = list;
+  }
+  const chunked = codings !== undefined;
   if (minor === 1 && hosts !== 1) throw new HeadError(400, hosts === 0 ? 'missing Host header' : 'more than one Host header');
+  if (hosts > 1) throw new HeadError(400, 'more than one Host header');
+  if (authority !== undefined) host = authority;
   const extra = connectionTokens(connection);
   if (extra !== undefined) kept = dropListed(kept, extra);
+  if (host !== undefined) out += `host: ${host}\r\n`;
   const conn = connection?.toLowerCase() ?? '';
   const keepAlive = minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   out += kept;
@@ -139,7 +224,8 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   if (host !== undefined) out += `x-forwarded-host: ${host}\r\n`;
   const self = `for=${forwardedNode(clientIp)};proto=http${host !== undefined ? `;host="${unquoted(host)}"` : ''}`;
   out += `forwarded: ${forwarded === undefined ? self : `${forwarded}, ${self}`}\r\nvia: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
-  if (chunked) out += 'transfer-encoding: chunked\r\n';
+  // the whole coding list goes on: a proxy must not drop codings it does not decode
+  if (codings !== undefined) out += `transfer-encoding: ${codings.length === 1 ? 'chunked' : codings.join(', ')}\r\n`;
   else if (contentLength !== -1) out += `content-length: ${contentLength}\r\n`;
   // an upgrade is end to end only when the client names it in Connection (RFC 9110 §7.8)
   const upgrade = upgradeValue !== undefined && minor === 1 && /(?:^|,)\s*upgrade\s*(?:,|$)/.test(conn) ? upgradeValue : undefined;
@@ -163,26 +249,36 @@ function dropListed(block: string, names: Set<string>): string {
 
 export interface ResponseHead {
   readonly status: number;
-  /** -1 when there is no Content-Length. */
+  /** -1 when there is no Content-Length (or when Transfer-Encoding overrides it). */
   readonly contentLength: number;
   readonly chunked: boolean;
+  /** The transfer codings when there is more than `chunked` (e.g. `gzip, chunked`), else undefined. */
+  readonly codings: string | undefined;
   /** The back-end will keep the connection open after this response. */
   readonly upstreamKeepAlive: boolean;
-  /** Header lines for the client (`name: value\r\n`…), hop-by-hop removed, Via added. */
+  /** Header lines for the client (`name: value\r\n`…), hop-by-hop and framing removed, Via added. */
   readonly headers: string;
   readonly reason: string;
   /** The `Upgrade` header of a 101 answer. */
   readonly upgrade: string | undefined;
 }
 
+/**
+ * Parses a back-end's response head as strictly as a request head: a malformed start line,
+ * invalid names, control characters (NUL, bare CR/LF) in values, an invalid Content-Length or
+ * transfer coding list are a `HeadError(502)`; Content-Length with Transfer-Encoding is framed by
+ * Transfer-Encoding and the Content-Length dropped (RFC 9112 §6.3). Framing headers are not in
+ * `headers`: the client side writes its own from `contentLength`/`chunked`.
+ */
 export function parseResponse(head: string, via: string): ResponseHead {
   let eol = head.indexOf('\r\n');
   const m = STATUS_LINE.exec(eol === -1 ? head : head.slice(0, eol));
   if (m === null) throw new HeadError(502, 'the back-end sent a malformed status line');
   const minor = m[1] === '0' ? 0 : 1;
   const status = Number(m[2]);
+  if (status < 100) throw new HeadError(502, 'the back-end sent a malformed status line');
   let contentLength = -1;
-  let chunked = false;
+  let te: string | undefined;
   let connection: string | undefined;
   let viaIn: string | undefined;
   let upgrade: string | undefined;
@@ -194,7 +290,9 @@ export function parseResponse(head: string, via: string): ResponseHead {
     const colon = head.indexOf(':', start);
     if (colon <= start || colon > eol) throw new HeadError(502, 'the back-end sent a malformed header line');
     const name = head.slice(start, colon);
-    const value = head.slice(colon + 1, eol).trim();
+    if (!TOKEN.test(name)) throw new HeadError(502, 'the back-end sent an invalid header name');
+    const value = ows(head.slice(colon + 1, eol));
+    if (BAD_VALUE.test(value)) throw new HeadError(502, `the back-end sent an invalid character in header "${name}"`);
     start = eol + 2;
     const lower = name.toLowerCase();
     switch (lower) {
@@ -202,11 +300,10 @@ export function parseResponse(head: string, via: string): ResponseHead {
         const n = Number(value);
         if (!/^\d{1,15}$/.test(value) || (contentLength !== -1 && contentLength !== n)) throw new HeadError(502, 'the back-end sent an invalid Content-Length');
         contentLength = n;
-        break;
+        continue;
       }
       case 'transfer-encoding':
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-        if (!chunked) throw new HeadError(502, `the back-end sent Transfer-Encoding "${value}"`);
+        te = te === undefined ? value : `${te}, ${value}`;
         continue;
       case 'connection':
         connection = connection === undefined ? value : `${connection}, ${value}`;
@@ -229,11 +326,25 @@ export function parseResponse(head: string, via: string): ResponseHead {
     }
     headers += `${name}: ${value}\r\n`;
   }
-  if (chunked) contentLength = -1; // RFC 9112 §6.3: Transfer-Encoding wins
+  let chunked = false;
+  let codings: string | undefined;
+  let bothFramings = false;
+  if (te !== undefined) {
+    if (minor === 0) throw new HeadError(502, 'the back-end sent Transfer-Encoding in an HTTP/1.0 response');
+    const list = transferCodings(te);
+    if (typeof list === 'string') throw new HeadError(502, `the back-end sent an invalid Transfer-Encoding: ${list}`);
+    chunked = true;
+    if (list.length > 1) codings = list.join(', ');
+    if (contentLength !== -1) {
+      contentLength = -1; // RFC 9112 §6.3: Transfer-Encoding wins, Content-Length is dropped
+      bothFramings = true;
+    }
+  }
   const extra = connectionTokens(connection);
   if (extra !== undefined) headers = dropListed(headers, extra);
   const conn = connection?.toLowerCase() ?? '';
-  const upstreamKeepAlive = minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
+  // a back-end that sent both framings is not trusted with the next request on that socket
+  const upstreamKeepAlive = bothFramings ? false : minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   headers += `via: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
-  return { status, contentLength, chunked, upstreamKeepAlive, headers, reason: m[3] ?? '', upgrade };
+  return { status, contentLength, chunked, codings, upstreamKeepAlive, headers, reason: m[3] ?? '', upgrade };
 }

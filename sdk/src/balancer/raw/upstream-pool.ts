@@ -49,6 +49,8 @@ export interface UpstreamPoolOptions {
   connectTimeoutMs: number;
   /** Idle sockets older than this are closed by `sweep()`. */
   keepAliveMs: number;
+  /** Users waiting beyond the connection limit (0: none may wait). */
+  maxPending: number;
 }
 
 export class UpstreamPool {
@@ -75,16 +77,26 @@ export class UpstreamPool {
     return this.#idle.length;
   }
 
-  /** Hands `user` a socket now, after connecting, or when one is released. */
-  acquire(user: UpstreamUser): void {
+  /** Users waiting for a socket. */
+  get pending(): number {
+    return this.#waiting.length;
+  }
+
+  /**
+   * Hands `user` a socket now, after connecting, or when one is released. False (and nothing
+   * else happens) when every connection is busy and the pending queue is full.
+   */
+  acquire(user: UpstreamUser): boolean {
     const conn = this.#idle.pop();
     if (conn !== undefined) {
       conn.user = user;
       user.onUpstream(conn, true);
-      return;
+      return true;
     }
     if (this.size < this.#options.connections) this.#open(user);
-    else this.#waiting.push(user);
+    else if (this.#waiting.length < this.#options.maxPending) this.#waiting.push(user);
+    else return false;
+    return true;
   }
 
   /** Withdraws a user still waiting for a socket (its client went away). */
