@@ -2,12 +2,41 @@
  * The load balancer's commands: `trellis lb`, `trellis pi` and `trellis stress`.
  */
 import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createHost, createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk';
+import { readFileSync } from 'node:fs';
+import { createHost, createBalancer, createAdminServer, parseBackend, type BackendAddress } from '@trellis/sdk';
 import { strategyId } from './strategy-names.js';
 import { createPiServer, type PiServer } from './pi-server.js';
 import { runStress, formatSummary, progressBar } from './stress.js';
 
 const ms = (name: string, v: string | undefined) => intOption(name, v, { min: 0, max: 3_600_000 });
+
+/** `--backend HOST:PORT[,weight=W][,tag=T]…` (a bare PORT means 127.0.0.1). */
+function backendOption(value: string): BackendAddress {
+  const comma = value.indexOf(',');
+  const a = addressOption('backend', comma === -1 ? value : value.slice(0, comma));
+  const host = a.host.includes(':') ? `[${a.host}]` : a.host;
+  try {
+    return parseBackend(`${host}:${a.port}${comma === -1 ? '' : value.slice(comma)}`);
+  } catch (err) {
+    throw new UsageError(`--backend: ${(err as Error).message}`);
+  }
+}
+
+/** The admin token: `--admin-token-file`, else `TRELLIS_ADMIN_TOKEN`; never a flag value (ps shows those). */
+function adminToken(file: string | undefined): string | undefined {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--admin-token-file: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (text.length < 16) throw new UsageError('--admin-token-file: the token must be at least 16 characters');
+    return text;
+  }
+  const env = process.env.TRELLIS_ADMIN_TOKEN;
+  return env !== undefined && env.length >= 16 ? env : undefined;
+}
 
 export const lb = defineCommand({
   name: 'lb',
@@ -25,11 +54,12 @@ export const lb = defineCommand({
     host: { type: 'string', default: '127.0.0.1', description: 'address to listen on', placeholder: 'addr' },
     strategy: { type: 'string', default: 'round-robin', description: 'strategy id', placeholder: 'id' },
     algorithm: { type: 'string', short: 'a', description: 'reference alias of --strategy (N2One, RoundRobin, …)', placeholder: 'policy' },
-    backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end HOST:PORT', placeholder: 'host:port' },
+    backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end, optionally weighted and tagged', placeholder: 'host:port[,weight=W][,tag=T]' },
     server: { type: 'string', short: 's', multiple: true, description: 'reference alias: a back-end port on localhost', placeholder: 'port' },
     mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
     engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
     'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
+    'admin-token-file': { type: 'string', description: 'file holding the bearer token for admin writes (weights, reload); or set TRELLIS_ADMIN_TOKEN', placeholder: 'file' },
     'plugin-dir': { type: 'string', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
     'health-interval': { type: 'string', default: '2000', description: 'ms between health checks (0 disables them)', placeholder: 'ms' },
     'health-timeout': { type: 'string', default: '1000', description: 'ms a health check may take', placeholder: 'ms' },
@@ -50,7 +80,7 @@ export const lb = defineCommand({
     'trellis lb --mode tcp --port 7000 --backend 10.0.0.5:7000 --backend 10.0.0.6:7000',
   ],
   async run({ values, positionals }, io) {
-    const backends: BackendAddress[] = (values.backend ?? []).map((b) => addressOption('backend', b));
+    const backends: BackendAddress[] = (values.backend ?? []).map(backendOption);
     const ports = [...(values.server ?? []), ...positionals];
     if (positionals.length > 0 && !values.server?.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     for (const p of ports) backends.push({ host: '127.0.0.1', port: intOption('s', p, { min: 1, max: 65535 })! });
@@ -92,10 +122,11 @@ export const lb = defineCommand({
       balancer.on('backend-up', (b) => io.stderr.write(`lb: back-end ${b.id} is UP\n`));
       balancer.on('plugin-error', (e) => io.stderr.write(`lb: ${e.message}\n`));
     }
-    const admin = adminPort !== undefined ? createAdminServer(balancer) : undefined;
+    const token = adminToken(values['admin-token-file']);
+    const admin = adminPort !== undefined ? createAdminServer(balancer, { token }) : undefined;
     try {
       const addr = await balancer.listen(port, values.host);
-      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
+      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}${b.weight !== undefined ? `,weight=${b.weight}` : ''}`).join(' ')}\n`);
       if (admin) {
         const a = await admin.listen(adminPort, values.host);
         io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events\n`);
