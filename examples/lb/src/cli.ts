@@ -56,6 +56,8 @@ export const lb = defineCommand({
     algorithm: { type: 'string', short: 'a', description: 'reference alias of --strategy (N2One, RoundRobin, …)', placeholder: 'policy' },
     backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end, optionally weighted and tagged', placeholder: 'host:port[,weight=W][,tag=T]' },
     server: { type: 'string', short: 's', multiple: true, description: 'reference alias: a back-end port on localhost', placeholder: 'port' },
+    'hash-on': { type: 'string', description: 'consistent-hash key: client-ip, header:NAME, cookie:NAME or path', placeholder: 'source' },
+    'sticky-cookie': { type: 'string', description: 'consistent-hash: pin each client to its back-end with this cookie', placeholder: 'name' },
     mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
     engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
     'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
@@ -78,6 +80,7 @@ export const lb = defineCommand({
     'trellis lb -a LeastResponseTime -p 8080 -s 5000 -s 5001 -s 5002 -s 5003',
     'trellis lb -a RoundRobin -p 8080 -s 5000 5001 5002 5003 --admin-port 9090',
     'trellis lb --mode tcp --port 7000 --backend 10.0.0.5:7000 --backend 10.0.0.6:7000',
+    'trellis lb --strategy consistent-hash --hash-on cookie:session --backend 127.0.0.1:5000,weight=2 --backend 127.0.0.1:5001',
   ],
   async run({ values, positionals }, io) {
     const backends: BackendAddress[] = (values.backend ?? []).map(backendOption);
@@ -93,10 +96,14 @@ export const lb = defineCommand({
     const port = portOption('port', values.port)!;
     const adminPort = portOption('admin-port', values['admin-port']);
     const interval = ms('health-interval', values['health-interval'])!;
+    const strategyOptions: Record<string, unknown> = {};
+    if (values['hash-on'] !== undefined) strategyOptions.hashOn = values['hash-on'];
+    if (values['sticky-cookie'] !== undefined) strategyOptions.stickyCookie = values['sticky-cookie'];
     const host = createHost({ dirs: values['plugin-dir'] ?? [] });
     const balancer = await createBalancer({
       host,
       strategy,
+      strategyOptions,
       backends,
       mode,
       engine,
