@@ -183,6 +183,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #ejectMs: number;
   readonly #ejectTimers = new Set<NodeJS.Timeout>();
   readonly #timeouts: Required<BalancerTimeouts>;
+  /** Shared by the raw engine's connections and the TCP sessions, so `setTimeouts` reaches them. */
+  #rawSettings: { headersMs: number; idleMs: number; upstreamMs: number; requestMs: number; maxHeadBytes: number } | undefined;
+  readonly #tcpOptions: { idleTimeoutMs: number; connectTimeoutMs: number };
   #strategy!: Strategy;
   #strategyId = '';
   #provider = '';
@@ -219,7 +222,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       connectMs: t.connectMs ?? 3_000,
       requestMs: t.requestMs ?? 120_000,
     };
-    this.settings = Object.freeze({
+    this.#tcpOptions = { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs };
+    // not frozen: setTimeouts() changes retries and the upstream timeout at run time
+    this.settings = ({
       via: `1.1 ${options.via ?? 'trellis'}`,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
@@ -256,6 +261,38 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   }
 
   /** Healthy back-ends with a weight above 0, in list order. */
+  /** The timeouts in force (after any `setTimeouts`). */
+  get timeouts(): Readonly<Required<BalancerTimeouts>> {
+    return { ...this.#timeouts };
+  }
+
+  /**
+   * Changes timeouts (and the retry count) at run time, e.g. on a configuration reload. Open
+   * connections and requests in flight see the new limits at their next check; a new connect
+   * timeout applies to back-end pools created afterwards.
+   */
+  setTimeouts(timeouts: BalancerTimeouts, retries?: number): void {
+    for (const [k, v] of Object.entries(timeouts)) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 3_600_000)) throw new InvalidArgumentError(`timeouts.${k} must be an integer number of milliseconds in 0..3600000, got ${JSON.stringify(v)}`);
+    }
+    if (retries !== undefined && (!Number.isInteger(retries) || retries < 0 || retries > 10)) throw new InvalidArgumentError(`retries must be an integer in 0..10, got ${JSON.stringify(retries)}`);
+    const t = this.#timeouts;
+    Object.assign(t, Object.fromEntries(Object.entries(timeouts).filter(([, v]) => v !== undefined)));
+    const s = this.settings as { -readonly [K in keyof CoreSettings]: CoreSettings[K] };
+    s.upstreamTimeoutMs = t.upstreamMs;
+    if (retries !== undefined) s.retries = retries;
+    if (s.pool.connectTimeoutMs !== t.connectMs) s.pool = Object.freeze({ ...s.pool, connectTimeoutMs: t.connectMs });
+    if (this.#rawSettings) Object.assign(this.#rawSettings, { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs });
+    this.#tcpOptions.idleTimeoutMs = t.idleMs;
+    this.#tcpOptions.connectTimeoutMs = t.connectMs;
+    const server = this.#server;
+    if (server !== undefined && 'headersTimeout' in server) {
+      server.headersTimeout = t.headersMs;
+      server.requestTimeout = t.requestMs;
+      server.keepAliveTimeout = t.idleMs;
+    }
+  }
+
   #usable(): Backend[] {
     const out: Backend[] = [];
     for (const s of this.#states) if (s.healthy && s.backend.weight !== 0) out.push(s.backend);
@@ -507,7 +544,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   };
 
   #onConnection = (socket: Socket): void => {
-    const session = new TcpSession(this, socket, { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs });
+    const session = new TcpSession(this, socket, this.#tcpOptions);
     this.#tcpSockets.add(socket);
     this.#tcpSessions.add(session);
     socket.once('close', () => {
@@ -524,7 +561,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
-      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
+      const settings = (this.#rawSettings = { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
       const onClose = (c: ClientConnection) => this.#rawConnections.delete(c);
       const raw = createTcpServer({ noDelay: true }, (socket) => {
         const conn = new ClientConnection(socket, this, settings, onClose);
