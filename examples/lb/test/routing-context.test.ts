@@ -44,6 +44,7 @@ function captureHost(seen: Seen[]) {
               });
               r.addResponseHeader('x-routed-by', 'capture');
               r.addResponseHeader('bad\r\nname', 'dropped');
+              r.addResponseHeader('x-evil', 'a\r\nset-cookie: pwned=1');
               return list[0];
             },
             update() {},
@@ -84,6 +85,8 @@ for (const engine of ['raw', 'undici'] as const) {
       assert.is(r.status, 200);
       assert.is(r.headers['x-routed-by'], 'capture', 'the strategy added a response header');
       assert.is(r.headers['bad\r\nname'], undefined);
+      assert.is(r.headers['x-evil'], undefined, 'a value with CR/LF is dropped');
+      assert.is(r.headers['set-cookie'], undefined, 'no header injection');
       assert.is(seen.length, 1);
       assert.equal(seen[0], {
         mode: 'http',
