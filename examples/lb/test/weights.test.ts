@@ -2,7 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { request } from 'node:http';
 import { createHost, createBalancer, createAdminServer, parseBackend, prometheusText, InvalidArgumentError } from '@trellis/sdk';
-import { startPis, get, serverOf, silent } from './helpers.js';
+import { PassThrough } from 'node:stream';
+import { runCommand } from '@trellis/sdk/cli';
+import { lb as lbCommand } from '../src/cli.js';
+import { startPis, get, serverOf, silent, waitFor } from './helpers.js';
+import { freePort } from '../bench/tools.js';
 
 const TOKEN = 'a-long-enough-admin-token';
 
@@ -98,6 +102,38 @@ test('the admin API changes a weight at run time only with the bearer token', as
     await closed.close();
     await lb.close({ timeoutMs: 1000 });
     await host.dispose();
+    await Promise.all(servers.map((x) => x.close()));
+  }
+});
+
+test('trellis lb --backend HOST:PORT,weight=W: weighted picks; a bad weight is a one-line usage error', async () => {
+  const out = { text: '', err: '' };
+  const io = () => {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    stdout.on('data', (c) => (out.text += c));
+    stderr.on('data', (c) => (out.err += c));
+    const controller = new AbortController();
+    return { stdout, stderr, signal: controller.signal, stop: () => controller.abort() };
+  };
+  const bad = io();
+  assert.is(await runCommand('trellis lb', lbCommand, ['--backend', '127.0.0.1:5000,weight=999'], bad), 2);
+  assert.match(out.err, /--backend: .*weight must be an integer in 0\.\.256/);
+  const { servers, ports } = await startPis(2);
+  const port = await freePort();
+  const cli = io();
+  const running = runCommand('trellis lb', lbCommand, ['-p', String(port), '--health-interval', '0', '--backend', `127.0.0.1:${ports[0]},weight=2`, '--backend', `${ports[1]}`, '--quiet'], cli);
+  try {
+    await waitFor(() => out.text.includes('lb: http mode'), 5000, 'the balancer to start');
+    assert.match(out.text, new RegExp(`127\\.0\\.0\\.1:${ports[0]},weight=2 127\\.0\\.0\\.1:${ports[1]}`));
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) seen.push(serverOf(await get(port, '/2')));
+    const a = `127.0.0.1:${ports[0]}`;
+    const b = `127.0.0.1:${ports[1]}`;
+    assert.equal(seen, [a, b, a, a, b, a], 'smooth weighted round robin 2:1');
+  } finally {
+    cli.stop();
+    assert.is(await running, 0);
     await Promise.all(servers.map((x) => x.close()));
   }
 });
