@@ -67,6 +67,16 @@ test('a valid YAML file describes back-ends with weights and tags, strategy and 
   assert.equal(cfg.strategy, { id: 'consistent-hash', options: { hashOn: 'cookie:sid', stickyCookie: 'lb' } });
 });
 
+test("the README's example configuration file is valid", async () => {
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const block = /```yaml\n(# lb\.yaml[\s\S]*?)```/.exec(readme);
+  assert.ok(block, 'the README has a lb.yaml block');
+  const cfg = parseConfig(block![1]!, 'README lb.yaml');
+  assert.is(cfg.backends!.length, 2);
+  assert.equal(cfg.admin, { port: 9090, tokenFile: '/run/secrets/lb-admin' });
+});
+
 /** POST /-/reload on the admin port. */
 function reloadVia(adminPort: number, token = TOKEN): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
