@@ -100,12 +100,12 @@ test('flags override the file; reloads under load (admin POST and SIGHUP) apply 
   const write = (lines: string[]) => writeFileSync(file, lines.join('\n') + '\n');
   const port = await freePort();
   const adminPort = await freePort();
-  write(['listen: { port: 1 }', 'strategy: round-robin', 'healthCheck: false', 'backends:', `  - ${A}`, `  - ${B}`, 'stats: yes']);
+  write(['listen: { port: 1 }', 'strategy: round-robin', 'healthCheck: false', 'retries: 0', 'backends:', `  - ${A}`, `  - ${B}`, 'stats: yes']);
   const cli = io();
   // an unknown field: refused at start with the line and field
   assert.is(await runCommand('trellis lb', lb, ['--config', file, '-p', String(port)], cli), 1);
-  assert.match(cli.err(), /lb\.yaml:7:1: stats: unknown field/);
-  write(['listen: { port: 1 }', 'strategy: round-robin', 'healthCheck: false', 'backends:', `  - ${A}`, `  - ${B}`]);
+  assert.match(cli.err(), /lb\.yaml:8:1: stats: unknown field/);
+  write(['listen: { port: 1 }', 'strategy: round-robin', 'healthCheck: false', 'retries: 0', 'backends:', `  - ${A}`, `  - ${B}`]);
   const running = runCommand('trellis lb', lb, ['--config', file, '-p', String(port), '--admin-port', String(adminPort), '--admin-token-file', tokenFile, '--quiet'], cli);
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   let failures = 0;
@@ -133,13 +133,13 @@ test('flags override the file; reloads under load (admin POST and SIGHUP) apply 
     workers = Array.from({ length: 6 }, worker);
     await waitFor(() => done > 100, 10_000, 'traffic');
     // 1. a third back-end with weight 3 (admin POST)
-    write(['strategy: round-robin', 'healthCheck: false', 'backends:', `  - ${A}`, `  - ${B}`, `  - ${C},weight=3`]);
+    write(['strategy: round-robin', 'healthCheck: false', 'retries: 0', 'backends:', `  - ${A}`, `  - ${B}`, `  - ${C},weight=3`]);
     let r = await reloadVia(adminPort);
     assert.is(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.changed, ['backends']);
     await waitFor(() => done > 300, 10_000, 'traffic');
     // 2. strategy, timeouts and back-ends at once (SIGHUP); A leaves with requests in flight
-    write(['strategy: least-connections', 'healthCheck: false', 'timeouts: { upstreamMs: 20000 }', 'backends:', `  - ${B}`, `  - ${C}`]);
+    write(['strategy: least-connections', 'healthCheck: false', 'retries: 0', 'timeouts: { upstreamMs: 20000 }', 'backends:', `  - ${B}`, `  - ${C}`]);
     process.kill(process.pid, 'SIGHUP');
     await waitFor(() => /reloaded .*"changed":\["strategy","timeouts","backends"\]/.test(cli.out()), 10_000, 'the SIGHUP reload');
     await waitFor(() => done > 500, 10_000, 'traffic');
@@ -151,8 +151,11 @@ test('flags override the file; reloads under load (admin POST and SIGHUP) apply 
     process.kill(process.pid, 'SIGHUP');
     await waitFor(() => cli.err().includes('reload refused'), 10_000, 'the refused SIGHUP reload');
     assert.is((await reloadVia(adminPort, 'not-the-token-but-long-enough')).status, 401);
+    const stats = JSON.parse((await get(adminPort, '/-/stats')).body) as { strategy: string; backends: { id: string; weight: number }[] };
+    assert.is(stats.strategy, 'least-connections', 'the running configuration stays');
+    assert.equal(stats.backends.map((x) => [x.id, x.weight]), [[B, 1], [C, 1]]);
     // 4. consistent hashing over C and D, and a restart-only change reported as such
-    write(['listen: { host: 127.0.0.2 }', 'strategy: { id: consistent-hash, options: { hashOn: path } }', 'healthCheck: false', 'backends:', `  - ${C}`, `  - ${D}`]);
+    write(['listen: { host: 127.0.0.2 }', 'strategy: { id: consistent-hash, options: { hashOn: path } }', 'healthCheck: false', 'retries: 0', 'backends:', `  - ${C}`, `  - ${D}`]);
     r = await reloadVia(adminPort);
     assert.is(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.changed, ['strategy', 'timeouts', 'backends'], 'upstreamMs back to its default');
