@@ -15,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { createHost, createLogger, type Strategy, type Backend, type RouteInfo } from '@trellis/sdk';
 // @ts-expect-error plain JS fixture without types
 import { RoundRobin } from './fixtures/rr/index.js';
+import { HttpRoutingContext } from '../src/balancer/routing-context.js';
+import type { Socket } from 'node:net';
 
 const CALLS = 5_000_000;
 const ROUNDS = 9;
@@ -49,21 +51,43 @@ async function hotPath() {
     return ns;
   };
 
+  // What the raw engine adds per request since select(ctx): refill the connection's context, pass it.
+  const ctx = new HttpRoutingContext({ remoteAddress: '127.0.0.1', remotePort: 40000 } as Socket, '127.0.0.1');
+  const head = 'GET /100 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: */*';
+  const loopCtx = (s: Strategy, h: typeof hooks | undefined) => {
+    let sink = 0;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < CALLS; i++) {
+      ctx.fillRaw('GET', '/100', head);
+      if (h !== undefined && h.beforeSelect.taps.length > 0) h.beforeSelect.call(ctx);
+      const b = s.select(ctx)!;
+      s.update(b, outcome);
+      if (h !== undefined && h.requestEnd.taps.length > 0) h.requestEnd.call(info, outcome);
+      sink += b.port;
+    }
+    const ns = Number(process.hrtime.bigint() - t0) / CALLS;
+    if (sink === 42) console.log('');
+    return ns;
+  };
+
   const cases: [string, () => number][] = [
     ['direct method call', () => loop(direct, undefined)],
     ['through the SDK (resolved plugin strategy)', () => loop(viaSdk, undefined)],
     ['through the SDK + observer hooks, 0 taps', () => loop(viaSdk, hooks)],
     ['through the SDK + observer hooks, 1 tap', () => loop(viaSdk, tapped.routing.hooks)],
+    ['direct method call + routing context (fill + select(ctx))', () => loopCtx(direct, undefined)],
+    ['through the SDK + routing context (fill + select(ctx)) + hooks, 0 taps', () => loopCtx(viaSdk, hooks)],
   ];
   const results = new Map<string, number[]>(cases.map(([n]) => [n, []]));
   for (const [, fn] of cases) fn(); // warm-up
   for (let r = 0; r < ROUNDS; r++) for (const [name, fn] of cases) results.get(name)!.push(fn());
   const base = median(results.get('direct method call')!);
-  console.log(`\nHot path: select() + update() per request, ${CALLS.toLocaleString()} calls x ${ROUNDS} alternating rounds (median)`);
-  console.log('| path | ns/request | ratio to direct |\n|---|---:|---:|');
+  console.log(`\nHot path: select(ctx) + update() per request, ${CALLS.toLocaleString()} calls x ${ROUNDS} alternating rounds (median)`);
+  const baseCtx = median(results.get('direct method call + routing context (fill + select(ctx))')!);
+  console.log('| path | ns/request | ratio to direct | ratio to direct with the same context |\n|---|---:|---:|---:|');
   for (const [name] of cases) {
     const m = median(results.get(name)!);
-    console.log(`| ${name} | ${m.toFixed(2)} | ${(m / base).toFixed(2)}x |`);
+    console.log(`| ${name} | ${m.toFixed(2)} | ${(m / base).toFixed(2)}x | ${name.includes('routing context') ? `${(m / baseCtx).toFixed(2)}x` : ''} |`);
   }
   if (observed === 0) throw new Error('the tapped observer never ran');
   await host.dispose();

@@ -29,6 +29,10 @@ export {
   type StrategyInit,
   type StrategyFactory,
   type RouteInfo,
+  type RoutingContext,
+  type RoutingContextInit,
+  cookieValue,
+  createRoutingContext,
   type RoutingHooks,
   type RoutingHookName,
 } from './areas/routing.js';

@@ -9,6 +9,7 @@ const readme = readFileSync(new URL('README.md', root), 'utf8');
 test("every file listing in the README's plugin guide is the file in examples/custom-strategy", () => {
   const blocks = [...readme.matchAll(/<!-- file: (\S+) -->\n```\w*\n([\s\S]*?)\n```/g)];
   assert.equal(blocks.map((b) => b[1]).sort(), [
+    'examples/custom-strategy/host-groups/host-groups.js',
     'examples/custom-strategy/p2c-least-request/index.js',
     'examples/custom-strategy/p2c-least-request/p2c.js',
     'examples/custom-strategy/p2c-least-request/package.json',

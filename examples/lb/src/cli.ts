@@ -2,12 +2,43 @@
  * The load balancer's commands: `trellis lb`, `trellis pi` and `trellis stress`.
  */
 import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
-import { createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk/balancer';
+import { readFileSync } from 'node:fs';
+import { createBalancer, createAdminServer, parseBackend, type BackendAddress } from '@trellis/sdk/balancer';
 import { strategyId } from './strategy-names.js';
+import { loadConfig, type LbConfigFile } from './config.js';
+import { applySettings, RESTART_ONLY, type Settings } from './reload.js';
 import { createPiServer, type PiServer } from './pi-server.js';
 import { runStress, formatSummary, progressBar } from './stress.js';
 
 const ms = (name: string, v: string | undefined) => intOption(name, v, { min: 0, max: 3_600_000 });
+
+/** `--backend HOST:PORT[,weight=W][,tag=T]…` (a bare PORT means 127.0.0.1). */
+function backendOption(value: string): BackendAddress {
+  const comma = value.indexOf(',');
+  const a = addressOption('backend', comma === -1 ? value : value.slice(0, comma));
+  const host = a.host.includes(':') ? `[${a.host}]` : a.host;
+  try {
+    return parseBackend(`${host}:${a.port}${comma === -1 ? '' : value.slice(comma)}`);
+  } catch (err) {
+    throw new UsageError(`--backend: ${(err as Error).message}`);
+  }
+}
+
+/** The admin token: `--admin-token-file`, else `TRELLIS_ADMIN_TOKEN`; never a flag value (ps shows those). */
+function adminToken(file: string | undefined): string | undefined {
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--admin-token-file: cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (text.length < 16) throw new UsageError('--admin-token-file: the token must be at least 16 characters');
+    return text;
+  }
+  const env = process.env.TRELLIS_ADMIN_TOKEN;
+  return env !== undefined && env.length >= 16 ? env : undefined;
+}
 
 export const lb = defineCommand({
   name: 'lb',
@@ -21,26 +52,30 @@ export const lb = defineCommand({
   ].join('\n'),
   positionals: '[PORT…]',
   options: {
-    port: { type: 'string', short: 'p', default: '8080', description: 'port to listen on', placeholder: 'port' },
-    host: { type: 'string', default: '127.0.0.1', description: 'address to listen on', placeholder: 'addr' },
-    strategy: { type: 'string', default: 'round-robin', description: 'strategy id', placeholder: 'id' },
+    config: { type: 'string', short: 'c', description: 'YAML or JSON configuration file; flags override it; SIGHUP re-reads it', placeholder: 'file' },
+    port: { type: 'string', short: 'p', description: 'port to listen on (default: 8080)', placeholder: 'port' },
+    host: { type: 'string', description: 'address to listen on (default: 127.0.0.1)', placeholder: 'addr' },
+    strategy: { type: 'string', description: 'strategy id (default: round-robin)', placeholder: 'id' },
     algorithm: { type: 'string', short: 'a', description: 'reference alias of --strategy (N2One, RoundRobin, …)', placeholder: 'policy' },
-    backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end HOST:PORT', placeholder: 'host:port' },
+    backend: { type: 'string', short: 'b', multiple: true, description: 'a back-end, optionally weighted and tagged', placeholder: 'host:port[,weight=W][,tag=T]' },
     server: { type: 'string', short: 's', multiple: true, description: 'reference alias: a back-end port on localhost', placeholder: 'port' },
-    mode: { type: 'string', default: 'http', description: 'http (per request) or tcp (per connection)', placeholder: 'http|tcp' },
-    engine: { type: 'string', default: 'raw', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools)', placeholder: 'raw|undici' },
+    'hash-on': { type: 'string', description: 'consistent-hash key: client-ip, header:NAME, cookie:NAME or path', placeholder: 'source' },
+    'sticky-cookie': { type: 'string', description: 'consistent-hash: pin each client to its back-end with this cookie', placeholder: 'name' },
+    mode: { type: 'string', description: 'http (per request) or tcp (per connection) (default: http)', placeholder: 'http|tcp' },
+    engine: { type: 'string', description: 'HTTP mode engine: raw (own HTTP/1.1 framing) or undici (node:http + undici pools) (default: raw)', placeholder: 'raw|undici' },
     'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
+    'admin-token-file': { type: 'string', description: 'file holding the bearer token for admin writes (weights, reload); or set TRELLIS_ADMIN_TOKEN', placeholder: 'file' },
     'plugin-dir': pluginDirOption,
-    'health-interval': { type: 'string', default: '2000', description: 'ms between health checks (0 disables them)', placeholder: 'ms' },
-    'health-timeout': { type: 'string', default: '1000', description: 'ms a health check may take', placeholder: 'ms' },
+    'health-interval': { type: 'string', description: 'ms between health checks, 0 disables them (default: 2000)', placeholder: 'ms' },
+    'health-timeout': { type: 'string', description: 'ms a health check may take (default: 1000)', placeholder: 'ms' },
     'health-path': { type: 'string', description: 'HTTP path to check (default: a TCP connect)', placeholder: 'path' },
-    rise: { type: 'string', default: '2', description: 'passing checks to mark a back-end up', placeholder: 'n' },
-    fall: { type: 'string', default: '3', description: 'failing checks to mark a back-end down', placeholder: 'n' },
-    retries: { type: 'string', default: '2', description: 'retries on another back-end for safe requests', placeholder: 'n' },
-    'headers-timeout': { type: 'string', default: '10000', description: 'ms for a client to send its headers', placeholder: 'ms' },
-    'idle-timeout': { type: 'string', default: '30000', description: 'ms an idle client connection stays open', placeholder: 'ms' },
-    'upstream-timeout': { type: 'string', default: '30000', description: 'ms to wait for a back-end to answer', placeholder: 'ms' },
-    'drain-timeout': { type: 'string', default: '5000', description: 'ms to drain requests on shutdown', placeholder: 'ms' },
+    rise: { type: 'string', description: 'passing checks to mark a back-end up (default: 2)', placeholder: 'n' },
+    fall: { type: 'string', description: 'failing checks to mark a back-end down (default: 3)', placeholder: 'n' },
+    retries: { type: 'string', description: 'retries on another back-end for safe requests (default: 2)', placeholder: 'n' },
+    'headers-timeout': { type: 'string', description: 'ms for a client to send its headers (default: 10000)', placeholder: 'ms' },
+    'idle-timeout': { type: 'string', description: 'ms an idle client connection stays open (default: 30000)', placeholder: 'ms' },
+    'upstream-timeout': { type: 'string', description: 'ms to wait for a back-end to answer (default: 30000)', placeholder: 'ms' },
+    'drain-timeout': { type: 'string', description: 'ms to drain requests on shutdown (default: 5000)', placeholder: 'ms' },
     'max-connections': { type: 'string', default: '10000', description: 'open client connections in all; more are dropped at accept (0: no limit)', placeholder: 'n' },
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
@@ -52,41 +87,78 @@ export const lb = defineCommand({
     'trellis lb -a LeastResponseTime -p 8080 -s 5000 -s 5001 -s 5002 -s 5003',
     'trellis lb -a RoundRobin -p 8080 -s 5000 5001 5002 5003 --admin-port 9090',
     'trellis lb --mode tcp --port 7000 --backend 10.0.0.5:7000 --backend 10.0.0.6:7000',
+    'trellis lb --strategy consistent-hash --hash-on cookie:session --backend 127.0.0.1:5000,weight=2 --backend 127.0.0.1:5001',
+    'trellis lb --config lb.yaml --admin-port 9090 --admin-token-file /run/secrets/lb-admin',
   ],
   async run({ values, positionals }, io) {
-    const backends: BackendAddress[] = (values.backend ?? []).map((b) => addressOption('backend', b));
+    const flagBackends: BackendAddress[] = (values.backend ?? []).map(backendOption);
     const ports = [...(values.server ?? []), ...positionals];
     if (positionals.length > 0 && !values.server?.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    for (const p of ports) backends.push({ host: '127.0.0.1', port: intOption('s', p, { min: 1, max: 65535 })! });
-    if (backends.length === 0) throw new UsageError('give at least one back-end with --backend HOST:PORT (or -s PORT)');
-    const mode = values.mode;
-    if (mode !== 'http' && mode !== 'tcp') throw new UsageError(`--mode must be http or tcp, got "${mode}"`);
-    const engine = values.engine;
-    if (engine !== 'raw' && engine !== 'undici') throw new UsageError(`--engine must be raw or undici, got "${engine}"`);
-    const strategy = strategyId(values.algorithm ?? values.strategy);
-    const port = portOption('port', values.port)!;
-    const adminPort = portOption('admin-port', values['admin-port']);
-    const interval = ms('health-interval', values['health-interval'])!;
-    const host = createCommandHost(import.meta.url, values['plugin-dir']);
+    for (const p of ports) flagBackends.push({ host: '127.0.0.1', port: intOption('s', p, { min: 1, max: 65535 })! });
+    const file = values.config;
+    /** The file's settings with every flag given on the command line on top. */
+    const resolve = (cfg: LbConfigFile): Settings => {
+      const backends = flagBackends.length > 0 ? flagBackends : (cfg.backends as BackendAddress[] | undefined) ?? [];
+      if (backends.length === 0) throw new UsageError('give at least one back-end with --backend HOST:PORT (or -s PORT, or backends: in --config)');
+      const mode = values.mode ?? cfg.mode ?? 'http';
+      if (mode !== 'http' && mode !== 'tcp') throw new UsageError(`--mode must be http or tcp, got "${mode}"`);
+      const engine = values.engine ?? cfg.engine ?? 'raw';
+      if (engine !== 'raw' && engine !== 'undici') throw new UsageError(`--engine must be raw or undici, got "${engine}"`);
+      const fileStrategy = typeof cfg.strategy === 'string' ? { id: cfg.strategy } : cfg.strategy;
+      const flagStrategy = values.algorithm ?? values.strategy;
+      const strategy = strategyId(flagStrategy ?? fileStrategy?.id ?? 'round-robin');
+      const strategyOptions: Record<string, unknown> = { ...(flagStrategy === undefined || strategyId(flagStrategy) === fileStrategy?.id ? fileStrategy?.options : {}) };
+      if (values['hash-on'] !== undefined) strategyOptions.hashOn = values['hash-on'];
+      if (values['sticky-cookie'] !== undefined) strategyOptions.stickyCookie = values['sticky-cookie'];
+      const hc = cfg.healthCheck === false ? undefined : (cfg.healthCheck ?? {});
+      const interval = ms('health-interval', values['health-interval']) ?? (cfg.healthCheck === false ? 0 : (hc?.intervalMs ?? 2000));
+      const t = cfg.timeouts ?? {};
+      return {
+        host: values.host ?? cfg.listen?.host ?? '127.0.0.1',
+        port: portOption('port', values.port) ?? cfg.listen?.port ?? 8080,
+        mode,
+        engine,
+        strategy,
+        strategyOptions,
+        backends,
+        healthCheck:
+          interval === 0
+            ? false
+            : {
+                intervalMs: interval,
+                timeoutMs: ms('health-timeout', values['health-timeout']) ?? hc?.timeoutMs ?? 1000,
+                rise: intOption('rise', values.rise, { min: 1, max: 100 }) ?? hc?.rise ?? 2,
+                fall: intOption('fall', values.fall, { min: 1, max: 100 }) ?? hc?.fall ?? 3,
+                ...((values['health-path'] ?? hc?.path) ? { path: values['health-path'] ?? hc?.path } : {}),
+              },
+        retries: intOption('retries', values.retries, { min: 0, max: 10 }) ?? cfg.retries ?? 2,
+        timeouts: {
+          headersMs: ms('headers-timeout', values['headers-timeout']) ?? t.headersMs ?? 10_000,
+          idleMs: ms('idle-timeout', values['idle-timeout']) ?? t.idleMs ?? 30_000,
+          upstreamMs: ms('upstream-timeout', values['upstream-timeout']) ?? t.upstreamMs ?? 30_000,
+          connectMs: t.connectMs ?? 3_000,
+          requestMs: t.requestMs ?? 120_000,
+        },
+        drainMs: ms('drain-timeout', values['drain-timeout']) ?? t.drainMs ?? 5_000,
+        adminPort: portOption('admin-port', values['admin-port']) ?? cfg.admin?.port,
+        tokenFile: values['admin-token-file'] ?? cfg.admin?.tokenFile,
+        pluginDirs: [...(values['plugin-dir'] ?? []), ...(cfg.pluginDirs ?? [])],
+      };
+    };
+    const initial = resolve(file === undefined ? {} : await loadConfig(file));
+    let current = initial;
+    const { mode, strategy, backends } = initial;
+    const host = createCommandHost(import.meta.url, initial.pluginDirs);
     const balancer = await createBalancer({
       host,
       strategy,
+      strategyOptions: initial.strategyOptions,
       backends,
       mode,
-      engine,
-      healthCheck: interval === 0 ? false : {
-        intervalMs: interval,
-        timeoutMs: ms('health-timeout', values['health-timeout'])!,
-        rise: intOption('rise', values.rise, { min: 1, max: 100 })!,
-        fall: intOption('fall', values.fall, { min: 1, max: 100 })!,
-        ...(values['health-path'] ? { path: values['health-path'] } : {}),
-      },
-      retries: intOption('retries', values.retries, { min: 0, max: 10 })!,
-      timeouts: {
-        headersMs: ms('headers-timeout', values['headers-timeout'])!,
-        idleMs: ms('idle-timeout', values['idle-timeout'])!,
-        upstreamMs: ms('upstream-timeout', values['upstream-timeout'])!,
-      },
+      engine: initial.engine,
+      healthCheck: initial.healthCheck,
+      retries: initial.retries,
+      timeouts: initial.timeouts,
       limits: {
         maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
         maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,
@@ -102,19 +174,45 @@ export const lb = defineCommand({
       balancer.on('backend-up', (b) => io.stderr.write(`lb: back-end ${b.id} is UP\n`));
       balancer.on('plugin-error', (e) => io.stderr.write(`lb: ${e.message}\n`));
     }
-    const admin = adminPort !== undefined ? createAdminServer(balancer) : undefined;
+    // reloads run one at a time; a refused file changes nothing
+    let reloading: Promise<unknown> = Promise.resolve();
+    const reload = (): Promise<Record<string, unknown>> => {
+      const run = reloading.then(async () => {
+        const next = resolve(await loadConfig(file!));
+        const summary = await applySettings(balancer, current, next);
+        // what needs a restart keeps running as it was, and is reported again on the next reload
+        current = { ...next, ...Object.fromEntries(RESTART_ONLY.map((k) => [k, current[k]])) };
+        return summary;
+      });
+      reloading = run.catch(() => undefined);
+      return run;
+    };
+    const onHangup = () => {
+      if (file === undefined) {
+        io.stderr.write('lb: SIGHUP ignored: no --config file to re-read\n');
+        return;
+      }
+      reload().then(
+        (summary) => io.stdout.write(`lb: reloaded ${file}: ${JSON.stringify(summary)}\n`),
+        (err: Error) => io.stderr.write(`lb: reload refused, the running configuration stays: ${err.message}\n`),
+      );
+    };
+    process.on('SIGHUP', onHangup);
+    const token = adminToken(initial.tokenFile);
+    const admin = initial.adminPort !== undefined ? createAdminServer(balancer, { token, ...(file !== undefined ? { reload } : {}) }) : undefined;
     try {
-      const addr = await balancer.listen(port, values.host);
-      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
+      const addr = await balancer.listen(initial.port, initial.host);
+      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}${b.weight !== undefined ? `,weight=${b.weight}` : ''}`).join(' ')}\n`);
       if (admin) {
-        const a = await admin.listen(adminPort, values.host);
+        const a = await admin.listen(initial.adminPort, initial.host);
         io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events\n`);
       }
       await untilAborted(io.signal);
       io.stdout.write('lb: draining…\n');
     } finally {
+      process.off('SIGHUP', onHangup);
       await admin?.close();
-      await balancer.close({ timeoutMs: ms('drain-timeout', values['drain-timeout'])! });
+      await balancer.close({ timeoutMs: current.drainMs });
       await host.dispose();
     }
     return 0;

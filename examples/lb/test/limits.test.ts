@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Socket } from 'node:net';
-import { createAdminServer } from '@trellis/sdk';
+import { createAdminServer } from '@trellis/sdk/balancer';
 import { startBalancer, startServer, raw, get, sleep, waitFor } from './helpers.js';
 
 // Abuse limits of the front door: connection caps, per-client caps and rate, bounded back-end

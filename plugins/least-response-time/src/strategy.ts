@@ -4,6 +4,11 @@
  * list order. Like the reference, a completion is paired with that back-end's oldest unfinished
  * start (first in, first out) and timed on the strategy's own clock. State is kept by back-end id
  * across list changes.
+ *
+ * Weights: a back-end of weight w counts as w times faster and w times roomier — the lowest
+ * `mean ÷ weight` wins, ties → the lowest `active ÷ weight`, then list order (both compared by
+ * cross-multiplying, no division). With all weights equal every weight is taken as 1, so the
+ * comparisons are the reference's, bit for bit.
  */
 import type { Backend, Outcome, Strategy, StrategyInit } from '@trellis/sdk';
 
@@ -14,6 +19,8 @@ interface Slot {
   starts: number[];
   totalMs: number;
   completed: number;
+  /** The back-end's weight, or 1 for all when every weight is equal. */
+  weight: number;
 }
 
 export interface LeastResponseTimeOptions {
@@ -39,7 +46,14 @@ export class LeastResponseTime implements Strategy {
     for (let i = 0; i < slots.length; i++) {
       const s = slots[i]!;
       const mean = s.completed === 0 ? 0 : s.totalMs / s.completed;
-      if (best === undefined || mean < bestMean || (mean === bestMean && s.active < best.active)) {
+      if (best === undefined) {
+        best = s;
+        bestMean = mean;
+        continue;
+      }
+      const a = mean * best.weight;
+      const b = bestMean * s.weight;
+      if (a < b || (a === b && s.active * best.weight < best.active * s.weight)) {
         best = s;
         bestMean = mean;
       }
@@ -63,10 +77,15 @@ export class LeastResponseTime implements Strategy {
   setBackends(backends: readonly Backend[]): void {
     const slots: Slot[] = [];
     const keep = new Set<string>();
+    const uniform = backends.every((b) => (b.weight ?? 1) === (backends[0]!.weight ?? 1));
     for (const backend of backends) {
+      const weight = uniform ? 1 : (backend.weight ?? 1);
       let s = this.#byId.get(backend.id);
-      if (s === undefined) this.#byId.set(backend.id, (s = { backend, active: 0, starts: [], totalMs: 0, completed: 0 }));
-      else s.backend = backend;
+      if (s === undefined) this.#byId.set(backend.id, (s = { backend, active: 0, starts: [], totalMs: 0, completed: 0, weight }));
+      else {
+        s.backend = backend;
+        s.weight = weight;
+      }
       slots.push(s);
       keep.add(backend.id);
     }

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import { createHost, type Backend } from '@trellis/sdk';
+import { createHost, type Backend, type Strategy } from '@trellis/sdk';
 import { LeastResponseTime } from '../src/strategy.js';
 
 const four: Backend[] = [5000, 5001, 5002, 5003].map((port) => ({ id: `b${port - 5000}`, host: '127.0.0.1', port }));
@@ -93,6 +93,61 @@ test('the least-response-time plugin loads lazily through the plugin host', asyn
   const s = await host.routing.createStrategy('least-response-time', { backends: four, options: {} });
   assert.equal([s.select(), s.select()].map((b) => b?.id), ['b0', 'b1']);
   await host.dispose();
+});
+
+/**
+ * Replays one seeded script of selects, completions (on a fake clock) and list changes against
+ * `make(list)`, returning every pick: the equal-weights check runs it with and without weights.
+ */
+function replay(make: (list: Backend[], now: () => number) => Strategy, list: Backend[], seed: number, steps = 2000): (string | undefined)[] {
+  let x = seed;
+  const rnd = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const clock = { t: 0 };
+  const s = make(list, () => clock.t);
+  const inFlight: Backend[] = [];
+  const out: (string | undefined)[] = [];
+  for (let i = 0; i < steps; i++) {
+    const op = rnd(10);
+    if (op < 5) {
+      const b = s.select();
+      out.push(b?.id);
+      if (b !== undefined) inFlight.push(b);
+    } else if (op < 9) {
+      if (inFlight.length === 0) continue;
+      clock.t += rnd(50);
+      const [b] = inFlight.splice(rnd(inFlight.length), 1);
+      s.update(b!, { durationMs: 0, ok: true });
+    } else {
+      s.setBackends(list.filter(() => rnd(4) !== 0));
+    }
+  }
+  return out;
+}
+
+const weighted = (list: Backend[], w: number | ((i: number) => number)) => list.map((b, i) => ({ ...b, weight: typeof w === 'number' ? w : w(i) }));
+test('least-response-time with all weights equal replays the unweighted picks exactly', () => {
+  for (const seed of [1, 2, 3, 42]) {
+    const make = (list: Backend[], now: () => number) => new LeastResponseTime({ backends: list, options: { now } });
+    assert.equal(replay(make, weighted(four, 3), seed), replay(make, four, seed), `seed ${seed}`);
+  }
+});
+
+test('least-response-time with weights picks the lowest mean ÷ weight, ties → active ÷ weight, then list order', () => {
+  const clock = { t: 0 };
+  const [a, b] = weighted([b0, b1], (i) => [3, 1][i]!);
+  const s = new LeastResponseTime({ backends: [a!, b!], options: { now: () => clock.t } });
+  // both means 0: active ÷ weight decides: a (0/3) = b (0/1) → a; a 1/3 < b 0/1? no → b; a 1/3 < b 1/1 → a; a 2/3 < 1 → a; a 3/3 = 1 → a (list order)
+  assert.equal(Array.from({ length: 5 }, () => s.select()?.id), ['b0', 'b1', 'b0', 'b0', 'b0']);
+  clock.t = 30;
+  for (let i = 0; i < 4; i++) s.update(a!, done); // a: mean 30, ÷3 = 10
+  s.update(b!, done); // b: mean 30, ÷1 = 30
+  assert.is(s.select()?.id, 'b0', 'a mean three times slower than b still wins at weight 3');
+  clock.t = 31;
+  s.update(a!, done); // a: 4 × 30 + 1 over 5 = 24.2 ÷ 3 ≈ 8.07, still lowest
+  assert.is(s.select()?.id, 'b0');
+  // at equal weights the lower mean wins again
+  s.setBackends([{ ...a!, weight: 1 }, { ...b!, weight: 1 }]);
+  assert.is(s.select()?.id, 'b0');
 });
 
 test.run();

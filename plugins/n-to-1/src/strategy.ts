@@ -1,6 +1,10 @@
 /**
  * N to 1, as in the reference: every request goes to the first usable back-end. Useful as a
  * baseline and for an active/standby pair (the standby takes over when the first is marked down).
+ *
+ * Weights: every request goes to the usable back-end with the highest weight; ties → list order.
+ * With all weights equal that is the first one, as in the reference; raising a back-end's weight
+ * at run time promotes it to active without reordering the list.
  */
 import type { Backend, Strategy, StrategyInit } from '@trellis/sdk';
 
@@ -8,7 +12,7 @@ export class NToOne implements Strategy {
   #first: Backend | undefined;
 
   constructor(init: StrategyInit) {
-    this.#first = init.backends[0];
+    this.setBackends(init.backends);
   }
 
   select(): Backend | undefined {
@@ -20,7 +24,9 @@ export class NToOne implements Strategy {
   }
 
   setBackends(backends: readonly Backend[]): void {
-    this.#first = backends[0];
+    let first = backends[0];
+    for (const b of backends) if ((b.weight ?? 1) > (first!.weight ?? 1)) first = b;
+    this.#first = first;
   }
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import { createHost, type Backend } from '@trellis/sdk';
+import { createHost, type Backend, type Strategy } from '@trellis/sdk';
 import { createRoundRobin } from '../src/strategy.js';
 
 const four: Backend[] = [5000, 5001, 5002, 5003].map((port) => ({ id: `b${port - 5000}`, host: '127.0.0.1', port }));
@@ -49,6 +49,66 @@ test('the round-robin plugin loads lazily through the plugin host', async () => 
   const s = await host.routing.createStrategy('round-robin', { backends: four, options: {} });
   assert.equal(picks(s, 5), ['b0', 'b1', 'b2', 'b3', 'b0']);
   await host.dispose();
+});
+
+/**
+ * Replays one seeded script of selects, completions (on a fake clock) and list changes against
+ * `make(list)`, returning every pick: the equal-weights check runs it with and without weights.
+ */
+function replay(make: (list: Backend[], now: () => number) => Strategy, list: Backend[], seed: number, steps = 2000): (string | undefined)[] {
+  let x = seed;
+  const rnd = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const clock = { t: 0 };
+  const s = make(list, () => clock.t);
+  const inFlight: Backend[] = [];
+  const out: (string | undefined)[] = [];
+  for (let i = 0; i < steps; i++) {
+    const op = rnd(10);
+    if (op < 5) {
+      const b = s.select();
+      out.push(b?.id);
+      if (b !== undefined) inFlight.push(b);
+    } else if (op < 9) {
+      if (inFlight.length === 0) continue;
+      clock.t += rnd(50);
+      const [b] = inFlight.splice(rnd(inFlight.length), 1);
+      s.update(b!, { durationMs: 0, ok: true });
+    } else {
+      s.setBackends(list.filter(() => rnd(4) !== 0));
+    }
+  }
+  return out;
+}
+
+const weighted = (list: Backend[], w: number | ((i: number) => number)) => list.map((b, i) => ({ ...b, weight: typeof w === 'number' ? w : w(i) }));
+test('round-robin with all weights equal replays the unweighted picks exactly', () => {
+  for (const seed of [1, 2, 3, 42]) {
+    const make = (list: Backend[]) => createRoundRobin({ backends: list, options: {} });
+    assert.equal(replay(make, weighted(four, 7), seed), replay(make, four, seed), `seed ${seed}`);
+  }
+});
+
+test('round-robin with weights is nginx smooth weighted round robin (5,1,1 → a a b a c a a)', () => {
+  const [a, b, c] = weighted(four.slice(0, 3), (i) => [5, 1, 1][i]!);
+  const s = createRoundRobin({ backends: [a!, b!, c!], options: {} });
+  assert.equal(picks(s, 14), ['b0', 'b0', 'b1', 'b0', 'b2', 'b0', 'b0', 'b0', 'b0', 'b1', 'b0', 'b2', 'b0', 'b0']);
+});
+
+test('round-robin gives each back-end its weight in every window of total-weight picks', () => {
+  const list = weighted(four, (i) => [3, 1, 2, 4][i]!);
+  const s = createRoundRobin({ backends: list, options: {} });
+  for (let w = 0; w < 5; w++) {
+    const counts: Record<string, number> = {};
+    for (const id of picks(s, 10)) counts[id!] = (counts[id!] ?? 0) + 1;
+    assert.equal(counts, { b0: 3, b1: 1, b2: 2, b3: 4 });
+  }
+  // a weight change takes effect at once, and back to equal weights restores the plain cycle
+  s.setBackends(weighted(four, (i) => (i === 1 ? 3 : 1)));
+  const counts: Record<string, number> = {};
+  for (const id of picks(s, 6)) counts[id!] = (counts[id!] ?? 0) + 1;
+  assert.equal(counts, { b0: 1, b1: 3, b2: 1, b3: 1 });
+  s.setBackends(weighted(four, 2));
+  assert.equal(picks(s, 4), ['b0', 'b1', 'b2', 'b3']);
 });
 
 test.run();

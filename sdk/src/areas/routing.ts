@@ -12,6 +12,54 @@ export interface Backend {
   readonly id: string;
   readonly host: string;
   readonly port: number;
+  /**
+   * Relative share of traffic, an integer 1..256 (default 1), as HAProxy's `weight`. Each
+   * strategy states how it honours it; with every weight equal the picks are the unweighted
+   * ones. A weight of 0 (drain) keeps the back-end out of the usable list entirely.
+   */
+  readonly weight?: number;
+  /** Free-form labels (`group:api`, `zone:a`…) that custom strategies may route on. */
+  readonly tags?: readonly string[];
+}
+
+/**
+ * What a strategy may see about the request (HTTP mode) or connection (TCP mode) it routes.
+ *
+ * The engine keeps **one object per client connection** and refills it just before each
+ * `select(ctx)`: fields are computed on first read (lazily), so a strategy that ignores `ctx`
+ * costs nothing. The object is only valid during the `select()` call that received it; copy what
+ * you need, never keep the object.
+ */
+export interface RoutingContext {
+  readonly mode: 'http' | 'tcp';
+  /** The client's IP address (IPv4-mapped IPv6 addresses unwrapped: `127.0.0.1`). */
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  /** HTTP mode: the request method (`GET`…); `undefined` in TCP mode. */
+  readonly method: string | undefined;
+  /** HTTP mode: the `Host` header as sent (may carry `:port`); `undefined` in TCP mode or when absent. */
+  readonly host: string | undefined;
+  /** HTTP mode: the request path, without the query string; `undefined` in TCP mode. */
+  readonly path: string | undefined;
+  /**
+   * HTTP mode: a request header by case-insensitive name; several fields of the same name are
+   * joined with `, ` (`; ` for `cookie`). Always `undefined` in TCP mode. See `cookieValue()`.
+   */
+  header(name: string): string | undefined;
+  /** HTTP mode: cookie `name` from the `Cookie` header(s), unquoted; `undefined` when absent. */
+  cookie(name: string): string | undefined;
+  /**
+   * Room for a precomputed hash key: `undefined` at the start of each request. A `beforeSelect`
+   * observer may set it (e.g. a tenant id from a token), and hashing strategies use it instead of
+   * their own key source.
+   */
+  hashKey: string | undefined;
+  /**
+   * HTTP mode: asks the engine to add a response header to the answer of this request (e.g. a
+   * sticky-session `set-cookie`). Ignored in TCP mode. `name` and `value` must be valid field
+   * text (no CR/LF); invalid ones are dropped.
+   */
+  addResponseHeader(name: string, value: string): void;
 }
 
 /** How a request (HTTP mode) or connection (TCP mode) routed to a back-end ended. */
@@ -27,8 +75,14 @@ export interface Outcome {
  * or connection (TCP), and exactly one `update()` for every back-end that `select()` returned.
  */
 export interface Strategy {
-  /** The back-end for the next request; `undefined` when no back-end is usable. */
-  select(): Backend | undefined;
+  /**
+   * The back-end for the next request; `undefined` when no back-end is usable. `ctx` describes
+   * the request or connection (see `RoutingContext`); strategies that do not need it may declare
+   * `select()` without a parameter. The engines always pass it; a direct caller (a test, an app
+   * driving a strategy by hand) may omit it, so a strategy that reads it handles `undefined` as
+   * "nothing known about the request" (`createRoutingContext()` builds one for such callers).
+   */
+  select(ctx?: RoutingContext): Backend | undefined;
   /** The request or connection routed to `backend` by an earlier `select()` has ended. */
   update(backend: Backend, outcome: Outcome): void;
   /**
@@ -60,6 +114,11 @@ export interface RouteInfo {
 /** Observer hooks for the routing area; engines call them, plugins tap them. */
 export function createRoutingHooks() {
   return Object.freeze({
+    /**
+     * SyncHook<[RoutingContext]>: called just before `select(ctx)`, only when tapped; an observer
+     * may set `ctx.hashKey` here.
+     */
+    beforeSelect: new SyncHook<[RoutingContext]>(['ctx']),
     /** SyncHook<[RouteInfo]>: a request or connection was routed to a back-end. */
     requestStart: new SyncHook<[RouteInfo]>(['info']),
     /** SyncHook<[RouteInfo, Outcome]>: it ended. */
@@ -113,4 +172,65 @@ export class RoutingArea {
   providerOf(id: string): string | undefined {
     return this.#host.contributors('strategies').get(id);
   }
+}
+
+/**
+ * The value of cookie `name` in a `Cookie` header value (`a=1; b=2`), without surrounding
+ * quotes; `undefined` when absent. For strategies: `cookieValue(ctx.header('cookie'), 'sid')`.
+ */
+export function cookieValue(cookieHeader: string | undefined, name: string): string | undefined {
+  if (cookieHeader === undefined) return undefined;
+  let from = 0;
+  while (from < cookieHeader.length) {
+    let end = cookieHeader.indexOf(';', from);
+    if (end === -1) end = cookieHeader.length;
+    const eq = cookieHeader.indexOf('=', from);
+    if (eq !== -1 && eq < end && cookieHeader.slice(from, eq).trim() === name) {
+      const v = cookieHeader.slice(eq + 1, end).trim();
+      return v.length >= 2 && v.charCodeAt(0) === 34 && v.charCodeAt(v.length - 1) === 34 ? v.slice(1, -1) : v;
+    }
+    from = end + 1;
+  }
+  return undefined;
+}
+
+/** Fields for `createRoutingContext()`; all optional. */
+export interface RoutingContextInit {
+  mode?: 'http' | 'tcp';
+  clientAddress?: string;
+  clientPort?: number;
+  method?: string;
+  /** The request target (path and query); `path` is it without the query. */
+  target?: string;
+  /** Request headers by name (any case). */
+  headers?: Readonly<Record<string, string>>;
+  hashKey?: string;
+}
+
+/**
+ * A stand-alone `RoutingContext` for code that calls a strategy itself (tests, an app routing by
+ * hand). Response headers asked for with `addResponseHeader` are collected in `responseHeaders`.
+ */
+export function createRoutingContext(init: RoutingContextInit = {}): RoutingContext & { readonly responseHeaders: [string, string][] } {
+  const headers = new Map<string, string>();
+  for (const [k, v] of Object.entries(init.headers ?? {})) headers.set(k.toLowerCase(), v);
+  const mode = init.mode ?? (init.method !== undefined || init.target !== undefined || headers.size > 0 ? 'http' : 'tcp');
+  const target = init.target ?? (mode === 'http' ? '/' : undefined);
+  const q = target?.indexOf('?') ?? -1;
+  const responseHeaders: [string, string][] = [];
+  return {
+    mode,
+    clientAddress: init.clientAddress ?? '127.0.0.1',
+    clientPort: init.clientPort ?? 0,
+    method: init.method ?? (mode === 'http' ? 'GET' : undefined),
+    host: mode === 'http' ? headers.get('host') : undefined,
+    path: target === undefined ? undefined : q === -1 ? target : target.slice(0, q),
+    header: (name: string) => (mode === 'http' ? headers.get(name.toLowerCase()) : undefined),
+    cookie: (name: string) => (mode === 'http' ? cookieValue(headers.get('cookie'), name) : undefined),
+    hashKey: init.hashKey,
+    addResponseHeader(name: string, value: string) {
+      if (mode === 'http') responseHeaders.push([name, value]);
+    },
+    responseHeaders,
+  };
 }

@@ -2,9 +2,12 @@
  * The admin port: `GET /-/stats` (JSON), `GET /-/metrics` (Prometheus text), `GET /-/health`
  * (200 while at least one back-end is up, else 503) and `GET /-/events` (a Server-Sent Events
  * feed: back-ends going down and up, strategy switches, and the stats every `statsEveryMs`).
+ * Writes need a bearer token (`token`): `POST /-/backends/<id>/weight` (`{"weight": W}`) and
+ * `POST /-/reload` (re-reads the configuration file through the `reload` callback).
  * Kept off the traffic port so exposing metrics never exposes the proxy, and vice versa.
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Balancer } from './balancer.js';
 import { prometheusText } from './metrics.js';
 import { listenOn } from './listen-on.js';
@@ -12,11 +15,43 @@ import { listenOn } from './listen-on.js';
 export interface AdminServerOptions {
   /** Period of the `stats` event on `/-/events` (default 1000 ms). */
   statsEveryMs?: number;
+  /**
+   * Bearer token that admin writes (weight changes, reload) must carry in `Authorization`.
+   * Without one, every write is refused with 403.
+   */
+  token?: string;
+  /** `POST /-/reload`: re-reads and applies the configuration; resolves with a summary, rejects when refused. */
+  reload?: () => Promise<unknown>;
 }
+
+const MAX_BODY = 4096;
+
+/** Reads a small request body; undefined when it is too large. */
+function readBody(req: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        resolve(undefined);
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export class AdminServer {
   readonly #balancer: Balancer;
   readonly #statsEveryMs: number;
+  readonly #token: Buffer | undefined;
+  readonly #reload: (() => Promise<unknown>) | undefined;
   #server: Server | undefined;
   /** Open `/-/events` streams, ended on close. */
   readonly #feeds = new Set<() => void>();
@@ -24,6 +59,50 @@ export class AdminServer {
   constructor(balancer: Balancer, options: AdminServerOptions = {}) {
     this.#balancer = balancer;
     this.#statsEveryMs = Math.max(50, options.statsEveryMs ?? 1000);
+    this.#token = options.token ? digest(options.token) : undefined;
+    this.#reload = options.reload;
+  }
+
+  /** Compares the bearer token in constant time (digests of equal length). */
+  #authorized(req: IncomingMessage): boolean {
+    if (this.#token === undefined) return false;
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    return m !== null && timingSafeEqual(digest(m[1]!), this.#token);
+  }
+
+  async #write(req: IncomingMessage, path: string, send: (status: number, type: string, body: string) => void): Promise<void> {
+    const json = (status: number, value: unknown) => send(status, 'application/json', JSON.stringify(value) + '\n');
+    if (this.#token === undefined) return json(403, { error: 'admin writes are disabled: give the admin server a token (--admin-token-file or TRELLIS_ADMIN_TOKEN)' });
+    if (!this.#authorized(req)) {
+      req.resume();
+      return json(401, { error: 'missing or wrong bearer token' });
+    }
+    const body = await readBody(req);
+    if (body === undefined) return json(413, { error: `the body is larger than ${MAX_BODY} bytes` });
+    const weight = /^\/-\/backends\/([^/]+)\/weight$/.exec(path);
+    if (weight !== null) {
+      let value: unknown;
+      try {
+        value = (JSON.parse(body) as { weight?: unknown }).weight;
+      } catch {
+        return json(400, { error: 'the body must be JSON: {"weight": N}' });
+      }
+      try {
+        const b = this.#balancer.setWeight(decodeURIComponent(weight[1]!), value as number);
+        return json(200, { backend: b.id, weight: b.weight });
+      } catch (err) {
+        return json(/^no back-end/.test((err as Error).message) ? 404 : 400, { error: (err as Error).message });
+      }
+    }
+    if (path === '/-/reload') {
+      if (this.#reload === undefined) return json(404, { error: 'this balancer was not started from a configuration file' });
+      try {
+        return json(200, { reloaded: true, ...((await this.#reload()) as object) });
+      } catch (err) {
+        return json(422, { reloaded: false, error: (err as Error).message });
+      }
+    }
+    return json(404, { error: 'Not Found: POST /-/backends/<id>/weight or /-/reload' });
   }
 
   /** Streams balancer events to one client until it goes away. */
@@ -58,7 +137,8 @@ export class AdminServer {
         res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : body);
       };
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain; charset=utf-8', 'Method Not Allowed: the admin port is read-only\n');
+      if (req.method === 'POST') return void this.#write(req, path!, send);
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain; charset=utf-8', 'Method Not Allowed: GET, HEAD, or POST for admin writes\n');
       const stats = this.#balancer.stats();
       switch (path) {
         case '/-/stats':

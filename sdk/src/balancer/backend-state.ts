@@ -12,6 +12,24 @@ export interface BackendAddress {
   port: number;
   /** Stable id; `host:port` by default. */
   id?: string;
+  /** Relative share of traffic, an integer 0..256 (default 1); 0 drains it (no new requests). */
+  weight?: number;
+  /** Free-form labels custom strategies may route on. */
+  tags?: readonly string[];
+}
+
+/** Largest back-end weight (HAProxy's range, 0..256). */
+export const MAX_WEIGHT = 256;
+
+/** A frozen `Backend` for `address`. */
+export function backendOf(address: BackendAddress): Backend {
+  return Object.freeze({
+    id: address.id ?? `${address.host}:${address.port}`,
+    host: address.host,
+    port: address.port,
+    weight: address.weight ?? 1,
+    tags: Object.freeze([...(address.tags ?? [])]),
+  });
 }
 
 /** Per back-end figures, as `stats()` and `/-/stats` report them. */
@@ -19,6 +37,8 @@ export interface BackendStats {
   id: string;
   host: string;
   port: number;
+  weight: number;
+  tags: string[];
   healthy: boolean;
   /** Why it is down (health check, passive ejection), when it is. */
   downReason: string | null;
@@ -42,7 +62,8 @@ export interface PoolOptions {
 }
 
 export class BackendState {
-  readonly backend: Backend;
+  /** Replaced (never mutated) when its weight or tags change at run time. */
+  backend: Backend;
   healthy = true;
   downReason: string | null = null;
   active = 0;
@@ -58,7 +79,7 @@ export class BackendState {
   upstream: UpstreamPool | undefined;
 
   constructor(address: BackendAddress) {
-    this.backend = Object.freeze({ id: address.id ?? `${address.host}:${address.port}`, host: address.host, port: address.port });
+    this.backend = backendOf(address);
   }
 
   /** The undici pool, created on first use so TCP mode and unused back-ends hold no sockets. */
@@ -102,6 +123,8 @@ export class BackendState {
       id: this.backend.id,
       host: this.backend.host,
       port: this.backend.port,
+      weight: this.backend.weight ?? 1,
+      tags: [...(this.backend.tags ?? [])],
       healthy: this.healthy,
       downReason: this.downReason,
       active: this.active,

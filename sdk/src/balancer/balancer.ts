@@ -15,10 +15,10 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { SafeEmitter } from '../safe-emitter.js';
 import type { PluginHost } from '../plugin-host.js';
-import type { Backend, RouteInfo, Strategy } from '../areas/routing.js';
+import type { Backend, RouteInfo, RoutingContext, Strategy } from '../areas/routing.js';
 import { InvalidArgumentError, PluginError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { BackendState, type BackendAddress, type BackendStats } from './backend-state.js';
+import { BackendState, backendOf, MAX_WEIGHT, type BackendAddress, type BackendStats } from './backend-state.js';
 import { HealthChecker, resolveHealthCheck, type HealthCheckOptions, type ResolvedHealthCheck } from './health-checker.js';
 import { NoBackendError } from './errors.js';
 import type { CoreSettings, Pick, RoutingCore } from './routing-core.js';
@@ -70,7 +70,10 @@ export interface BalancerOptions {
   /** Strategy id, e.g. `round-robin`; resolved once through `host.routing.createStrategy`. */
   strategy: string;
   strategyOptions?: Record<string, unknown>;
-  /** Back-ends in list order: `{ host, port, id? }` or `"host:port"`. */
+  /**
+   * Back-ends in list order: `{ host, port, id?, weight?, tags? }` or
+   * `"host:port[,weight=W][,tag=T]…"`.
+   */
   backends: readonly (BackendAddress | string)[];
   /** `http` (default): balance per request. `tcp`: per connection, bytes piped as they are. */
   mode?: BalancerMode;
@@ -155,17 +158,44 @@ function limit(value: number | undefined, fallback: number): number {
   return value;
 }
 
-function parseAddress(a: BackendAddress | string): BackendAddress {
+function checkWeight(weight: unknown, what: string): number {
+  if (!Number.isInteger(weight) || (weight as number) < 0 || (weight as number) > MAX_WEIGHT) {
+    throw new InvalidArgumentError(`${what}: weight must be an integer in 0..${MAX_WEIGHT}, got ${JSON.stringify(weight)}`);
+  }
+  return weight as number;
+}
+
+const TAG = /^[\w.:\-/=]{1,64}$/;
+
+/** Parses `{ host, port, … }` or `"host:port[,weight=W][,tag=T]…"` into a checked address. */
+export function parseBackend(a: BackendAddress | string): BackendAddress {
   if (typeof a !== 'string') {
     if (!a || typeof a.host !== 'string' || !Number.isInteger(a.port) || a.port < 1 || a.port > 65535) {
       throw new InvalidArgumentError(`a back-end must be { host, port } with a port in 1..65535, got ${JSON.stringify(a)}`);
     }
+    if (a.weight !== undefined) checkWeight(a.weight, `back-end ${a.host}:${a.port}`);
+    if (a.tags !== undefined && (!Array.isArray(a.tags) || !a.tags.every((t) => typeof t === 'string' && TAG.test(t)))) {
+      throw new InvalidArgumentError(`back-end ${a.host}:${a.port}: tags must be strings of letters, digits and _ . : - / = (1..64 characters)`);
+    }
     return a;
   }
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(a.trim());
+  const [addr, ...opts] = a.trim().split(',');
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(addr!.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new InvalidArgumentError(`a back-end must be HOST:PORT, got "${a}"`);
-  return { host: m[1] ?? m[2]!, port };
+  if (!m || port < 1 || port > 65535) throw new InvalidArgumentError(`a back-end must be HOST:PORT[,weight=W][,tag=T], got "${a}"`);
+  const out: BackendAddress = { host: m[1] ?? m[2]!, port };
+  const tags: string[] = [];
+  for (const opt of opts) {
+    const eq = opt.indexOf('=');
+    const key = opt.slice(0, eq).trim();
+    const value = opt.slice(eq + 1).trim();
+    if (eq > 0 && key === 'weight' && /^\d{1,3}$/.test(value)) out.weight = checkWeight(Number(value), `back-end "${a}"`);
+    else if (eq > 0 && key === 'tag' && TAG.test(value)) tags.push(value);
+    else if (eq > 0 && key === 'id' && value !== '') out.id = value;
+    else throw new InvalidArgumentError(`back-end "${a}": unknown or malformed option "${opt}" (expected weight=0..${MAX_WEIGHT}, tag=NAME or id=NAME)`);
+  }
+  if (tags.length > 0) out.tags = tags;
+  return out;
 }
 
 export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore, RawHost {
@@ -182,6 +212,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #ejectMs: number;
   readonly #ejectTimers = new Set<NodeJS.Timeout>();
   readonly #timeouts: Required<BalancerTimeouts>;
+  /** Shared by the raw engine's connections and the TCP sessions, so `setTimeouts` reaches them. */
+  #rawSettings: { headersMs: number; idleMs: number; upstreamMs: number; requestMs: number; maxHeadBytes: number } | undefined;
+  readonly #tcpOptions: { idleTimeoutMs: number; connectTimeoutMs: number };
   #strategy!: Strategy;
   #strategyId = '';
   #provider = '';
@@ -220,7 +253,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       connectMs: t.connectMs ?? 3_000,
       requestMs: t.requestMs ?? 120_000,
     };
-    this.settings = Object.freeze({
+    this.#tcpOptions = { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs };
+    // not frozen: setTimeouts() changes retries and the upstream timeout at run time
+    this.settings = ({
       via: `1.1 ${options.via ?? 'trellis'}`,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
@@ -228,7 +263,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
     this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
-    for (const a of options.backends ?? []) this.#addState(parseAddress(a));
+    for (const a of options.backends ?? []) this.#addState(parseBackend(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
     this.#healthOptions = resolveHealthCheck(options.healthCheck);
     this.#health = new HealthChecker(this.#healthOptions, () => this.#states, (state, reason) => this.#onProbe(state, reason));
@@ -258,9 +293,42 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (this.#address) this.emit('strategy-changed', id);
   }
 
+  /** Healthy back-ends with a weight above 0, in list order. */
+  /** The timeouts in force (after any `setTimeouts`). */
+  get timeouts(): Readonly<Required<BalancerTimeouts>> {
+    return { ...this.#timeouts };
+  }
+
+  /**
+   * Changes timeouts (and the retry count) at run time, e.g. on a configuration reload. Open
+   * connections and requests in flight see the new limits at their next check; a new connect
+   * timeout applies to back-end pools created afterwards.
+   */
+  setTimeouts(timeouts: BalancerTimeouts, retries?: number): void {
+    for (const [k, v] of Object.entries(timeouts)) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 3_600_000)) throw new InvalidArgumentError(`timeouts.${k} must be an integer number of milliseconds in 0..3600000, got ${JSON.stringify(v)}`);
+    }
+    if (retries !== undefined && (!Number.isInteger(retries) || retries < 0 || retries > 10)) throw new InvalidArgumentError(`retries must be an integer in 0..10, got ${JSON.stringify(retries)}`);
+    const t = this.#timeouts;
+    Object.assign(t, Object.fromEntries(Object.entries(timeouts).filter(([, v]) => v !== undefined)));
+    const s = this.settings as { -readonly [K in keyof CoreSettings]: CoreSettings[K] };
+    s.upstreamTimeoutMs = t.upstreamMs;
+    if (retries !== undefined) s.retries = retries;
+    if (s.pool.connectTimeoutMs !== t.connectMs) s.pool = Object.freeze({ ...s.pool, connectTimeoutMs: t.connectMs });
+    if (this.#rawSettings) Object.assign(this.#rawSettings, { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs });
+    this.#tcpOptions.idleTimeoutMs = t.idleMs;
+    this.#tcpOptions.connectTimeoutMs = t.connectMs;
+    const server = this.#server;
+    if (server !== undefined && 'headersTimeout' in server) {
+      server.headersTimeout = t.headersMs;
+      server.requestTimeout = t.requestMs;
+      server.keepAliveTimeout = t.idleMs;
+    }
+  }
+
   #usable(): Backend[] {
     const out: Backend[] = [];
-    for (const s of this.#states) if (s.healthy) out.push(s.backend);
+    for (const s of this.#states) if (s.healthy && s.backend.weight !== 0) out.push(s.backend);
     return out;
   }
 
@@ -290,7 +358,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 
   /** Adds a back-end at the end of the list; it is usable at once. */
   addBackend(address: BackendAddress | string): Backend {
-    const state = this.#addState(parseAddress(address));
+    const state = this.#addState(parseBackend(address));
     this.#publishBackends();
     return state.backend;
   }
@@ -308,6 +376,51 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 
   backends(): Backend[] {
     return this.#states.map((s) => s.backend);
+  }
+
+  /**
+   * Changes a back-end's weight at run time (0 drains it: requests in flight finish, no new
+   * ones). The strategy sees the new weight at once through `setBackends`.
+   */
+  setWeight(id: string, weight: number): Backend {
+    const state = this.#byId.get(id);
+    if (!state) throw new InvalidArgumentError(`no back-end "${id}"`);
+    checkWeight(weight, `back-end ${id}`);
+    if (state.backend.weight !== weight) {
+      state.backend = backendOf({ ...state.backend, weight });
+      this.#publishBackends();
+    }
+    return state.backend;
+  }
+
+  /**
+   * Replaces the back-end list (a configuration reload): back-ends that stay keep their state,
+   * pools and counters (their weight and tags are updated), new ones are added usable, removed
+   * ones leave once their requests in flight finish. One `setBackends` call for the whole change.
+   */
+  async setBackendList(list: readonly (BackendAddress | string)[]): Promise<void> {
+    const addresses = list.map(parseBackend);
+    const next: BackendState[] = [];
+    const ids = new Set<string>();
+    for (const a of addresses) {
+      const b = backendOf(a);
+      if (ids.has(b.id)) throw new InvalidArgumentError(`back-end ${b.id} is listed twice`);
+      ids.add(b.id);
+      const old = this.#byId.get(b.id);
+      if (old !== undefined && old.backend.host === b.host && old.backend.port === b.port) {
+        if (old.backend.weight !== b.weight || old.backend.tags!.join('\n') !== b.tags!.join('\n')) old.backend = b;
+        next.push(old);
+      } else {
+        next.push(new BackendState(a));
+      }
+    }
+    const gone = this.#states.filter((s) => !ids.has(s.backend.id) || !next.includes(s));
+    this.#states.length = 0;
+    this.#states.push(...next);
+    this.#byId.clear();
+    for (const s of next) this.#byId.set(s.backend.id, s);
+    this.#publishBackends();
+    await Promise.all(gone.filter((s) => s.active === 0).map((s) => s.close()));
   }
 
   #markDown(state: BackendState, reason: string): void {
@@ -356,11 +469,13 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     return this.#closing;
   }
 
-  pick(method: string | undefined, path: string | undefined): Pick | Error {
+  pick(ctx: RoutingContext, method: string | undefined, path: string | undefined): Pick | Error {
     const strategy = this.#strategy;
     let backend: Backend | undefined;
     try {
-      backend = strategy.select();
+      const before = this.#host.routing.hooks.beforeSelect;
+      if (before.taps.length > 0) before.call(ctx);
+      backend = strategy.select(ctx);
     } catch (err) {
       return this.#pluginError('select', err);
     }
@@ -400,7 +515,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     const hook = this.#host.routing.hooks.requestEnd;
     if (hook.taps.length > 0) hook.call(this.#routeInfo(state.backend, method, path), outcome);
     if (this.listenerCount('request') > 0) this.emit('request', { backend: state.backend.id, method, path, status, ok, durationMs });
-    if (state.active === 0 && !this.#byId.has(state.backend.id)) void state.close();
+    if (state.active === 0 && this.#byId.get(state.backend.id) !== state) void state.close();
   }
 
   #routeInfo(backend: Backend, method: string | undefined, path: string | undefined): RouteInfo {
@@ -469,7 +584,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       return;
     }
     socket.once('close', () => this.limiter.closeConnection(ip));
-    const session = new TcpSession(this, socket, { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs });
+    const session = new TcpSession(this, socket, this.#tcpOptions);
     this.#tcpSockets.add(socket);
     this.#tcpSessions.add(session);
     socket.once('close', () => {
@@ -486,7 +601,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
-      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
+      const settings = (this.#rawSettings = { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
       const limiter = this.limiter;
       const onClose = (c: ClientConnection) => {
         this.#rawConnections.delete(c);

@@ -7,9 +7,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Pick, RoutingCore } from './routing-core.js';
 import { responseHeaders } from './forward-headers.js';
+import { HttpRoutingContext } from './routing-context.js';
 import { DROPPED, IDEMPOTENT_METHODS, UNREACHABLE } from './failure-policy.js';
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const kContext = Symbol('trellis.routingContext');
 
 export class HttpExchange implements Dispatcher.DispatchHandler {
   readonly #core: RoutingCore;
@@ -24,6 +26,8 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
   #resume: (() => void) | undefined;
   #settled = true;
   #clientGone = false;
+  /** Response header lines the strategy asked for (e.g. a sticky cookie). */
+  #extra = '';
 
   constructor(core: RoutingCore, req: IncomingMessage, res: ServerResponse, headers: string[], hasBody: boolean) {
     this.#core = core;
@@ -36,7 +40,13 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
 
   /** Picks a back-end and dispatches; answers 503 itself when there is none. */
   start(): void {
-    const pick = this.#core.pick(this.#req.method, this.#req.url);
+    const req0 = this.#req;
+    const socket = req0.socket as typeof req0.socket & { [kContext]?: HttpRoutingContext };
+    // one context per client connection, refilled for each request and each retry
+    const ctx = (socket[kContext] ??= new HttpRoutingContext(socket));
+    ctx.fillNode(req0.method!, req0.url!, req0.headers);
+    const pick = this.#core.pick(ctx, req0.method, req0.url);
+    this.#extra = ctx.responseHeaders();
     if (pick instanceof Error) {
       this.#core.countLocal('noBackend');
       this.#reply(503, `Service Unavailable: ${pick.message}\n`, { 'retry-after': '1' });
@@ -71,7 +81,9 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     this.#resume = resume;
     const res = this.#res;
     if (this.#core.closing) res.shouldKeepAlive = false;
-    res.writeHead(statusCode, statusText, responseHeaders(rawHeaders, this.#core.settings.via));
+    const headers = responseHeaders(rawHeaders, this.#core.settings.via);
+    if (this.#extra !== '') for (const line of this.#extra.split('\r\n')) if (line !== '') headers.push(line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2));
+    res.writeHead(statusCode, statusText, headers);
     return true;
   }
 

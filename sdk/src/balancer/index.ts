@@ -2,7 +2,7 @@
  * The embeddable load balancer: HTTP (per request) and TCP (per connection) modes, strategies
  * from plugins, health checks, retries, timeouts, graceful drain, stats and Prometheus metrics.
  */
-export { Balancer, createBalancer, type BalancerOptions, type BalancerMode, type HttpEngine, type BalancerTimeouts, type BalancerStats, type BalancerEvents, type RequestEvent } from './balancer.js';
+export { Balancer, createBalancer, parseBackend, type BalancerOptions, type BalancerMode, type HttpEngine, type BalancerTimeouts, type BalancerStats, type BalancerEvents, type RequestEvent } from './balancer.js';
 export { AdminServer, createAdminServer, type AdminServerOptions } from './admin-server.js';
 export { prometheusText } from './metrics.js';
 export { NoBackendError } from './errors.js';

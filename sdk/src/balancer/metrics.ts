@@ -13,6 +13,7 @@ export function prometheusText(stats: BalancerStats): string {
   const per = (pick: (b: BalancerStats['backends'][number]) => number): [string, number][] =>
     stats.backends.map((b) => [`${lb},backend="${esc(b.id)}"`, pick(b)]);
   family('trellis_lb_backend_up', 'gauge', 'Whether the back-end is healthy (1) or marked down (0).', per((b) => (b.healthy ? 1 : 0)));
+  family('trellis_lb_backend_weight', 'gauge', 'The back-end\'s weight (0 = draining).', per((b) => b.weight));
   family('trellis_lb_backend_active', 'gauge', 'Requests (HTTP) or connections (TCP) in flight to the back-end.', per((b) => b.active));
   family('trellis_lb_backend_requests_total', 'counter', 'Requests or connections routed to the back-end that ended.', per((b) => b.requests));
   family('trellis_lb_backend_errors_total', 'counter', 'Of those, the ones that failed (connect error, reset, timeout, 5xx).', per((b) => b.errors));

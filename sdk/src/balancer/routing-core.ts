@@ -3,7 +3,7 @@
  * through the cached strategy, settle the outcome exactly once, eject a failing back-end.
  * Keeping it an interface lets the HTTP and TCP paths stay free of lifecycle concerns.
  */
-import type { Strategy } from '../areas/routing.js';
+import type { RoutingContext, Strategy } from '../areas/routing.js';
 import type { BackendState, PoolOptions } from './backend-state.js';
 
 /** One routing decision: the back-end and the strategy instance that chose it. */
@@ -15,8 +15,11 @@ export interface Pick {
 }
 
 export interface RoutingCore {
-  /** A back-end for the next request/connection, or an error response to give instead. */
-  pick(method: string | undefined, path: string | undefined): Pick | Error;
+  /**
+   * A back-end for the next request/connection, or an error response to give instead. `ctx` is
+   * the connection's routing context, already filled for this request.
+   */
+  pick(ctx: RoutingContext, method: string | undefined, path: string | undefined): Pick | Error;
   /** Reports the end of a pick: strategy update, counters, observer hooks, events. */
   settle(pick: Pick, ok: boolean, status: number, method: string | undefined, path: string | undefined): void;
   /** Passive ejection after a connect-type failure. */

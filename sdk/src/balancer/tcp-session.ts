@@ -6,6 +6,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { Pick, RoutingCore } from './routing-core.js';
+import { TcpRoutingContext } from './routing-context.js';
 
 export interface TcpSessionOptions {
   /** Idle time after which both sides are closed (0: never). */
@@ -23,6 +24,7 @@ export class TcpSession {
   #failed = false;
   #lastBytes = 0;
   #lastActive = Date.now();
+  #ctx: TcpRoutingContext | undefined;
 
   constructor(core: RoutingCore, client: Socket, options: TcpSessionOptions) {
     this.#core = core;
@@ -57,7 +59,9 @@ export class TcpSession {
 
   start(): void {
     if (this.#client.destroyed) return;
-    const pick = this.#core.pick(undefined, undefined);
+    const ctx = (this.#ctx ??= new TcpRoutingContext(this.#client));
+    ctx.reset();
+    const pick = this.#core.pick(ctx, undefined, undefined);
     if (pick instanceof Error) {
       this.#core.countLocal('noBackend');
       this.#client.destroy();

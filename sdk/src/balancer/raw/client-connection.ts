@@ -12,6 +12,7 @@ import type { BackendState } from '../backend-state.js';
 import { clientAddress } from '../forward-headers.js';
 import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
+import { HttpRoutingContext } from '../routing-context.js';
 import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 import type { ClientLimiter } from '../client-limits.js';
@@ -62,6 +63,8 @@ export class ClientConnection {
   bodyScanner: ChunkedScanner | null = null;
   /** The client sent FIN: finish what was received, then close. */
   clientEnded = false;
+  /** The routing context, one per connection, refilled before each pick. */
+  readonly routing: HttpRoutingContext;
   readonly #onClose: (c: ClientConnection) => void;
 
   constructor(socket: Socket, host: RawHost, settings: RawSettings, onClose: (c: ClientConnection) => void) {
@@ -69,6 +72,7 @@ export class ClientConnection {
     this.host = host;
     this.settings = settings;
     this.clientIp = clientAddress(socket.remoteAddress);
+    this.routing = new HttpRoutingContext(socket, this.clientIp);
     this.#onClose = onClose;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -167,15 +171,16 @@ export class ClientConnection {
         return this.exchangeDone(false);
       }
       let req: RequestHead;
+      const headText = buf.toString('latin1', 0, end);
       try {
-        req = parseRequest(buf.toString('latin1', 0, end), this.clientIp, this.host.settings.via);
+        req = parseRequest(headText, this.clientIp, this.host.settings.via);
       } catch (err) {
         if (err instanceof HeadError) return this.#reject(err.status, err.message);
         throw err;
       }
       const rest = end + 4 < buf.length ? buf.subarray(end + 4) : null;
       this.buf = null;
-      const exchange = new Exchange(this, req);
+      const exchange = new Exchange(this, req, headText);
       this.exchange = exchange;
       if (req.chunked || req.contentLength > 0) {
         this.phase = Phase.Body;
@@ -293,6 +298,10 @@ export class Exchange implements UpstreamUser {
   readonly #conn: ClientConnection;
   readonly #req: RequestHead;
   readonly #hasBody: boolean;
+  /** The request head's text, for the routing context's header lookups. */
+  readonly #headText: string;
+  /** Response header lines the strategy asked for (e.g. a sticky cookie). */
+  #extraHead = '';
   #pick: Pick | null = null;
   #pool: UpstreamPool | null = null;
   #upstream: UpstreamConnection | null = null;
@@ -316,16 +325,20 @@ export class Exchange implements UpstreamUser {
   #reusedSocket = false;
   #tunnel = false;
 
-  constructor(conn: ClientConnection, req: RequestHead) {
+  constructor(conn: ClientConnection, req: RequestHead, headText: string) {
     this.#conn = conn;
     this.#req = req;
+    this.#headText = headText;
     this.#hasBody = req.chunked || req.contentLength > 0;
     this.#bodyDone = !this.#hasBody;
   }
 
   start(): void {
     const host = this.#conn.host;
-    const pick = host.pick(this.#req.method, this.#req.target);
+    const ctx = this.#conn.routing;
+    ctx.fillRaw(this.#req.method, this.#req.target, this.#headText);
+    const pick = host.pick(ctx, this.#req.method, this.#req.target);
+    this.#extraHead = ctx.responseHeaders();
     if (pick instanceof Error && this.#lastFailure !== null) {
       // a retry found no other back-end: the failure that led here is the answer
       host.countLocal('upstreamErrors');
@@ -511,7 +524,7 @@ export class Exchange implements UpstreamUser {
     }
     this.#clientKeepAlive = keepAlive;
     const connection = req.minor === 1 ? (keepAlive ? '' : 'connection: close\r\n') : keepAlive ? 'connection: keep-alive\r\n' : 'connection: close\r\n';
-    const head = `HTTP/1.1 ${res.status} ${res.reason}\r\n${res.headers}${framingHeader}${connection}\r\n`;
+    const head = `HTTP/1.1 ${res.status} ${res.reason}\r\n${res.headers}${this.#extraHead}${framingHeader}${connection}\r\n`;
     const socket = conn.socket;
     this.#headSent = true;
     if (this.#framing === Framing.Length && from < buf.length && buf.length - from <= this.#remaining && buf.length - from <= 16 * 1024) {
