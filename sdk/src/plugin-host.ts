@@ -171,6 +171,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   /** Real paths of the plugin folders already read, so one folder found twice loads once. */
   readonly #seen = new Set<string>();
   #scanned: Promise<void> | undefined;
+  #started: Promise<void> | undefined;
   #activationOrder = 0;
   #disposed = false;
 
@@ -384,11 +385,25 @@ export class PluginHost extends SafeEmitter<HostEvents> {
 
   // --------------------------------------------------------------- activation
 
-  /** Activates every plugin listening for `event` (and those with `*`). Failures are recorded, not thrown. */
+  /**
+   * Activates every plugin that lists `event` (and those with `*`), as VS Code does: an observer
+   * that lists `onStrategy:round-robin` wakes up with the strategy, not only its contributor.
+   * Failures are recorded and reported through `activation-failed`, not thrown.
+   */
   async activateByEvent(event: string): Promise<void> {
     await this.scan();
     const targets = [...this.#records.values()].filter((r) => r.manifest!.activationEvents.some((e) => e === event || e === '*'));
     await Promise.all(targets.map((r) => this.activate(r.id).catch(() => undefined)));
+  }
+
+  /**
+   * Starts the host: scans, then activates every plugin whose activation events include
+   * `onStartup` or `*`. Later calls share the first start. Failures are recorded, not thrown.
+   */
+  start(): Promise<void> {
+    this.#assertAlive();
+    this.#started ??= this.activateByEvent('onStartup');
+    return this.#started;
   }
 
   /**
@@ -497,7 +512,9 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     if (plugin === undefined) throw new NoProviderError(label, id, [...this.#contributors[area].keys()]);
     const event = area === 'strategies' ? activationEvent.strategy(id) : area === 'serializers' ? activationEvent.serializer(id) : activationEvent.dhtRouting(id);
     this.log.debug(`activation event ${event} -> ${plugin}`);
-    await this.activate(plugin);
+    // Every other plugin that lists the event wakes up too; its failure never fails the contributor.
+    const others = [...this.#records.values()].filter((r) => r.id !== plugin && r.manifest!.activationEvents.some((e) => e === event || e === '*'));
+    await Promise.all([this.activate(plugin), ...others.map((r) => this.activate(r.id).catch(() => undefined))]);
     return plugin;
   }
 
