@@ -32,7 +32,10 @@ import { SDK_VERSION } from './version.js';
 import { RoutingArea } from './areas/routing.js';
 import { SerializationArea } from './areas/serialization.js';
 import { DhtRoutingArea } from './areas/dht-routing.js';
-import type { AreaHost, AreaName } from './areas/registry.js';
+import { registryOf, type AreaHost, type AreaName } from './areas/registry.js';
+import type { StrategyFactory } from './areas/routing.js';
+import type { Codec } from './areas/serialization.js';
+import type { DhtRoutingFactory } from './areas/dht-routing.js';
 import { tapSync } from './taps.js';
 import type { PluginContext, PluginModule } from './context.js';
 
@@ -547,7 +550,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerStrategy: (sid: string, factory: Parameters<PluginContext['routing']['registerStrategy']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'strategies', sid, 'must be registered with a factory function');
-          return own(this.routing.registry.register(id, strategies, sid, factory));
+          return own(registryOf<StrategyFactory>(this.routing).register(id, strategies, sid, factory));
         },
         tap: (hook: keyof RoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -565,7 +568,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
           if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') {
             throw new ContributionError(id, 'serializers', String(name), 'a codec needs encode() and decode()');
           }
-          return own(this.serialization.registry.register(id, serializers, name, codec));
+          return own(registryOf<Codec>(this.serialization).register(id, serializers, name, codec));
         },
         tap: (hook: keyof SerializationArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -576,7 +579,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerRouting: (rid: string, factory: Parameters<PluginContext['dhtRouting']['registerRouting']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'dhtRouting', rid, 'must be registered with a factory function');
-          return own(this.dhtRouting.registry.register(id, dht, rid, factory));
+          return own(registryOf<DhtRoutingFactory>(this.dhtRouting).register(id, dht, rid, factory));
         },
         tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
