@@ -417,7 +417,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.#assertAlive();
     await this.scan();
     const record = this.#records.get(id);
-    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is installed; run "trellis plugins" to list them`);
+    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is known to this host (known: ${[...this.#records.keys()].join(', ') || 'none'})`);
     if (record.activation) return record.activation;
     if (record.state === 'deactivated') record.state = 'discovered';
     record.activation = this.#activate(record);
@@ -476,7 +476,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   async #load(record: PluginRecord): Promise<PluginModule> {
     const file = resolve(record.dir!, record.manifest!.main!);
     if (!existsSync(file)) {
-      throw new ActivationError(record.id, `its main module ${file} does not exist; build the plugin first (npm run build)`);
+      throw new ActivationError(record.id, `its main module ${file} does not exist: the package's "main" names a file that was not built or not shipped`);
     }
     let mod: Partial<PluginModule> & { default?: Partial<PluginModule> };
     try {
