@@ -24,6 +24,7 @@ export const ErrorCodes = Object.freeze({
   INVALID_ARGUMENT: 'TRELLIS_ERR_INVALID_ARGUMENT',
   USAGE: 'TRELLIS_ERR_USAGE',
   NO_BACKEND: 'TRELLIS_ERR_NO_BACKEND',
+  STATE: 'TRELLIS_ERR_STATE',
 } as const);
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -228,6 +229,15 @@ export class DisposedError extends TrellisError {
   }
 }
 
+/** An engine was called in a state that does not allow it: `listen()` twice, or after `close()`. */
+export class StateError extends TrellisError {
+  static override readonly brand = brandFor('StateError');
+  override readonly name: string = 'StateError';
+  constructor(message: string) {
+    super(ErrorCodes.STATE, message);
+  }
+}
+
 /** An API or command was called with a bad argument. */
 export class InvalidArgumentError extends TrellisError {
   static override readonly brand = brandFor('InvalidArgumentError');
@@ -253,5 +263,6 @@ export const errors = Object.freeze({
   TimeoutError,
   DisposedError,
   InvalidArgumentError,
+  StateError,
 });
 export type ErrorClasses = typeof errors;

@@ -32,7 +32,10 @@ import { SDK_VERSION } from './version.js';
 import { RoutingArea } from './areas/routing.js';
 import { SerializationArea } from './areas/serialization.js';
 import { DhtRoutingArea } from './areas/dht-routing.js';
-import type { AreaHost, AreaName } from './areas/registry.js';
+import { registryOf, type AreaHost, type AreaName } from './areas/registry.js';
+import type { StrategyFactory } from './areas/routing.js';
+import type { Codec } from './areas/serialization.js';
+import type { DhtRoutingFactory } from './areas/dht-routing.js';
 import { tapSync } from './taps.js';
 import type { PluginContext, PluginModule } from './context.js';
 
@@ -171,6 +174,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   /** Real paths of the plugin folders already read, so one folder found twice loads once. */
   readonly #seen = new Set<string>();
   #scanned: Promise<void> | undefined;
+  #started: Promise<void> | undefined;
   #activationOrder = 0;
   #disposed = false;
 
@@ -384,11 +388,25 @@ export class PluginHost extends SafeEmitter<HostEvents> {
 
   // --------------------------------------------------------------- activation
 
-  /** Activates every plugin listening for `event` (and those with `*`). Failures are recorded, not thrown. */
+  /**
+   * Activates every plugin that lists `event` (and those with `*`), as VS Code does: an observer
+   * that lists `onStrategy:round-robin` wakes up with the strategy, not only its contributor.
+   * Failures are recorded and reported through `activation-failed`, not thrown.
+   */
   async activateByEvent(event: string): Promise<void> {
     await this.scan();
     const targets = [...this.#records.values()].filter((r) => r.manifest!.activationEvents.some((e) => e === event || e === '*'));
     await Promise.all(targets.map((r) => this.activate(r.id).catch(() => undefined)));
+  }
+
+  /**
+   * Starts the host: scans, then activates every plugin whose activation events include
+   * `onStartup` or `*`. Later calls share the first start. Failures are recorded, not thrown.
+   */
+  start(): Promise<void> {
+    this.#assertAlive();
+    this.#started ??= this.activateByEvent('onStartup');
+    return this.#started;
   }
 
   /**
@@ -399,7 +417,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.#assertAlive();
     await this.scan();
     const record = this.#records.get(id);
-    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is installed; run "trellis plugins" to list them`);
+    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is known to this host (known: ${[...this.#records.keys()].join(', ') || 'none'})`);
     if (record.activation) return record.activation;
     if (record.state === 'deactivated') record.state = 'discovered';
     record.activation = this.#activate(record);
@@ -458,7 +476,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   async #load(record: PluginRecord): Promise<PluginModule> {
     const file = resolve(record.dir!, record.manifest!.main!);
     if (!existsSync(file)) {
-      throw new ActivationError(record.id, `its main module ${file} does not exist; build the plugin first (npm run build)`);
+      throw new ActivationError(record.id, `its main module ${file} does not exist: the package's "main" names a file that was not built or not shipped`);
     }
     let mod: Partial<PluginModule> & { default?: Partial<PluginModule> };
     try {
@@ -497,7 +515,9 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     if (plugin === undefined) throw new NoProviderError(label, id, [...this.#contributors[area].keys()]);
     const event = area === 'strategies' ? activationEvent.strategy(id) : area === 'serializers' ? activationEvent.serializer(id) : activationEvent.dhtRouting(id);
     this.log.debug(`activation event ${event} -> ${plugin}`);
-    await this.activate(plugin);
+    // Every other plugin that lists the event wakes up too; its failure never fails the contributor.
+    const others = [...this.#records.values()].filter((r) => r.id !== plugin && r.manifest!.activationEvents.some((e) => e === event || e === '*'));
+    await Promise.all([this.activate(plugin), ...others.map((r) => this.activate(r.id).catch(() => undefined))]);
     return plugin;
   }
 
@@ -530,7 +550,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerStrategy: (sid: string, factory: Parameters<PluginContext['routing']['registerStrategy']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'strategies', sid, 'must be registered with a factory function');
-          return own(this.routing.registry.register(id, strategies, sid, factory));
+          return own(registryOf<StrategyFactory>(this.routing).register(id, strategies, sid, factory));
         },
         tap: (hook: keyof RoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -548,7 +568,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
           if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') {
             throw new ContributionError(id, 'serializers', String(name), 'a codec needs encode() and decode()');
           }
-          return own(this.serialization.registry.register(id, serializers, name, codec));
+          return own(registryOf<Codec>(this.serialization).register(id, serializers, name, codec));
         },
         tap: (hook: keyof SerializationArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -559,7 +579,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerRouting: (rid: string, factory: Parameters<PluginContext['dhtRouting']['registerRouting']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'dhtRouting', rid, 'must be registered with a factory function');
-          return own(this.dhtRouting.registry.register(id, dht, rid, factory));
+          return own(registryOf<DhtRoutingFactory>(this.dhtRouting).register(id, dht, rid, factory));
         },
         tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();

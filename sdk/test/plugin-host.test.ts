@@ -13,6 +13,7 @@ import {
   type TrellisError as TE,
 } from '@trellis/sdk';
 import { FIXTURES, memoryLogger, backends } from './helpers.js';
+import { registryOf } from '../src/areas/registry.js';
 
 const test = suite('plugin host');
 const g = globalThis as Record<string, any>;
@@ -177,7 +178,7 @@ test('deactivate runs the plugin deactivate() then disposes its registrations', 
   assert.is(g.__trellisFixtureDeactivated, before + 1);
   assert.equal(events, ['first-strategy']);
   assert.is(host.plugin('first-strategy')?.state, 'deactivated');
-  assert.is(host.routing.registry.get('first'), undefined, 'the strategy registration is gone');
+  assert.is(registryOf(host.routing).get('first'), undefined, 'the strategy registration is gone');
   // and it can be activated again on demand
   const s = await host.routing.createStrategy('first', { backends: backends(1), options: {} });
   assert.is(s.select()?.port, 5000);

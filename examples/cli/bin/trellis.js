@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The installed `trellis` command: runs the built CLI (npm ci builds it through `prepare`).
+// The installed `trellis` command: runs the built CLI (dist/, built by `npm run build` in a checkout).
 import { existsSync } from 'node:fs';
 
 const main = new URL('../dist/main.js', import.meta.url);

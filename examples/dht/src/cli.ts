@@ -91,10 +91,11 @@ function clientCommand<const N extends string>(name: N, summary: string, positio
     options: {
       node: { type: 'string', default: '127.0.0.1:5000', description: 'any node of the ring', placeholder: 'HOST:PORT' },
       timeout: { type: 'string', default: '2000', description: 'reply deadline', placeholder: 'ms' },
+      'plugin-dir': pluginDirOption,
     },
     async run({ values, positionals }, io) {
       const target = addressOption('node', values.node);
-      const host = createCommandHost(import.meta.url, undefined);
+      const host = createCommandHost(import.meta.url, values['plugin-dir']);
       const codec = await host.serialization.codec('pickle');
       const client = new DhtClient({ codec, timeoutMs: intOption('timeout', values.timeout, { min: 1 }) });
       try {

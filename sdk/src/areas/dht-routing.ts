@@ -4,7 +4,8 @@
  * looked up again. Without a routing plugin a node routes by successor only (O(N) hops).
  */
 import { SyncHook } from 'tapable';
-import { ContributionRegistry, type AreaHost } from './registry.js';
+import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
+import { guardHooks } from '../taps.js';
 import { PluginError } from '../errors.js';
 
 /** A ring member. Ids are bigints so rings larger than 2^53 (e.g. 160-bit SHA-1) work. */
@@ -61,12 +62,14 @@ export type DhtRoutingHooks = ReturnType<typeof createDhtRoutingHooks>;
 /** The host side of the DHT routing area. */
 export class DhtRoutingArea {
   readonly hooks: DhtRoutingHooks = createDhtRoutingHooks();
-  /** @internal */
-  readonly registry = new ContributionRegistry<DhtRoutingFactory>('dhtRouting');
+  readonly #registry = new ContributionRegistry<DhtRoutingFactory>('dhtRouting');
   readonly #host: AreaHost;
 
   constructor(host: AreaHost) {
     this.#host = host;
+    bindRegistry(this, this.#registry);
+    // every tap on the public hooks, the app's included, goes through the guarded path
+    guardHooks(this.hooks, 'dhtRouting', (err) => host.reportPluginError(err));
   }
 
   policies(): string[] {
@@ -76,7 +79,7 @@ export class DhtRoutingArea {
   /** Creates a routing table from policy `id` for one node. */
   async createRouting(id: string, init: DhtRoutingInit): Promise<DhtRoutingTable> {
     const plugin = await this.#host.activateContributor('dhtRouting', id);
-    const entry = this.registry.get(id);
+    const entry = this.#registry.get(id);
     if (!entry) throw new PluginError(plugin, `dhtRouting:${id}`, new Error('the plugin activated but did not register this routing policy'));
     try {
       return entry.value({ ...init, options: Object.freeze({ ...init.options }) });
@@ -88,7 +91,7 @@ export class DhtRoutingArea {
   /** Resolves policy `id` to its factory once, for engines that create many tables (simulation). */
   async factory(id: string): Promise<DhtRoutingFactory> {
     await this.#host.activateContributor('dhtRouting', id);
-    const entry = this.registry.get(id)!;
+    const entry = this.#registry.get(id)!;
     return (init) => {
       try {
         return entry.value(init);

@@ -48,6 +48,24 @@ export class ContributionRegistry<T> {
   }
 }
 
+const registries = new WeakMap<object, ContributionRegistry<unknown>>();
+
+/**
+ * Binds an area to its registry. The registry is reachable only through `registryOf`, which the
+ * package does not export: app code cannot register or replace providers behind the host's back.
+ */
+export function bindRegistry<T>(area: object, registry: ContributionRegistry<T>): ContributionRegistry<T> {
+  registries.set(area, registry as ContributionRegistry<unknown>);
+  return registry;
+}
+
+/** @internal The registry of an area (plugin host and areas only). */
+export function registryOf<T>(area: object): ContributionRegistry<T> {
+  const registry = registries.get(area);
+  if (!registry) throw new TypeError('not a Trellis hook area');
+  return registry as ContributionRegistry<T>;
+}
+
 /** What an area needs from the host: lazy activation and a place to report plugin failures. */
 export interface AreaHost {
   /** Resolves once the plugin folders are scanned and every manifest is indexed. */

@@ -4,7 +4,8 @@
  * other plugins observe requests and back-end health without being on the critical path.
  */
 import { SyncHook } from 'tapable';
-import { ContributionRegistry, type AreaHost } from './registry.js';
+import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
+import { guardHooks } from '../taps.js';
 import { PluginError } from '../errors.js';
 
 /** One upstream server. `id` is stable (`host:port` by default) and unique in a balancer. */
@@ -136,12 +137,14 @@ export type RoutingHookName = keyof RoutingHooks;
 export class RoutingArea {
   /** The observer hooks, shared by every balancer of this host. */
   readonly hooks: RoutingHooks = createRoutingHooks();
-  /** @internal */
-  readonly registry = new ContributionRegistry<StrategyFactory>('strategies');
+  readonly #registry = new ContributionRegistry<StrategyFactory>('strategies');
   readonly #host: AreaHost;
 
   constructor(host: AreaHost) {
     this.#host = host;
+    bindRegistry(this, this.#registry);
+    // every tap on the public hooks, the app's included, goes through the guarded path
+    guardHooks(this.hooks, 'routing', (err) => host.reportPluginError(err));
   }
 
   /** Ids of every declared strategy, whether or not its plugin is active yet. */
@@ -155,7 +158,7 @@ export class RoutingArea {
    */
   async createStrategy(id: string, init: StrategyInit): Promise<Strategy> {
     const plugin = await this.#host.activateContributor('strategies', id);
-    const entry = this.registry.get(id);
+    const entry = this.#registry.get(id);
     if (!entry) throw new PluginError(plugin, `strategy:${id}`, new Error('the plugin activated but did not register this strategy'));
     try {
       const strategy = entry.value({ backends: Object.freeze([...init.backends]), options: Object.freeze({ ...init.options }) });

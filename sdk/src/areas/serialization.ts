@@ -3,7 +3,8 @@
  * into bytes and back. Wire ids follow the reference: 0 = JSON, 1 = XML, 2 = Pickle.
  */
 import { SyncHook } from 'tapable';
-import { ContributionRegistry, type AreaHost } from './registry.js';
+import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
+import { guardHooks } from '../taps.js';
 import { NoProviderError, PluginError } from '../errors.js';
 
 /**
@@ -54,13 +55,15 @@ export type SerializationHooks = ReturnType<typeof createSerializationHooks>;
 /** The host side of the serialization area: codecs by name or wire id, resolved lazily. */
 export class SerializationArea {
   readonly hooks: SerializationHooks = createSerializationHooks();
-  /** @internal */
-  readonly registry = new ContributionRegistry<Codec>('serializers');
+  readonly #registry = new ContributionRegistry<Codec>('serializers');
   readonly #host: AreaHost;
   readonly #wireIds: () => ReadonlyMap<number, string>;
 
   constructor(host: AreaHost, wireIds: () => ReadonlyMap<number, string>) {
     this.#host = host;
+    bindRegistry(this, this.#registry);
+    // every tap on the public hooks, the app's included, goes through the guarded path
+    guardHooks(this.hooks, 'serialization', (err) => host.reportPluginError(err));
     this.#wireIds = wireIds;
   }
 
@@ -86,7 +89,7 @@ export class SerializationArea {
       throw new NoProviderError('serializer', `wire id ${nameOrWireId}`, [...this.#wireIds()].map(([id, n]) => `${n} (${id})`));
     }
     const plugin = await this.#host.activateContributor('serializers', name);
-    const entry = this.registry.get(name);
+    const entry = this.#registry.get(name);
     if (!entry) throw new PluginError(plugin, `serializer:${name}`, new Error('the plugin activated but did not register this codec'));
     return entry.value;
   }

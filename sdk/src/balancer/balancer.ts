@@ -16,7 +16,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import { SafeEmitter } from '../safe-emitter.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Backend, RouteInfo, RoutingContext, Strategy } from '../areas/routing.js';
-import { InvalidArgumentError, PluginError } from '../errors.js';
+import { InvalidArgumentError, PluginError, StateError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { BackendState, backendOf, MAX_WEIGHT, type BackendAddress, type BackendStats } from './backend-state.js';
 import { HealthChecker, resolveHealthCheck, type HealthCheckOptions, type ResolvedHealthCheck } from './health-checker.js';
@@ -596,8 +596,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 
   /** Starts serving; resolves with the bound address (port 0 picks a free one). */
   async listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
-    if (this.#server) throw new InvalidArgumentError(`balancer "${this.name}" is already listening`);
-    if (this.#closing) throw new InvalidArgumentError(`balancer "${this.name}" is closed`);
+    if (this.#server) throw new StateError(`balancer "${this.name}" is already listening`);
+    if (this.#closing) throw new StateError(`balancer "${this.name}" is closed`);
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;

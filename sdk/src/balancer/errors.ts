@@ -12,7 +12,7 @@ export class NoBackendError extends TrellisError {
     super(
       ErrorCodes.NO_BACKEND,
       configured === 0
-        ? 'no back-end is configured; add one with --backend HOST:PORT'
+        ? 'no back-end is configured (the balancer was given an empty backends list)'
         : `no healthy back-end: ${down} of ${configured} are marked down; retry shortly`,
     );
   }

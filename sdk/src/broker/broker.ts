@@ -16,7 +16,7 @@ import { createServer, type Server, type Socket, type AddressInfo } from 'node:n
 import { isUtf8 } from 'node:buffer';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
-import { CodecError, TrellisError } from '../errors.js';
+import { CodecError, InvalidArgumentError, StateError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
@@ -221,7 +221,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   constructor(options: BrokerOptions) {
     super();
-    if (!options?.host) throw new TypeError('createBroker needs { host }: the plugin host that provides codecs');
+    if (!options?.host) throw new InvalidArgumentError('createBroker needs { host }: the plugin host that provides codecs');
     this.#host = options.host;
     this.log = options.logger ?? options.host.log.child('broker');
     this.#maxFrame = options.maxFrameBytes ?? 1024 * 1024;
@@ -241,8 +241,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
   listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
-    if (this.#server) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening'));
-    if (this.#closing) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed'));
+    if (this.#server) return Promise.reject(new StateError('the broker is already listening'));
+    if (this.#closing) return Promise.reject(new StateError('the broker is closed'));
     const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
     server.on('error', (err) => this.emit('error', err));

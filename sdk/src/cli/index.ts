@@ -197,7 +197,8 @@ export async function runCommand(
       return 2;
     }
     if (err instanceof TrellisError) {
-      io.stderr.write(`${path}: ${err.message} [${err.code}]\n`);
+      const hint = cliAdvice(err);
+      io.stderr.write(`${path}: ${err.message} [${err.code}]${hint ? `; ${hint}` : ''}\n`);
       return 1;
     }
     // operating-system errors (EADDRINUSE, ECONNREFUSED, ENOENT…) are the user's to fix: one line
@@ -207,6 +208,25 @@ export async function runCommand(
     }
     io.stderr.write(`${path}: ${(err as Error)?.stack ?? String(err)}\n`);
     return 1;
+  }
+}
+
+/**
+ * The command-line advice for a library error: the SDK says what was wrong in its own terms, the
+ * CLI says what to type.
+ */
+export function cliAdvice(err: TrellisError): string | undefined {
+  switch (err.code) {
+    case ErrorCodes.PLUGIN_NOT_FOUND:
+      return 'run "trellis plugins" to list the installed plugins; --plugin-dir DIR adds a folder';
+    case ErrorCodes.NO_PROVIDER:
+      return 'install a plugin package that contributes it, or give its folder with --plugin-dir DIR';
+    case ErrorCodes.NO_BACKEND:
+      return 'give back-ends with --backend HOST:PORT';
+    case ErrorCodes.ACTIVATION:
+      return /does not exist/.test(err.message) ? 'build the plugin (npm run build in its folder) or fix its "main"' : undefined;
+    default:
+      return undefined;
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import type { Value } from '../areas/serialization.js';
 import type { DhtNode, DhtRoutingTable } from '../areas/dht-routing.js';
-import { InvalidArgumentError, ProtocolError, TimeoutError, TrellisError } from '../errors.js';
+import { DisposedError, InvalidArgumentError, ProtocolError, StateError, TimeoutError, TrellisError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { SafeEmitter } from '../safe-emitter.js';
 import { realClock, type Clock, type TimerHandle } from './clock.js';
@@ -120,7 +120,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   /** Binds the transport and starts as a ring of one. Returns the bound address. */
   async listen(port = 0, host = '127.0.0.1'): Promise<Address> {
-    if (this.#state !== 'new') throw new InvalidArgumentError('listen() was already called on this node');
+    if (this.#state !== 'new') throw new StateError('listen() was already called on this node');
     const transport = await this.#opt.transport.bind(port, host);
     this.#transport = transport;
     const address = { host: this.#opt.identityHost ?? transport.address.host, port: transport.address.port };
@@ -204,7 +204,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#forwards.clear();
     for (const p of this.#pending.values()) {
       p.timer.cancel();
-      p.reject(new TrellisError('TRELLIS_ERR_DISPOSED', 'the DHT node closed'));
+      p.reject(new DisposedError('the DHT node'));
     }
     this.#pending.clear();
     await this.#transport?.close();
