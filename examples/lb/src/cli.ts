@@ -2,6 +2,8 @@
  * The load balancer's commands: `trellis lb`, `trellis pi` and `trellis stress`.
  */
 import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError } from '@trellis/sdk/cli';
+import { createWriteStream } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { createHost, createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk';
 import { strategyId } from './strategy-names.js';
 import { createPiServer, type PiServer } from './pi-server.js';
@@ -44,6 +46,7 @@ export const lb = defineCommand({
     'max-connections': { type: 'string', default: '10000', description: 'open client connections in all; more are dropped at accept (0: no limit)', placeholder: 'n' },
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
+    'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
     'max-pending': { type: 'string', default: '1024', description: 'requests queued per back-end when its connections are busy; more get 503', placeholder: 'n' },
     quiet: { type: 'boolean', short: 'q', description: 'do not log back-end state changes' },
   },
@@ -67,6 +70,15 @@ export const lb = defineCommand({
     const port = portOption('port', values.port)!;
     const adminPort = portOption('admin-port', values['admin-port']);
     const interval = ms('health-interval', values['health-interval'])!;
+    const logTo = values['access-log'];
+    const accessLog: Writable | undefined = logTo === undefined ? undefined : logTo === '-' ? (io.stdout as Writable) : createWriteStream(logTo, { flags: 'a' });
+    if (accessLog !== undefined && logTo !== '-') {
+      // a log file that cannot be opened is a start-up error, not a silent loss
+      await new Promise<void>((resolve, reject) => {
+        accessLog.once('ready', () => resolve());
+        accessLog.once('error', (err) => reject(new UsageError(`--access-log: cannot open "${logTo}": ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+      });
+    }
     const host = createHost({ dirs: values['plugin-dir'] ?? [] });
     const balancer = await createBalancer({
       host,
@@ -87,6 +99,7 @@ export const lb = defineCommand({
         idleMs: ms('idle-timeout', values['idle-timeout'])!,
         upstreamMs: ms('upstream-timeout', values['upstream-timeout'])!,
       },
+      ...(accessLog !== undefined ? { accessLog } : {}),
       limits: {
         maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
         maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,
@@ -115,6 +128,7 @@ export const lb = defineCommand({
     } finally {
       await admin?.close();
       await balancer.close({ timeoutMs: ms('drain-timeout', values['drain-timeout'])! });
+      if (logTo !== '-') await balancer.accessLog?.close();
       await host.dispose();
     }
     return 0;

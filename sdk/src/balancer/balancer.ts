@@ -29,6 +29,8 @@ import { clientAddress, requestHeaders } from './forward-headers.js';
 import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
 import { ClientLimiter } from './client-limits.js';
+import { AccessLog } from './access-log.js';
+import type { Writable } from 'node:stream';
 
 export type BalancerMode = 'http' | 'tcp';
 
@@ -90,6 +92,11 @@ export interface BalancerOptions {
   /** The `Via` pseudonym (default `trellis`). */
   via?: string;
   limits?: BalancerLimits;
+  /**
+   * Where to write the access log (raw HTTP engine): one JSON line per request, see
+   * `access-log.ts` for the format. Written without blocking; the caller owns (and closes) the stream.
+   */
+  accessLog?: Writable;
   logger?: Logger;
 }
 
@@ -199,6 +206,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #errors = 0;
   readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0, rateLimited: 0, clientLimited: 0, queueFull: 0, droppedConnections: 0 };
   readonly limiter: ClientLimiter;
+  readonly accessLog: AccessLog | null;
   readonly #maxConnections: number;
 
   /** Use `createBalancer()`, which also resolves the strategy. */
@@ -227,6 +235,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024) }),
     });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
+    this.accessLog = options.accessLog ? new AccessLog(options.accessLog) : null;
     this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
     for (const a of options.backends ?? []) this.#addState(parseAddress(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
@@ -498,8 +507,10 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         if (!limiter.openConnection(ip)) {
           this.#local.clientLimited++;
           const body = 'Too Many Requests: too many connections from your address\n';
+          const answer = `HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`;
+          this.accessLog?.write({ client: ip, method: '-', path: '-', status: 429, bytes: answer.length, backend: '-', ms: 0 });
           socket.on('error', () => socket.destroy());
-          socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`);
+          socket.end(answer);
           socket.destroySoon();
           return;
         }

@@ -15,6 +15,7 @@ import { ChunkedScanner } from './chunked-scanner.js';
 import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 import type { ClientLimiter } from '../client-limits.js';
+import type { AccessLog } from '../access-log.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -35,6 +36,7 @@ export interface RawSettings {
 export interface RawHost extends RoutingCore {
   poolOf(state: BackendState): UpstreamPool;
   readonly limiter: ClientLimiter;
+  readonly accessLog: AccessLog | null;
 }
 
 const enum Phase {
@@ -163,7 +165,9 @@ export class ClientConnection {
       if (!this.host.limiter.takeRequest(this.clientIp)) {
         this.host.countLocal('rateLimited');
         this.buf = null;
+        const before = this.socket.bytesWritten;
         this.reply(429, 'Too Many Requests: request rate limit for your address\n', false, 'retry-after: 1\r\n');
+        this.host.accessLog?.write({ client: this.clientIp, method: '-', path: '-', status: 429, bytes: this.socket.bytesWritten - before, backend: '-', ms: 0 });
         return this.exchangeDone(false);
       }
       let req: RequestHead;
@@ -253,7 +257,9 @@ export class ClientConnection {
     if (status === 408) this.host.countLocal('timeouts');
     else this.host.countLocal('badRequests');
     this.buf = null;
+    const before = this.socket.bytesWritten;
     this.reply(status, `${STATUS_CODES[status]}: ${message}\n`, false);
+    this.host.accessLog?.write({ client: this.clientIp, method: '-', path: '-', status, bytes: this.socket.bytesWritten - before, backend: '-', ms: 0 });
     this.exchangeDone(false);
   }
 
@@ -304,6 +310,8 @@ export class Exchange implements UpstreamUser {
   #bodyDone = false;
   #since = 0;
   readonly #startedAt = Date.now();
+  #t0 = 0;
+  #bytes0 = 0;
   #resBuf: Buffer | null = null;
   #res: ResponseHead | null = null;
   #framing = Framing.None;
@@ -319,6 +327,10 @@ export class Exchange implements UpstreamUser {
   constructor(conn: ClientConnection, req: RequestHead) {
     this.#conn = conn;
     this.#req = req;
+    if (conn.host.accessLog !== null) {
+      this.#t0 = performance.now();
+      this.#bytes0 = conn.socket.bytesWritten;
+    }
     this.#hasBody = req.chunked || req.contentLength > 0;
     this.#bodyDone = !this.#hasBody;
   }
@@ -350,6 +362,22 @@ export class Exchange implements UpstreamUser {
       host.countLocal('queueFull');
       this.#finishLocal(503, `Service Unavailable: back-end ${pick.state.backend.id} has too many requests waiting\n`, 'retry-after: 1\r\n');
     }
+  }
+
+  /** One access-log line for this exchange (when the log is on). */
+  #log(status: number): void {
+    const log = this.#conn.host.accessLog;
+    if (log === null) return;
+    const socket = this.#conn.socket;
+    log.write({
+      client: this.#conn.clientIp,
+      method: this.#req.method,
+      path: this.#req.target,
+      status,
+      bytes: socket.bytesWritten - this.#bytes0,
+      backend: this.#pick?.state.backend.id ?? '-',
+      ms: performance.now() - this.#t0,
+    });
   }
 
   // ---------------------------------------------------------------- upstream side
@@ -481,6 +509,7 @@ export class Exchange implements UpstreamUser {
       up.socket.destroySoon();
     }
     this.#conn.host.settle(this.#pick!, true, 101, this.#req.method, this.#req.target);
+    if (this.#conn.host.accessLog !== null) this.#log(101);
     const client = this.#conn.socket;
     if (!client.destroyed) {
       client.end();
@@ -578,6 +607,7 @@ export class Exchange implements UpstreamUser {
     this.#upstream = null;
     const res = this.#res!;
     this.#conn.host.settle(this.#pick!, res.status < 500, res.status, this.#req.method, this.#req.target);
+    if (this.#conn.host.accessLog !== null) this.#log(res.status);
     if (up !== null) {
       if (up.socket.isPaused()) up.socket.resume();
       this.#pool!.release(up, clean && res.upstreamKeepAlive && this.#framing !== Framing.Close && this.#bodyDone);
@@ -623,6 +653,7 @@ export class Exchange implements UpstreamUser {
     if (this.#headSent) {
       this.#done = true;
       host.countLocal('upstreamErrors');
+      if (host.accessLog !== null) this.#log(this.#res?.status ?? 502);
       this.#conn.socket.destroy();
       return;
     }
@@ -654,6 +685,7 @@ export class Exchange implements UpstreamUser {
     this.#done = true;
     const keepAlive = this.#req.keepAlive && this.#bodyDone && !this.#conn.host.closing;
     this.#conn.reply(status, body, keepAlive, extra);
+    if (this.#conn.host.accessLog !== null) this.#log(status);
     this.#conn.exchangeDone(keepAlive);
   }
 
@@ -665,6 +697,7 @@ export class Exchange implements UpstreamUser {
     this.#done = true;
     const host = this.#conn.host;
     host.countLocal('aborted');
+    if (host.accessLog !== null) this.#log(499);
     const up = this.#upstream;
     this.#upstream = null;
     if (up !== null) {
@@ -690,6 +723,7 @@ export class Exchange implements UpstreamUser {
       this.#conn.host.settle(this.#pick, true, 408, this.#req.method, this.#req.target);
       this.#conn.host.countLocal('timeouts');
       this.#conn.reply(408, 'Request Timeout: the request body did not arrive in time\n', false);
+      if (this.#conn.host.accessLog !== null) this.#log(408);
       this.#conn.exchangeDone(false);
       return;
     }
