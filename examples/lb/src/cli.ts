@@ -46,6 +46,8 @@ export const lb = defineCommand({
     'max-connections': { type: 'string', default: '10000', description: 'open client connections in all; more are dropped at accept (0: no limit)', placeholder: 'n' },
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
+    'tls-cert': { type: 'string', multiple: true, description: 'terminate TLS with this PEM certificate (repeatable with --tls-key: the first is the default, the others picked by SNI); reloaded on SIGHUP', placeholder: 'file' },
+    'tls-key': { type: 'string', multiple: true, description: 'the PEM private key of the --tls-cert in the same position', placeholder: 'file' },
     'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
     'max-pending': { type: 'string', default: '1024', description: 'requests queued per back-end when its connections are busy; more get 503', placeholder: 'n' },
     quiet: { type: 'boolean', short: 'q', description: 'do not log back-end state changes' },
@@ -70,6 +72,10 @@ export const lb = defineCommand({
     const port = portOption('port', values.port)!;
     const adminPort = portOption('admin-port', values['admin-port']);
     const interval = ms('health-interval', values['health-interval'])!;
+    const certs = values['tls-cert'] ?? [];
+    const keys = values['tls-key'] ?? [];
+    if (certs.length !== keys.length) throw new UsageError(`give one --tls-key per --tls-cert (got ${certs.length} certificates, ${keys.length} keys)`);
+    const tls = certs.length > 0 ? certs.map((cert, i) => ({ cert, key: keys[i]! })) : undefined;
     const logTo = values['access-log'];
     const accessLog: Writable | undefined = logTo === undefined ? undefined : logTo === '-' ? (io.stdout as Writable) : createWriteStream(logTo, { flags: 'a' });
     if (accessLog !== undefined && logTo !== '-') {
@@ -100,6 +106,7 @@ export const lb = defineCommand({
         upstreamMs: ms('upstream-timeout', values['upstream-timeout'])!,
       },
       ...(accessLog !== undefined ? { accessLog } : {}),
+      ...(tls !== undefined ? { tls } : {}),
       limits: {
         maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
         maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,
@@ -116,9 +123,19 @@ export const lb = defineCommand({
       balancer.on('plugin-error', (e) => io.stderr.write(`lb: ${e.message}\n`));
     }
     const admin = adminPort !== undefined ? createAdminServer(balancer) : undefined;
+    // certificate reload on SIGHUP: its own small handler, so other SIGHUP uses can coexist
+    const onHup = () => {
+      try {
+        balancer.reloadTls();
+        io.stderr.write('lb: TLS certificates reloaded\n');
+      } catch (err) {
+        io.stderr.write(`lb: TLS reload failed, keeping the current certificates: ${(err as Error).message}\n`);
+      }
+    };
+    if (tls !== undefined) process.on('SIGHUP', onHup);
     try {
       const addr = await balancer.listen(port, values.host);
-      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
+      io.stdout.write(`lb: ${mode}${tls !== undefined ? ' (TLS)' : ''} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
       if (admin) {
         const a = await admin.listen(adminPort, values.host);
         io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events\n`);
@@ -128,6 +145,7 @@ export const lb = defineCommand({
     } finally {
       await admin?.close();
       await balancer.close({ timeoutMs: ms('drain-timeout', values['drain-timeout'])! });
+      process.off('SIGHUP', onHup);
       if (logTo !== '-') await balancer.accessLog?.close();
       await host.dispose();
     }

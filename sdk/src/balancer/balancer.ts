@@ -30,6 +30,8 @@ import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
 import { ClientLimiter } from './client-limits.js';
 import { AccessLog } from './access-log.js';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { TlsCertificates, TLS_DEFAULTS, type TlsCertificate } from './tls-certs.js';
 import type { Writable } from 'node:stream';
 
 export type BalancerMode = 'http' | 'tcp';
@@ -97,6 +99,11 @@ export interface BalancerOptions {
    * `access-log.ts` for the format. Written without blocking; the caller owns (and closes) the stream.
    */
   accessLog?: Writable;
+  /**
+   * TLS termination (raw HTTP engine): certificate/key PEM files, the first the default, the
+   * others chosen by SNI. `reloadTls()` re-reads them (the CLI does on SIGHUP).
+   */
+  tls?: readonly TlsCertificate[];
   logger?: Logger;
 }
 
@@ -197,6 +204,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #tcpSockets = new Set<Socket>();
   readonly #tcpSessions = new Set<TcpSession>();
   readonly #rawConnections = new Set<ClientConnection>();
+  readonly #handshaking = new Set<Socket>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -207,6 +215,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0, rateLimited: 0, clientLimited: 0, queueFull: 0, droppedConnections: 0 };
   readonly limiter: ClientLimiter;
   readonly accessLog: AccessLog | null;
+  readonly tls: TlsCertificates | null;
   readonly #maxConnections: number;
 
   /** Use `createBalancer()`, which also resolves the strategy. */
@@ -236,6 +245,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
     this.accessLog = options.accessLog ? new AccessLog(options.accessLog) : null;
+    if (options.tls !== undefined && (this.mode !== 'http' || this.engine !== 'raw')) throw new InvalidArgumentError('TLS termination needs HTTP mode with the raw engine');
+    this.tls = options.tls !== undefined ? new TlsCertificates(options.tls) : null;
     this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
     for (const a of options.backends ?? []) this.#addState(parseAddress(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
@@ -495,14 +506,15 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
-      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
+      const tls = this.tls;
+      const settings = Object.freeze({ headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024, proto: tls === null ? 'http' : 'https' });
       const limiter = this.limiter;
       const onClose = (c: ClientConnection) => {
         this.#rawConnections.delete(c);
         limiter.closeConnection(c.clientIp);
       };
       // half-open allowed: a client that sends FIN after its request still gets the response
-      const raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+      const onSocket = (socket: Socket) => {
         const ip = clientAddress(socket.remoteAddress);
         if (!limiter.openConnection(ip)) {
           this.#local.clientLimited++;
@@ -517,7 +529,24 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         const conn = new ClientConnection(socket, this, settings, onClose);
         this.#rawConnections.add(conn);
         if (this.#closing) conn.closeIfIdle();
-      });
+      };
+      let raw: TcpServer | TlsServer;
+      if (tls === null) raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, onSocket);
+      else {
+        raw = createTlsServer({ ...TLS_DEFAULTS, ...tls.serverOptions, SNICallback: tls.sniCallback, allowHalfOpen: true, handshakeTimeout: t.headersMs }, onSocket);
+        // sockets still in their handshake: not yet connections, closed at once on close()
+        const handshaking = this.#handshaking;
+        raw.on('connection', (socket: Socket) => {
+          handshaking.add(socket);
+          socket.once('close', () => handshaking.delete(socket));
+        });
+        raw.on('secureConnection', (socket: Socket) => handshaking.delete(socket));
+        // a failed handshake (bad client, wrong version, timeout) concerns that client only
+        raw.on('tlsClientError', (_err, socket) => {
+          this.#local.badRequests++;
+          socket.destroy();
+        });
+      }
       // one timer for every connection's deadlines, instead of timers per request
       const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headersMs, t.idleMs, t.upstreamMs, t.requestMs) / 4)));
       this.#sweeper = setInterval(() => {
@@ -572,6 +601,17 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     return this.#address;
   }
 
+  /**
+   * Re-reads the TLS certificate and key files; new handshakes use them, open connections are
+   * untouched. Throws (keeping the current certificates) when a file is missing or invalid.
+   */
+  reloadTls(): void {
+    if (this.tls === null) throw new InvalidArgumentError(`balancer "${this.name}" does not terminate TLS`);
+    this.tls.reload();
+    const server = this.#server;
+    if (server !== undefined && 'setSecureContext' in server) (server as TlsServer).setSecureContext({ ...TLS_DEFAULTS, ...this.tls.serverOptions });
+  }
+
   get address(): { host: string; port: number } | null {
     return this.#address;
   }
@@ -595,6 +635,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       let sweep: NodeJS.Timeout | undefined;
       if (this.mode === 'http' && this.engine === 'raw') {
+        for (const s of this.#handshaking) s.destroy();
         for (const c of this.#rawConnections) c.closeIfIdle();
         sweep = setInterval(() => {
           for (const c of this.#rawConnections) c.closeIfIdle();

@@ -30,6 +30,8 @@ export interface RawSettings {
   readonly requestMs: number;
   /** Largest request or response head accepted (default 16 KiB). */
   readonly maxHeadBytes: number;
+  /** What clients speak to the balancer, for X-Forwarded-Proto / Forwarded. */
+  readonly proto: 'http' | 'https';
 }
 
 /** What the engine gives each connection: routing plus the pool of a back-end. */
@@ -172,7 +174,7 @@ export class ClientConnection {
       }
       let req: RequestHead;
       try {
-        req = parseRequest(buf.toString('latin1', 0, end), this.clientIp, this.host.settings.via);
+        req = parseRequest(buf.toString('latin1', 0, end), this.clientIp, this.host.settings.via, this.settings.proto);
       } catch (err) {
         if (err instanceof HeadError) return this.#reject(err.status, err.message);
         throw err;
