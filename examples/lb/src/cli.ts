@@ -5,7 +5,9 @@ import { defineCommand, intOption, portOption, addressOption, untilAborted, Usag
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { createHost, createBalancer, createAdminServer, type BackendAddress } from '@trellis/sdk';
+import cluster from 'node:cluster';
 import { strategyId } from './strategy-names.js';
+import { WorkersView, reportToPrimary, runPrimary } from './workers.js';
 import { createPiServer, type PiServer } from './pi-server.js';
 import { runStress, formatSummary, progressBar } from './stress.js';
 
@@ -46,6 +48,7 @@ export const lb = defineCommand({
     'max-connections': { type: 'string', default: '10000', description: 'open client connections in all; more are dropped at accept (0: no limit)', placeholder: 'n' },
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
+    workers: { type: 'string', default: '1', description: 'balancer processes sharing the port (node:cluster); strategies and health checks are per worker, the admin port shows all', placeholder: 'n' },
     'tls-cert': { type: 'string', multiple: true, description: 'terminate TLS with this PEM certificate (repeatable with --tls-key: the first is the default, the others picked by SNI); reloaded on SIGHUP', placeholder: 'file' },
     'tls-key': { type: 'string', multiple: true, description: 'the PEM private key of the --tls-cert in the same position', placeholder: 'file' },
     'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
@@ -85,6 +88,38 @@ export const lb = defineCommand({
         accessLog.once('error', (err) => reject(new UsageError(`--access-log: cannot open "${logTo}": ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
       });
     }
+    const workers = intOption('workers', values.workers, { min: 1, max: 64 })!;
+    if (workers > 1 && cluster.isPrimary) {
+      // the primary only forks, restarts, aggregates and drains: every worker runs this same command
+      accessLog?.destroy(); // each worker opens the log itself (appends are line-atomic)
+      const view = new WorkersView();
+      const admin = adminPort !== undefined ? createAdminServer(view) : undefined;
+      const drainMs = ms('drain-timeout', values['drain-timeout'])!;
+      const onHupAll = () => {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+      };
+      if (tls !== undefined) process.on('SIGHUP', onHupAll);
+      const { listening, done } = runPrimary(workers, view, io.signal, drainMs, (line) => io.stderr.write(`${line}\n`));
+      try {
+        const addr = await listening;
+        io.stdout.write(`lb: ${mode}${tls !== undefined ? ' (TLS)' : ''} mode on ${addr.host}:${addr.port}, ${workers} workers, strategy ${strategy} (per worker), back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
+        if (admin) {
+          const a = await admin.listen(adminPort, values.host);
+          io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events (all workers)\n`);
+        }
+        await untilAborted(io.signal);
+        io.stdout.write('lb: draining every worker…\n');
+        await done;
+      } catch (err) {
+        io.stderr.write(`lb: ${(err as Error).message}\n`);
+        await done;
+        return 1;
+      } finally {
+        process.off('SIGHUP', onHupAll);
+        await admin?.close();
+      }
+      return 0;
+    }
     const host = createHost({ dirs: values['plugin-dir'] ?? [] });
     const balancer = await createBalancer({
       host,
@@ -122,7 +157,8 @@ export const lb = defineCommand({
       balancer.on('backend-up', (b) => io.stderr.write(`lb: back-end ${b.id} is UP\n`));
       balancer.on('plugin-error', (e) => io.stderr.write(`lb: ${e.message}\n`));
     }
-    const admin = adminPort !== undefined ? createAdminServer(balancer) : undefined;
+    const inWorker = cluster.isWorker && workers > 1;
+    const admin = adminPort !== undefined && !inWorker ? createAdminServer(balancer) : undefined;
     // certificate reload on SIGHUP: its own small handler, so other SIGHUP uses can coexist
     const onHup = () => {
       try {
@@ -133,8 +169,13 @@ export const lb = defineCommand({
       }
     };
     if (tls !== undefined) process.on('SIGHUP', onHup);
+    let stopReporting: (() => void) | undefined;
     try {
       const addr = await balancer.listen(port, values.host);
+      if (inWorker) {
+        stopReporting = reportToPrimary(balancer);
+        process.send!({ trellis: 'lb-listening', host: addr.host, port: addr.port });
+      }
       io.stdout.write(`lb: ${mode}${tls !== undefined ? ' (TLS)' : ''} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
       if (admin) {
         const a = await admin.listen(adminPort, values.host);
@@ -146,6 +187,7 @@ export const lb = defineCommand({
       await admin?.close();
       await balancer.close({ timeoutMs: ms('drain-timeout', values['drain-timeout'])! });
       process.off('SIGHUP', onHup);
+      stopReporting?.();
       if (logTo !== '-') await balancer.accessLog?.close();
       await host.dispose();
     }

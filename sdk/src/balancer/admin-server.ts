@@ -5,7 +5,7 @@
  * Kept off the traffic port so exposing metrics never exposes the proxy, and vice versa.
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import type { Balancer } from './balancer.js';
+import type { BalancerEvents, BalancerStats } from './balancer.js';
 import { prometheusText } from './metrics.js';
 import { listenOn } from './listen-on.js';
 
@@ -14,14 +14,21 @@ export interface AdminServerOptions {
   statsEveryMs?: number;
 }
 
+/** What the admin port reads: a balancer, or anything with its stats and events (e.g. a view over several worker processes). */
+export interface AdminSource {
+  stats(): BalancerStats;
+  on<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+  off<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+}
+
 export class AdminServer {
-  readonly #balancer: Balancer;
+  readonly #balancer: AdminSource;
   readonly #statsEveryMs: number;
   #server: Server | undefined;
   /** Open `/-/events` streams, ended on close. */
   readonly #feeds = new Set<() => void>();
 
-  constructor(balancer: Balancer, options: AdminServerOptions = {}) {
+  constructor(balancer: AdminSource, options: AdminServerOptions = {}) {
     this.#balancer = balancer;
     this.#statsEveryMs = Math.max(50, options.statsEveryMs ?? 1000);
   }
@@ -91,6 +98,6 @@ export class AdminServer {
   }
 }
 
-export function createAdminServer(balancer: Balancer, options?: AdminServerOptions): AdminServer {
+export function createAdminServer(balancer: AdminSource, options?: AdminServerOptions): AdminServer {
   return new AdminServer(balancer, options);
 }
