@@ -49,6 +49,8 @@ export const lb = defineCommand({
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
     workers: { type: 'string', default: '1', description: 'balancer processes sharing the port (node:cluster); strategies and health checks are per worker, the admin port shows all', placeholder: 'n' },
+    'backend-tls': { type: 'boolean', description: 'speak TLS to the back-ends, verifying their certificates (system roots, or --backend-ca)' },
+    'backend-ca': { type: 'string', description: 'PEM CA bundle to verify back-end certificates with (implies --backend-tls)', placeholder: 'file' },
     'tls-cert': { type: 'string', multiple: true, description: 'terminate TLS with this PEM certificate (repeatable with --tls-key: the first is the default, the others picked by SNI); reloaded on SIGHUP', placeholder: 'file' },
     'tls-key': { type: 'string', multiple: true, description: 'the PEM private key of the --tls-cert in the same position', placeholder: 'file' },
     'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
@@ -142,6 +144,7 @@ export const lb = defineCommand({
       },
       ...(accessLog !== undefined ? { accessLog } : {}),
       ...(tls !== undefined ? { tls } : {}),
+      ...(values['backend-ca'] !== undefined ? { backendTls: { ca: values['backend-ca'] } } : values['backend-tls'] ? { backendTls: true } : {}),
       limits: {
         maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
         maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,

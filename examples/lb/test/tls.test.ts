@@ -21,10 +21,10 @@ function openssl(...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 }
 
-/** A CA-signed EC certificate for `name` (SAN DNS:name), written to <file>.pem / <file>.key. */
-function issue(file: string, name: string, serial: number): void {
+/** A CA-signed EC certificate for `name` (SAN DNS:name, or `san`), written to <file>.pem / <file>.key. */
+function issue(file: string, name: string, serial: number, san = `DNS:${name}`): void {
   openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${file}.key`, '-out', `${file}.csr`, '-subj', `/CN=${name}`);
-  writeFileSync(f(`${file}.ext`), `subjectAltName=DNS:${name}\n`);
+  writeFileSync(f(`${file}.ext`), `subjectAltName=${san}\n`);
   openssl('x509', '-req', '-in', `${file}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(serial), '-out', `${file}.pem`, '-days', '2', '-extfile', `${file}.ext`);
 }
 
@@ -32,6 +32,8 @@ openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256
 issue('a', 'a.test', 1001);
 issue('b', 'b.test', 2001);
 issue('a2', 'a.test', 1002);
+issue('backend', 'backend', 3001, 'IP:127.0.0.1');
+openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '2', '-subj', '/CN=rogue', '-addext', 'subjectAltName=IP:127.0.0.1');
 const ca = readFileSync(f('ca.pem'));
 
 async function echo() {
@@ -206,6 +208,43 @@ test('trellis lb --tls-cert/--tls-key serves HTTPS and reloads on SIGHUP', async
 });
 
 let __t = Date.now();
+test('--backend-tls: back-ends over TLS with CA verification; one whose certificate does not verify is ejected', async () => {
+  const { createServer: createHttpsServer } = await import('node:https');
+  const serve = (cert: string, key: string, name: string) =>
+    new Promise<{ port: number; close: () => Promise<void> }>((resolve) => {
+      const server = createHttpsServer({ cert: readFileSync(f(cert)), key: readFileSync(f(key)) }, (req, res) => res.end(`${name} ${req.url}`));
+      server.listen(0, '127.0.0.1', () =>
+        resolve({
+          port: (server.address() as { port: number }).port,
+          close: () =>
+            new Promise<void>((r) => {
+              server.close(() => r());
+              server.closeAllConnections();
+            }),
+        }),
+      );
+    });
+  const good = await serve('backend.pem', 'backend.key', 'good');
+  const rogue = await serve('rogue.pem', 'rogue.key', 'rogue');
+  const { startBalancer: start, get } = await import('./helpers.js');
+  const lb = await start([rogue.port, good.port], { strategy: 'n-to-1', backendTls: { ca: f('ca.pem') }, healthCheck: false, ejectMs: 60_000 });
+  try {
+    const r = await get(lb.port, '/over-tls', { method: 'POST', body: 'x' });
+    assert.is(r.status, 200);
+    assert.is(r.body, 'good /over-tls');
+    const s = lb.lb.stats();
+    assert.is(s.backends[0]!.healthy, false);
+    assert.match(s.backends[0]!.downReason!, /SELF_SIGNED|CERT|UNABLE/);
+    for (let i = 0; i < 5; i++) assert.is((await get(lb.port, `/k${i}`)).body, `good /k${i}`); // kept-alive TLS sockets
+    assert.ok(s.backends[1]!.connections >= 1);
+    await rejects(start([good.port], { backendTls: { ca: f('nope.pem') } }), /cannot read the CA file .*nope\.pem: ENOENT/);
+  } finally {
+    await lb.close();
+    await good.close();
+    await rogue.close();
+  }
+});
+
 test.after.each(() => {
   if (process.env.TLS_TIMING) console.log('  test took', Date.now() - __t, 'ms');
   __t = Date.now();

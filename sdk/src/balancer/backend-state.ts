@@ -39,6 +39,8 @@ export interface PoolOptions {
   keepAliveTimeoutMs: number;
   /** Requests waiting for a socket when all `connections` are busy (raw engine). */
   maxPending: number;
+  /** TLS towards back-ends (raw engine). */
+  tls?: { ca?: Buffer } | undefined;
 }
 
 export class BackendState {
@@ -86,6 +88,7 @@ export class BackendState {
       connectTimeoutMs: options.connectTimeoutMs,
       keepAliveMs: options.keepAliveTimeoutMs,
       maxPending: options.maxPending,
+      tls: options.tls,
     }));
   }
 

@@ -31,6 +31,7 @@ import type { UpstreamPool } from './raw/upstream-pool.js';
 import { ClientLimiter } from './client-limits.js';
 import { AccessLog } from './access-log.js';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { TlsCertificates, TLS_DEFAULTS, type TlsCertificate } from './tls-certs.js';
 import type { Writable } from 'node:stream';
 
@@ -104,6 +105,12 @@ export interface BalancerOptions {
    * others chosen by SNI. `reloadTls()` re-reads them (the CLI does on SIGHUP).
    */
   tls?: readonly TlsCertificate[];
+  /**
+   * TLS towards the back-ends (raw HTTP engine): `true` verifies their certificates against the
+   * system roots, `{ ca: FILE }` against that PEM bundle. A certificate that does not verify is a
+   * connect failure: the back-end is ejected and the request goes elsewhere.
+   */
+  backendTls?: boolean | { ca?: string };
   logger?: Logger;
 }
 
@@ -161,6 +168,19 @@ export interface BalancerEvents {
 }
 
 type LocalCounter = 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries' | 'rateLimited' | 'clientLimited' | 'queueFull' | 'droppedConnections';
+
+/** The upstream TLS settings from `backendTls`, the CA file read once (a bad file fails here). */
+function backendTls(options: BalancerOptions): { ca?: Buffer } | undefined {
+  const o = options.backendTls;
+  if (o === undefined || o === false) return undefined;
+  if ((options.mode ?? 'http') !== 'http' || (options.engine ?? 'raw') !== 'raw') throw new InvalidArgumentError('backendTls needs HTTP mode with the raw engine');
+  if (o === true || o.ca === undefined) return {};
+  try {
+    return { ca: readFileSync(o.ca) };
+  } catch (err) {
+    throw new InvalidArgumentError(`backendTls: cannot read the CA file ${o.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 /** A limit option: a non-negative integer, `fallback` when absent. */
 function limit(value: number | undefined, fallback: number): number {
@@ -241,7 +261,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       via: `1.1 ${options.via ?? 'trellis'}`,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
-      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024) }),
+      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024), tls: backendTls(options) }),
     });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
     this.accessLog = options.accessLog ? new AccessLog(options.accessLog) : null;

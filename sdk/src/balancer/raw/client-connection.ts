@@ -649,7 +649,8 @@ export class Exchange implements UpstreamUser {
     // retry goes elsewhere while another back-end is usable. A response that breaks HTTP ejects
     // too (passive health: nothing it answers can be trusted). Not ejected: a stale kept-alive
     // socket (a keep-alive race, retried on a fresh connection) and a timeout (not retried).
-    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout) {
+    // (a back-end whose TLS certificate does not verify is as unusable as an unreachable one)
+    if (connecting ? UNREACHABLE.has(code) || code.startsWith('ERR_TLS') || /CERT|SELF_SIGNED|UNABLE_TO_/.test(code) : !stale && this.#res === null && !timeout) {
       host.eject(pick.state, `${code || (err instanceof HeadError ? 'invalid response' : 'error')}: ${err.message}`);
     }
     if (this.#headSent) {
