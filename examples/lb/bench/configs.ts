@@ -2,12 +2,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export function haproxyConfig(dir: string, mode: 'http' | 'tcp', port: number, backends: number[], tlsPem?: string): string {
-  const file = join(dir, `haproxy-${mode}${tlsPem ? '-tls' : ''}.cfg`);
+export function haproxyConfig(dir: string, mode: 'http' | 'tcp', port: number, backends: number[], tlsPem?: string, threads = 1): string {
+  const file = join(dir, `haproxy-${mode}${tlsPem ? '-tls' : ''}-${threads}.cfg`);
   writeFileSync(
     file,
     `global
-  nbthread 1
+  nbthread ${threads}
   maxconn 4000
 defaults
   mode ${mode}

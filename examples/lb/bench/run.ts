@@ -22,7 +22,7 @@ import { runStress } from '../src/stress.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,tls,strategies').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,tls,workers,strategies').split(','));
 /** Another checkout (e.g. main, `npm ci` done) whose balancer runs in the same HTTP rounds. */
 const BASELINE = process.env.BENCH_BASELINE;
 const STRATEGY_REQUESTS = Number(process.env.BENCH_STRATEGY_REQUESTS ?? 300);
@@ -152,6 +152,28 @@ async function tlsSection(backends: number[]): Promise<string> {
   return `### TLS termination (wrk -t1 -c${CONNS} -d${SECONDS}s over keep-alive TLS 1.3, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb (https)')}\n${h ? `\n- Trellis ÷ haproxy with TLS: **${(trellis / median(h.map((r) => r.rps))).toFixed(2)}×**\n` : '\n- skipped haproxy: not installed\n'}`;
 }
 
+async function workersSection(backends: number[]): Promise<string> {
+  log('\nAll cores: trellis lb --workers 2 against haproxy nbthread 2');
+  const targets: Target[] = [];
+  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const main = fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url));
+  const cli = (workers: number) => async () => {
+    const port = await freePort();
+    return start(`trellis-w${workers}`, port, process.execPath, ['--conditions=source', '--import', 'tsx', main, 'lb', '--workers', String(workers), '-p', String(port), ...backends.flatMap((b) => ['-b', `127.0.0.1:${b}`]), '--health-interval', '0', '--idle-timeout', '60000', '--quiet'], { TRELLIS_LOG: 'error' });
+  };
+  await add('Trellis lb --workers 2', cli(2)());
+  await add('Trellis lb --workers 1', cli(1)());
+  if (hasTool('haproxy')) {
+    const port = await freePort();
+    await add('haproxy nbthread 2', start('haproxy-2', port, toolPath('haproxy'), ['-db', '-f', haproxyConfig(tmp, 'http', port, backends, undefined, 2)]));
+  }
+  const results = await alternate(targets, '/');
+  const w2 = median(results.get('Trellis lb --workers 2')!.map((r) => r.rps));
+  const h = results.get('haproxy nbthread 2');
+  for (const p of procs.splice(0)) await p.stop();
+  return `### All cores (wrk -t1 -c${CONNS} -d${SECONDS}s, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb --workers 2')}\n${h ? `\n- Trellis --workers 2 ÷ haproxy nbthread 2: **${(w2 / median(h.map((r) => r.rps))).toFixed(2)}×**\n` : ''}`;
+}
+
 async function strategySection(): Promise<string> {
   log('\nStrategies: 4 one-at-a-time Pi back-ends, the third slowed 8×');
   const perDigit = [1, 1, 8, 1];
@@ -190,7 +212,7 @@ async function main(): Promise<void> {
     ONLY.delete('tcp');
   }
   const out: string[] = [`## Load balancer benchmark (${new Date().toISOString().slice(0, 16)}Z, node ${process.version})\n`];
-  if (ONLY.has('http') || ONLY.has('tcp') || ONLY.has('tls')) {
+  if (ONLY.has('http') || ONLY.has('tcp') || ONLY.has('tls') || ONLY.has('workers')) {
     const backends: number[] = [];
     for (let i = 0; i < 2; i++) backends.push((await track(freePort().then((port) => startNode(`backend-${i}`, port, './backend.ts', [port])))).port);
     const keep = procs.splice(0);
@@ -198,6 +220,7 @@ async function main(): Promise<void> {
       if (ONLY.has('http')) out.push(await httpSection(backends));
       if (ONLY.has('tcp')) out.push(await tcpSection(backends));
       if (ONLY.has('tls')) out.push(await tlsSection(backends));
+      if (ONLY.has('workers')) out.push(await workersSection(backends));
     } finally {
       procs.push(...keep);
       for (const p of procs.splice(0)) await p.stop();

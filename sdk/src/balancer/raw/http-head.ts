@@ -153,7 +153,8 @@ export function parseRequest(head: string, clientIp: string, via: string, proto:
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host':
-        if (!HOST_VALUE.test(value)) throw new HeadError(400, 'invalid Host header');
+        // an http URI with an empty host is invalid (RFC 9110 §4.2.1): so is an empty Host
+        if (value === '' || !HOST_VALUE.test(value)) throw new HeadError(400, 'invalid Host header');
         host = value;
         hosts++;
         continue;
