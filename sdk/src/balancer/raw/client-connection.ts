@@ -109,6 +109,8 @@ export class ClientConnection {
         }
         this.socket.destroy();
         return;
+      case Phase.Closed:
+        return; // already ending (a rejection being flushed)
       default:
         this.socket.destroy(); // a body that can no longer complete
     }
