@@ -38,9 +38,19 @@ async function recorder(): Promise<Recorder> {
     const p = new HTTPParser();
     p.initialize(HTTPParser.REQUEST, {}, 0, 0);
     let cur: { head: string; body: Buffer[] } | undefined;
-    p[HTTPParser.kOnHeaders] = () => undefined;
-    p[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, method: number, url: string) => {
-      cur = { head: `${methods[method]} ${url}`, body: [] };
+    // node hands the URL over early (kOnHeaders) when a head spans several reads
+    let flushedUrl = '';
+    let inHead = true;
+    p[HTTPParser.kOnMessageBegin] = () => {
+      inHead = true;
+      flushedUrl = '';
+    };
+    p[HTTPParser.kOnHeaders] = (_h: unknown, url: string) => {
+      if (inHead) flushedUrl += url ?? '';
+    };
+    p[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, method: number, url: string | undefined) => {
+      cur = { head: `${methods[method]} ${url ?? flushedUrl}`, body: [] };
+      inHead = false;
       return 0;
     };
     p[HTTPParser.kOnBody] = (b: Buffer) => void cur?.body.push(Buffer.from(b));
