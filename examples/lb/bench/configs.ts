@@ -2,12 +2,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export function haproxyConfig(dir: string, mode: 'http' | 'tcp', port: number, backends: number[]): string {
-  const file = join(dir, `haproxy-${mode}.cfg`);
+export function haproxyConfig(dir: string, mode: 'http' | 'tcp', port: number, backends: number[], tlsPem?: string, threads = 1): string {
+  const file = join(dir, `haproxy-${mode}${tlsPem ? '-tls' : ''}-${threads}.cfg`);
   writeFileSync(
     file,
     `global
-  nbthread 1
+  nbthread ${threads}
   maxconn 4000
 defaults
   mode ${mode}
@@ -15,7 +15,7 @@ defaults
   timeout client 60s
   timeout server 60s
 ${mode === 'http' ? '  option http-keep-alive\n  http-reuse always\n' : ''}frontend fe
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${tlsPem ? ` ssl crt ${tlsPem}` : ''}
   default_backend be
 backend be
   balance roundrobin

@@ -10,7 +10,9 @@
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
  * BENCH_ONLY (comma list of http,tcp,strategies), BENCH_STRATEGY_REQUESTS (300).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, hasTool, toolPath, start, startNode, wrk, median, sleep, type Proc, type WrkResult } from './tools.js';
@@ -20,7 +22,9 @@ import { runStress } from '../src/stress.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 32);
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,strategies').split(','));
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,tls,workers,strategies').split(','));
+/** Another checkout (e.g. main, `npm ci` done) whose balancer runs in the same HTTP rounds. */
+const BASELINE = process.env.BENCH_BASELINE;
 const STRATEGY_REQUESTS = Number(process.env.BENCH_STRATEGY_REQUESTS ?? 300);
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -45,13 +49,13 @@ interface Target {
 }
 
 /** Runs every target once per round in rotating order; returns per-target results. */
-async function alternate(targets: Target[], path: string): Promise<Map<string, WrkResult[]>> {
+async function alternate(targets: Target[], path: string, scheme = 'http'): Promise<Map<string, WrkResult[]>> {
   const results = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
-  for (const t of targets) await wrk(`http://127.0.0.1:${t.port}${path}`, 1, CONNS); // warm-up
+  for (const t of targets) await wrk(`${scheme}://127.0.0.1:${t.port}${path}`, 1, CONNS); // warm-up
   for (let r = 0; r < ROUNDS; r++) {
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
     for (const t of order) {
-      const res = await wrk(`http://127.0.0.1:${t.port}${path}`, SECONDS, CONNS);
+      const res = await wrk(`${scheme}://127.0.0.1:${t.port}${path}`, SECONDS, CONNS);
       results.get(t.name)!.push(res);
       log(`  round ${r + 1}/${ROUNDS}  ${t.name.padEnd(28)} ${res.rps.toFixed(0).padStart(7)} req/s  p99 ${res.p99Ms.toFixed(2)} ms${res.errors ? `  errors ${res.errors}` : ''}`);
       await sleep(300);
@@ -78,6 +82,7 @@ async function httpSection(backends: number[]): Promise<string> {
   const targets: Target[] = [{ name: 'direct (one back-end)', port: backends[0]! }];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
   await add('Trellis lb (http)', freePort().then((port) => startNode('trellis', port, './peers/trellis.ts', ['http', port, 'round-robin', ...backends])));
+  if (BASELINE) await add('Trellis lb (baseline)', freePort().then((port) => startNode('trellis-baseline', port, join(BASELINE, 'examples/lb/bench/peers/trellis.ts'), ['http', port, 'round-robin', ...backends])));
   await add('Trellis lb (undici engine)', freePort().then((port) => startNode('trellis-undici', port, './peers/trellis.ts', ['http-undici', port, 'round-robin', ...backends])));
   await add('http-proxy (keep-alive)', freePort().then((port) => startNode('http-proxy', port, './peers/http-proxy.ts', [port, ...backends])));
   await add('@fastify/http-proxy', freePort().then((port) => startNode('fastify', port, './peers/fastify-proxy.ts', [port, ...backends])));
@@ -98,6 +103,7 @@ async function httpSection(backends: number[]): Promise<string> {
   const best = nodePeers.reduce((a, b) => (b[1] > a[1] ? b : a));
   const summary = [`Trellis ÷ best Node peer (${best[0]}): **${(trellis / best[1]).toFixed(2)}×** (target ≥ 1.5×)`];
   if (results.has('haproxy 1 thread')) summary.push(`Trellis ÷ haproxy: **${(trellis / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 0.6×)`);
+  if (BASELINE) summary.push(`Trellis ÷ baseline (${BASELINE}): **${(trellis / median(results.get('Trellis lb (baseline)')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 1.0×: no worse)`);
   const p99T = median(results.get('Trellis lb (http)')!.map((r) => r.p99Ms));
   const p99H = median(results.get('http-proxy (keep-alive)')!.map((r) => r.p99Ms));
   summary.push(`p99 Trellis ${p99T.toFixed(2)} ms vs http-proxy ${p99H.toFixed(2)} ms (target: no worse)`);
@@ -120,6 +126,52 @@ async function tcpSection(backends: number[]): Promise<string> {
   const pipe = median(results.get('net pipe')!.map((r) => r.rps));
   for (const p of procs.splice(0)) await p.stop();
   return `### TCP mode (wrk -t1 -c${CONNS} -d${SECONDS}s through the proxy, ${ROUNDS} rounds)\n\n${table(results, 'Trellis lb (tcp)')}\n\n- Trellis ÷ net pipe: **${(trellis / pipe).toFixed(2)}×** (target ≥ 1.0×)\n`;
+}
+
+async function tlsSection(backends: number[]): Promise<string> {
+  log('\nTLS termination: starting targets');
+  if (!hasTool('openssl')) return '### TLS termination\n\n- skipped: openssl missing\n';
+  const cert = join(tmp, 'tls.pem');
+  const key = join(tmp, 'tls.key');
+  spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  writeFileSync(join(tmp, 'tls-combined.pem'), readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  const targets: Target[] = [];
+  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  await add(
+    'Trellis lb (https)',
+    freePort().then((port) => start('trellis-https', port, process.execPath, ['--conditions=source', '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
+  );
+  if (hasTool('haproxy')) {
+    const port = await freePort();
+    await add('haproxy 1 thread (ssl)', start('haproxy-ssl', port, toolPath('haproxy'), ['-db', '-f', haproxyConfig(tmp, 'http', port, backends, join(tmp, 'tls-combined.pem'))]));
+  }
+  const results = await alternate(targets, '/', 'https');
+  const trellis = median(results.get('Trellis lb (https)')!.map((r) => r.rps));
+  const h = results.get('haproxy 1 thread (ssl)');
+  for (const p of procs.splice(0)) await p.stop();
+  return `### TLS termination (wrk -t1 -c${CONNS} -d${SECONDS}s over keep-alive TLS 1.3, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb (https)')}\n${h ? `\n- Trellis ÷ haproxy with TLS: **${(trellis / median(h.map((r) => r.rps))).toFixed(2)}×**\n` : '\n- skipped haproxy: not installed\n'}`;
+}
+
+async function workersSection(backends: number[]): Promise<string> {
+  log('\nAll cores: trellis lb --workers 2 against haproxy nbthread 2');
+  const targets: Target[] = [];
+  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const main = fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url));
+  const cli = (workers: number) => async () => {
+    const port = await freePort();
+    return start(`trellis-w${workers}`, port, process.execPath, ['--conditions=source', '--import', 'tsx', main, 'lb', '--workers', String(workers), '-p', String(port), ...backends.flatMap((b) => ['-b', `127.0.0.1:${b}`]), '--health-interval', '0', '--idle-timeout', '60000', '--quiet'], { TRELLIS_LOG: 'error' });
+  };
+  await add('Trellis lb --workers 2', cli(2)());
+  await add('Trellis lb --workers 1', cli(1)());
+  if (hasTool('haproxy')) {
+    const port = await freePort();
+    await add('haproxy nbthread 2', start('haproxy-2', port, toolPath('haproxy'), ['-db', '-f', haproxyConfig(tmp, 'http', port, backends, undefined, 2)]));
+  }
+  const results = await alternate(targets, '/');
+  const w2 = median(results.get('Trellis lb --workers 2')!.map((r) => r.rps));
+  const h = results.get('haproxy nbthread 2');
+  for (const p of procs.splice(0)) await p.stop();
+  return `### All cores (wrk -t1 -c${CONNS} -d${SECONDS}s, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb --workers 2')}\n${h ? `\n- Trellis --workers 2 ÷ haproxy nbthread 2: **${(w2 / median(h.map((r) => r.rps))).toFixed(2)}×**\n` : ''}`;
 }
 
 async function strategySection(): Promise<string> {
@@ -160,13 +212,15 @@ async function main(): Promise<void> {
     ONLY.delete('tcp');
   }
   const out: string[] = [`## Load balancer benchmark (${new Date().toISOString().slice(0, 16)}Z, node ${process.version})\n`];
-  if (ONLY.has('http') || ONLY.has('tcp')) {
+  if (ONLY.has('http') || ONLY.has('tcp') || ONLY.has('tls') || ONLY.has('workers')) {
     const backends: number[] = [];
     for (let i = 0; i < 2; i++) backends.push((await track(freePort().then((port) => startNode(`backend-${i}`, port, './backend.ts', [port])))).port);
     const keep = procs.splice(0);
     try {
       if (ONLY.has('http')) out.push(await httpSection(backends));
       if (ONLY.has('tcp')) out.push(await tcpSection(backends));
+      if (ONLY.has('tls')) out.push(await tlsSection(backends));
+      if (ONLY.has('workers')) out.push(await workersSection(backends));
     } finally {
       procs.push(...keep);
       for (const p of procs.splice(0)) await p.stop();

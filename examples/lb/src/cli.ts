@@ -2,11 +2,14 @@
  * The load balancer's commands: `trellis lb`, `trellis pi` and `trellis stress`.
  */
 import { defineCommand, intOption, portOption, addressOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import cluster from 'node:cluster';
 import { createBalancer, createAdminServer, parseBackend, type BackendAddress } from '@trellis/sdk/balancer';
 import { strategyId } from './strategy-names.js';
 import { loadConfig, type LbConfigFile } from './config.js';
 import { applySettings, RESTART_ONLY, type Settings } from './reload.js';
+import { WorkersView, reportToPrimary, runPrimary } from './workers.js';
 import { createPiServer, type PiServer } from './pi-server.js';
 import { runStress, formatSummary, progressBar } from './stress.js';
 
@@ -80,6 +83,12 @@ export const lb = defineCommand({
     'max-connections-per-client': { type: 'string', default: '1000', description: 'open connections per client address; more get 429 (0: no limit)', placeholder: 'n' },
     'rate-limit': { type: 'string', default: '0', description: 'requests per second per client address, bursts up to it; more get 429 (0: off)', placeholder: 'n' },
     'max-pending': { type: 'string', default: '1024', description: 'requests queued per back-end when its connections are busy; more get 503', placeholder: 'n' },
+    workers: { type: 'string', default: '1', description: 'balancer processes sharing the port (node:cluster); strategies and health checks are per worker, the admin port shows all', placeholder: 'n' },
+    'backend-tls': { type: 'boolean', description: 'speak TLS to the back-ends, verifying their certificates (system roots, or --backend-ca)' },
+    'backend-ca': { type: 'string', description: 'PEM CA bundle to verify back-end certificates with (implies --backend-tls)', placeholder: 'file' },
+    'tls-cert': { type: 'string', multiple: true, description: 'terminate TLS with this PEM certificate (repeatable with --tls-key: the first is the default, the others picked by SNI); reloaded on SIGHUP', placeholder: 'file' },
+    'tls-key': { type: 'string', multiple: true, description: 'the PEM private key of the --tls-cert in the same position', placeholder: 'file' },
+    'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
     quiet: { type: 'boolean', short: 'q', description: 'do not log back-end state changes' },
   },
   examples: [
@@ -148,6 +157,53 @@ export const lb = defineCommand({
     const initial = resolve(file === undefined ? {} : await loadConfig(file));
     let current = initial;
     const { mode, strategy, backends } = initial;
+    const certs = values['tls-cert'] ?? [];
+    const keys = values['tls-key'] ?? [];
+    if (certs.length !== keys.length) throw new UsageError(`give one --tls-key per --tls-cert (got ${certs.length} certificates, ${keys.length} keys)`);
+    const tls = certs.length > 0 ? certs.map((cert, i) => ({ cert, key: keys[i]! })) : undefined;
+    const logTo = values['access-log'];
+    const accessLog: Writable | undefined = logTo === undefined ? undefined : logTo === '-' ? (io.stdout as Writable) : createWriteStream(logTo, { flags: 'a' });
+    if (accessLog !== undefined && logTo !== '-') {
+      // a log file that cannot be opened is a start-up error, not a silent loss
+      await new Promise<void>((resolve, reject) => {
+        accessLog.once('ready', () => resolve());
+        accessLog.once('error', (err) => reject(new UsageError(`--access-log: cannot open "${logTo}": ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+      });
+    }
+    const workers = intOption('workers', values.workers, { min: 1, max: 64 })!;
+    const adminPort = initial.adminPort;
+    if (workers > 1 && cluster.isPrimary) {
+      // the primary only forks, restarts, aggregates and drains: every worker runs this same command
+      accessLog?.destroy(); // each worker opens the log itself (appends are line-atomic)
+      const view = new WorkersView();
+      const admin = adminPort !== undefined ? createAdminServer(view) : undefined;
+      const drainMs = initial.drainMs;
+      const onHupAll = () => {
+        for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+      };
+      // certificates and the configuration file are re-read by each worker
+      if (tls !== undefined || file !== undefined) process.on('SIGHUP', onHupAll);
+      const { listening, done } = runPrimary(workers, view, io.signal, drainMs, (line) => io.stderr.write(`${line}\n`));
+      try {
+        const addr = await listening;
+        io.stdout.write(`lb: ${mode}${tls !== undefined ? ' (TLS)' : ''} mode on ${addr.host}:${addr.port}, ${workers} workers, strategy ${strategy} (per worker), back-ends ${backends.map((b) => `${b.host}:${b.port}`).join(' ')}\n`);
+        if (admin) {
+          const a = await admin.listen(adminPort, initial.host);
+          io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events (all workers)\n`);
+        }
+        await untilAborted(io.signal);
+        io.stdout.write('lb: draining every worker…\n');
+        await done;
+      } catch (err) {
+        io.stderr.write(`lb: ${(err as Error).message}\n`);
+        await done;
+        return 1;
+      } finally {
+        process.off('SIGHUP', onHupAll);
+        await admin?.close();
+      }
+      return 0;
+    }
     const host = createCommandHost(import.meta.url, initial.pluginDirs);
     const balancer = await createBalancer({
       host,
@@ -159,6 +215,9 @@ export const lb = defineCommand({
       healthCheck: initial.healthCheck,
       retries: initial.retries,
       timeouts: initial.timeouts,
+      ...(accessLog !== undefined ? { accessLog } : {}),
+      ...(tls !== undefined ? { tls } : {}),
+      ...(values['backend-ca'] !== undefined ? { backendTls: { ca: values['backend-ca'] } } : values['backend-tls'] ? { backendTls: true } : {}),
       limits: {
         maxConnections: intOption('max-connections', values['max-connections'], { min: 0, max: 10_000_000 })!,
         maxConnectionsPerClient: intOption('max-connections-per-client', values['max-connections-per-client'], { min: 0, max: 10_000_000 })!,
@@ -189,7 +248,7 @@ export const lb = defineCommand({
     };
     const onHangup = () => {
       if (file === undefined) {
-        io.stderr.write('lb: SIGHUP ignored: no --config file to re-read\n');
+        if (tls === undefined) io.stderr.write('lb: SIGHUP ignored: no --config file to re-read\n');
         return;
       }
       reload().then(
@@ -198,11 +257,27 @@ export const lb = defineCommand({
       );
     };
     process.on('SIGHUP', onHangup);
+    // certificate reload on SIGHUP: its own small handler beside the configuration reload
+    const onHup = () => {
+      try {
+        balancer.reloadTls();
+        io.stderr.write('lb: TLS certificates reloaded\n');
+      } catch (err) {
+        io.stderr.write(`lb: TLS reload failed, keeping the current certificates: ${(err as Error).message}\n`);
+      }
+    };
+    if (tls !== undefined) process.on('SIGHUP', onHup);
+    const inWorker = cluster.isWorker && workers > 1;
     const token = adminToken(initial.tokenFile);
-    const admin = initial.adminPort !== undefined ? createAdminServer(balancer, { token, ...(file !== undefined ? { reload } : {}) }) : undefined;
+    const admin = initial.adminPort !== undefined && !inWorker ? createAdminServer(balancer, { token, ...(file !== undefined ? { reload } : {}) }) : undefined;
+    let stopReporting: (() => void) | undefined;
     try {
       const addr = await balancer.listen(initial.port, initial.host);
-      io.stdout.write(`lb: ${mode} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}${b.weight !== undefined ? `,weight=${b.weight}` : ''}`).join(' ')}\n`);
+      if (inWorker) {
+        stopReporting = reportToPrimary(balancer);
+        process.send!({ trellis: 'lb-listening', host: addr.host, port: addr.port });
+      }
+      io.stdout.write(`lb: ${mode}${tls !== undefined ? ' (TLS)' : ''} mode on ${addr.host}:${addr.port}, strategy ${strategy}, back-ends ${backends.map((b) => `${b.host}:${b.port}${b.weight !== undefined ? `,weight=${b.weight}` : ''}`).join(' ')}\n`);
       if (admin) {
         const a = await admin.listen(initial.adminPort, initial.host);
         io.stdout.write(`lb: admin on http://${a.host}:${a.port}/-/stats, /-/metrics and /-/events\n`);
@@ -211,8 +286,11 @@ export const lb = defineCommand({
       io.stdout.write('lb: draining…\n');
     } finally {
       process.off('SIGHUP', onHangup);
+      process.off('SIGHUP', onHup);
       await admin?.close();
       await balancer.close({ timeoutMs: current.drainMs });
+      stopReporting?.();
+      if (logTo !== '-') await balancer.accessLog?.close();
       await host.dispose();
     }
     return 0;

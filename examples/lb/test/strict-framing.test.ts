@@ -163,6 +163,9 @@ test('absolute-form targets are accepted: origin-form upstream, Host from the ta
     assert.match(be.received(), /\r\nGET \/ HTTP\/1\.1\r\nhost: e\.test\r\n/);
     const userinfo = await raw(lb.port, 'GET http://u@e.test/ HTTP/1.1\r\nHost: e.test\r\n\r\n');
     assert.match(userinfo.text, /^HTTP\/1\.1 400 /);
+    // an empty Host (found by the differential run against nginx, which refuses it too)
+    const emptyHost = await raw(lb.port, 'GET / HTTP/1.1\r\nHost: \r\n\r\n');
+    assert.match(emptyHost.text, /^HTTP\/1\.1 400 /);
   } finally {
     await lb.close();
     await be.close();

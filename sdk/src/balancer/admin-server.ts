@@ -8,7 +8,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Balancer } from './balancer.js';
+import type { BalancerEvents, BalancerStats } from './balancer.js';
+import type { Backend } from '../areas/routing.js';
 import { prometheusText } from './metrics.js';
 import { listenOn } from './listen-on.js';
 
@@ -47,8 +48,17 @@ function readBody(req: IncomingMessage): Promise<string | undefined> {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
+/** What the admin port reads: a balancer, or anything with its stats and events (e.g. a view over several worker processes). */
+export interface AdminSource {
+  stats(): BalancerStats;
+  on<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+  off<K extends keyof BalancerEvents>(event: K, listener: (...args: BalancerEvents[K]) => void): unknown;
+  /** Changes a back-end's weight (`POST /-/backends/<id>/weight`); absent on views that cannot. */
+  setWeight?(id: string, weight: number): Backend;
+}
+
 export class AdminServer {
-  readonly #balancer: Balancer;
+  readonly #balancer: AdminSource;
   readonly #statsEveryMs: number;
   readonly #token: Buffer | undefined;
   readonly #reload: (() => Promise<unknown>) | undefined;
@@ -56,7 +66,7 @@ export class AdminServer {
   /** Open `/-/events` streams, ended on close. */
   readonly #feeds = new Set<() => void>();
 
-  constructor(balancer: Balancer, options: AdminServerOptions = {}) {
+  constructor(balancer: AdminSource, options: AdminServerOptions = {}) {
     this.#balancer = balancer;
     this.#statsEveryMs = Math.max(50, options.statsEveryMs ?? 1000);
     this.#token = options.token ? digest(options.token) : undefined;
@@ -87,6 +97,7 @@ export class AdminServer {
       } catch {
         return json(400, { error: 'the body must be JSON: {"weight": N}' });
       }
+      if (this.#balancer.setWeight === undefined) return json(404, { error: 'weights cannot be changed through this admin view' });
       try {
         const b = this.#balancer.setWeight(decodeURIComponent(weight[1]!), value as number);
         return json(200, { backend: b.id, weight: b.weight });
@@ -171,6 +182,6 @@ export class AdminServer {
   }
 }
 
-export function createAdminServer(balancer: Balancer, options?: AdminServerOptions): AdminServer {
+export function createAdminServer(balancer: AdminSource, options?: AdminServerOptions): AdminServer {
   return new AdminServer(balancer, options);
 }

@@ -59,6 +59,8 @@ export interface PoolOptions {
   keepAliveTimeoutMs: number;
   /** Requests waiting for a socket when all `connections` are busy (raw engine). */
   maxPending: number;
+  /** TLS towards back-ends (raw engine). */
+  tls?: { ca?: Buffer } | undefined;
 }
 
 export class BackendState {
@@ -107,6 +109,7 @@ export class BackendState {
       connectTimeoutMs: options.connectTimeoutMs,
       keepAliveMs: options.keepAliveTimeoutMs,
       maxPending: options.maxPending,
+      tls: options.tls,
     }));
   }
 

@@ -29,6 +29,11 @@ import { clientAddress, requestHeaders } from './forward-headers.js';
 import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
 import { ClientLimiter } from './client-limits.js';
+import { AccessLog } from './access-log.js';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { TlsCertificates, TLS_DEFAULTS, type TlsCertificate } from './tls-certs.js';
+import type { Writable } from 'node:stream';
 
 export type BalancerMode = 'http' | 'tcp';
 
@@ -93,6 +98,22 @@ export interface BalancerOptions {
   /** The `Via` pseudonym (default `trellis`). */
   via?: string;
   limits?: BalancerLimits;
+  /**
+   * Where to write the access log (raw HTTP engine): one JSON line per request, see
+   * `access-log.ts` for the format. Written without blocking; the caller owns (and closes) the stream.
+   */
+  accessLog?: Writable;
+  /**
+   * TLS termination (raw HTTP engine): certificate/key PEM files, the first the default, the
+   * others chosen by SNI. `reloadTls()` re-reads them (the CLI does on SIGHUP).
+   */
+  tls?: readonly TlsCertificate[];
+  /**
+   * TLS towards the back-ends (raw HTTP engine): `true` verifies their certificates against the
+   * system roots, `{ ca: FILE }` against that PEM bundle. A certificate that does not verify is a
+   * connect failure: the back-end is ejected and the request goes elsewhere.
+   */
+  backendTls?: boolean | { ca?: string };
   logger?: Logger;
 }
 
@@ -150,6 +171,19 @@ export interface BalancerEvents {
 }
 
 type LocalCounter = 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries' | 'rateLimited' | 'clientLimited' | 'queueFull' | 'droppedConnections';
+
+/** The upstream TLS settings from `backendTls`, the CA file read once (a bad file fails here). */
+function backendTls(options: BalancerOptions): { ca?: Buffer } | undefined {
+  const o = options.backendTls;
+  if (o === undefined || o === false) return undefined;
+  if ((options.mode ?? 'http') !== 'http' || (options.engine ?? 'raw') !== 'raw') throw new InvalidArgumentError('backendTls needs HTTP mode with the raw engine');
+  if (o === true || o.ca === undefined) return {};
+  try {
+    return { ca: readFileSync(o.ca) };
+  } catch (err) {
+    throw new InvalidArgumentError(`backendTls: cannot read the CA file ${o.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 /** A limit option: a non-negative integer, `fallback` when absent. */
 function limit(value: number | undefined, fallback: number): number {
@@ -213,7 +247,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #ejectTimers = new Set<NodeJS.Timeout>();
   readonly #timeouts: Required<BalancerTimeouts>;
   /** Shared by the raw engine's connections and the TCP sessions, so `setTimeouts` reaches them. */
-  #rawSettings: { headersMs: number; idleMs: number; upstreamMs: number; requestMs: number; maxHeadBytes: number } | undefined;
+  #rawSettings: { headersMs: number; idleMs: number; upstreamMs: number; requestMs: number; maxHeadBytes: number; proto: 'http' | 'https' } | undefined;
   readonly #tcpOptions: { idleTimeoutMs: number; connectTimeoutMs: number };
   #strategy!: Strategy;
   #strategyId = '';
@@ -223,6 +257,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #tcpSockets = new Set<Socket>();
   readonly #tcpSessions = new Set<TcpSession>();
   readonly #rawConnections = new Set<ClientConnection>();
+  readonly #handshaking = new Set<Socket>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
@@ -232,6 +267,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #errors = 0;
   readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0, rateLimited: 0, clientLimited: 0, queueFull: 0, droppedConnections: 0 };
   readonly limiter: ClientLimiter;
+  readonly accessLog: AccessLog | null;
+  readonly tls: TlsCertificates | null;
   readonly #maxConnections: number;
 
   /** Use `createBalancer()`, which also resolves the strategy. */
@@ -259,9 +296,12 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       via: `1.1 ${options.via ?? 'trellis'}`,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
-      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024) }),
+      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024), tls: backendTls(options) }),
     });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
+    this.accessLog = options.accessLog ? new AccessLog(options.accessLog) : null;
+    if (options.tls !== undefined && (this.mode !== 'http' || this.engine !== 'raw')) throw new InvalidArgumentError('TLS termination needs HTTP mode with the raw engine');
+    this.tls = options.tls !== undefined ? new TlsCertificates(options.tls) : null;
     this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
     for (const a of options.backends ?? []) this.#addState(parseBackend(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
@@ -601,27 +641,47 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     let server: HttpServer | TcpServer;
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
-      const settings = (this.#rawSettings = { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024 });
+      const tls = this.tls;
+      const settings = (this.#rawSettings = { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024, proto: tls === null ? 'http' : 'https' });
       const limiter = this.limiter;
       const onClose = (c: ClientConnection) => {
         this.#rawConnections.delete(c);
         limiter.closeConnection(c.clientIp);
       };
       // half-open allowed: a client that sends FIN after its request still gets the response
-      const raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+      const onSocket = (socket: Socket) => {
         const ip = clientAddress(socket.remoteAddress);
         if (!limiter.openConnection(ip)) {
           this.#local.clientLimited++;
           const body = 'Too Many Requests: too many connections from your address\n';
+          const answer = `HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`;
+          this.accessLog?.write({ client: ip, method: '-', path: '-', status: 429, bytes: answer.length, backend: '-', ms: 0 });
           socket.on('error', () => socket.destroy());
-          socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`);
+          socket.end(answer);
           socket.destroySoon();
           return;
         }
         const conn = new ClientConnection(socket, this, settings, onClose);
         this.#rawConnections.add(conn);
         if (this.#closing) conn.closeIfIdle();
-      });
+      };
+      let raw: TcpServer | TlsServer;
+      if (tls === null) raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, onSocket);
+      else {
+        raw = createTlsServer({ ...TLS_DEFAULTS, ...tls.serverOptions, SNICallback: tls.sniCallback, allowHalfOpen: true, handshakeTimeout: t.headersMs }, onSocket);
+        // sockets still in their handshake: not yet connections, closed at once on close()
+        const handshaking = this.#handshaking;
+        raw.on('connection', (socket: Socket) => {
+          handshaking.add(socket);
+          socket.once('close', () => handshaking.delete(socket));
+        });
+        raw.on('secureConnection', (socket: Socket) => handshaking.delete(socket));
+        // a failed handshake (bad client, wrong version, timeout) concerns that client only
+        raw.on('tlsClientError', (_err, socket) => {
+          this.#local.badRequests++;
+          socket.destroy();
+        });
+      }
       // one timer for every connection's deadlines, instead of timers per request
       const tick = Math.max(25, Math.min(1000, Math.floor(Math.min(t.headersMs, t.idleMs, t.upstreamMs, t.requestMs) / 4)));
       this.#sweeper = setInterval(() => {
@@ -676,6 +736,17 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     return this.#address;
   }
 
+  /**
+   * Re-reads the TLS certificate and key files; new handshakes use them, open connections are
+   * untouched. Throws (keeping the current certificates) when a file is missing or invalid.
+   */
+  reloadTls(): void {
+    if (this.tls === null) throw new InvalidArgumentError(`balancer "${this.name}" does not terminate TLS`);
+    this.tls.reload();
+    const server = this.#server;
+    if (server !== undefined && 'setSecureContext' in server) (server as TlsServer).setSecureContext({ ...TLS_DEFAULTS, ...this.tls.serverOptions });
+  }
+
   get address(): { host: string; port: number } | null {
     return this.#address;
   }
@@ -699,6 +770,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       let sweep: NodeJS.Timeout | undefined;
       if (this.mode === 'http' && this.engine === 'raw') {
+        for (const s of this.#handshaking) s.destroy();
         for (const c of this.#rawConnections) c.closeIfIdle();
         sweep = setInterval(() => {
           for (const c of this.#rawConnections) c.closeIfIdle();

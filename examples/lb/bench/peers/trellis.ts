@@ -1,6 +1,7 @@
 /**
  * Bench target: the Trellis balancer. `trellis.ts MODE PORT STRATEGY BACKEND_PORT…`, where MODE
- * is `http`, `tcp` or `http-undici` (HTTP mode on the undici engine).
+ * is `http`, `tcp`, `http-undici` (HTTP mode on the undici engine) or `https` (TLS termination
+ * with the PEM files in BENCH_TLS_CERT / BENCH_TLS_KEY).
  */
 import { createHost } from '@trellis/sdk';
 import { createBalancer } from '@trellis/sdk/balancer';
@@ -14,6 +15,7 @@ const lb = await createBalancer({
   strategy: strategy!,
   backends: backends.map((p) => ({ host: '127.0.0.1', port: Number(p) })),
   timeouts: { idleMs: 60_000 },
+  ...(mode === 'https' ? { tls: [{ cert: process.env.BENCH_TLS_CERT!, key: process.env.BENCH_TLS_KEY! }] } : {}),
 });
 await lb.listen(Number(port));
 process.stdout.write(`ready ${port}\n`);

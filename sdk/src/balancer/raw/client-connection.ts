@@ -16,6 +16,7 @@ import { HttpRoutingContext } from '../routing-context.js';
 import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 import type { ClientLimiter } from '../client-limits.js';
+import type { AccessLog } from '../access-log.js';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
@@ -30,12 +31,15 @@ export interface RawSettings {
   readonly requestMs: number;
   /** Largest request or response head accepted (default 16 KiB). */
   readonly maxHeadBytes: number;
+  /** What clients speak to the balancer, for X-Forwarded-Proto / Forwarded. */
+  readonly proto: 'http' | 'https';
 }
 
 /** What the engine gives each connection: routing plus the pool of a back-end. */
 export interface RawHost extends RoutingCore {
   poolOf(state: BackendState): UpstreamPool;
   readonly limiter: ClientLimiter;
+  readonly accessLog: AccessLog | null;
 }
 
 const enum Phase {
@@ -109,6 +113,8 @@ export class ClientConnection {
         }
         this.socket.destroy();
         return;
+      case Phase.Closed:
+        return; // already ending (a rejection being flushed)
       default:
         this.socket.destroy(); // a body that can no longer complete
     }
@@ -167,13 +173,15 @@ export class ClientConnection {
       if (!this.host.limiter.takeRequest(this.clientIp)) {
         this.host.countLocal('rateLimited');
         this.buf = null;
+        const before = this.socket.bytesWritten;
         this.reply(429, 'Too Many Requests: request rate limit for your address\n', false, 'retry-after: 1\r\n');
+        this.host.accessLog?.write({ client: this.clientIp, method: '-', path: '-', status: 429, bytes: this.socket.bytesWritten - before, backend: '-', ms: 0 });
         return this.exchangeDone(false);
       }
       let req: RequestHead;
       const headText = buf.toString('latin1', 0, end);
       try {
-        req = parseRequest(headText, this.clientIp, this.host.settings.via);
+        req = parseRequest(headText, this.clientIp, this.host.settings.via, this.settings.proto);
       } catch (err) {
         if (err instanceof HeadError) return this.#reject(err.status, err.message);
         throw err;
@@ -258,7 +266,9 @@ export class ClientConnection {
     if (status === 408) this.host.countLocal('timeouts');
     else this.host.countLocal('badRequests');
     this.buf = null;
+    const before = this.socket.bytesWritten;
     this.reply(status, `${STATUS_CODES[status]}: ${message}\n`, false);
+    this.host.accessLog?.write({ client: this.clientIp, method: '-', path: '-', status, bytes: this.socket.bytesWritten - before, backend: '-', ms: 0 });
     this.exchangeDone(false);
   }
 
@@ -313,6 +323,8 @@ export class Exchange implements UpstreamUser {
   #bodyDone = false;
   #since = 0;
   readonly #startedAt = Date.now();
+  #t0 = 0;
+  #bytes0 = 0;
   #resBuf: Buffer | null = null;
   #res: ResponseHead | null = null;
   #framing = Framing.None;
@@ -329,6 +341,10 @@ export class Exchange implements UpstreamUser {
     this.#conn = conn;
     this.#req = req;
     this.#headText = headText;
+    if (conn.host.accessLog !== null) {
+      this.#t0 = performance.now();
+      this.#bytes0 = conn.socket.bytesWritten;
+    }
     this.#hasBody = req.chunked || req.contentLength > 0;
     this.#bodyDone = !this.#hasBody;
   }
@@ -363,6 +379,22 @@ export class Exchange implements UpstreamUser {
       host.countLocal('queueFull');
       this.#finishLocal(503, `Service Unavailable: back-end ${pick.state.backend.id} has too many requests waiting\n`, 'retry-after: 1\r\n');
     }
+  }
+
+  /** One access-log line for this exchange (when the log is on). */
+  #log(status: number): void {
+    const log = this.#conn.host.accessLog;
+    if (log === null) return;
+    const socket = this.#conn.socket;
+    log.write({
+      client: this.#conn.clientIp,
+      method: this.#req.method,
+      path: this.#req.target,
+      status,
+      bytes: socket.bytesWritten - this.#bytes0,
+      backend: this.#pick?.state.backend.id ?? '-',
+      ms: performance.now() - this.#t0,
+    });
   }
 
   // ---------------------------------------------------------------- upstream side
@@ -494,6 +526,7 @@ export class Exchange implements UpstreamUser {
       up.socket.destroySoon();
     }
     this.#conn.host.settle(this.#pick!, true, 101, this.#req.method, this.#req.target);
+    if (this.#conn.host.accessLog !== null) this.#log(101);
     const client = this.#conn.socket;
     if (!client.destroyed) {
       client.end();
@@ -591,6 +624,7 @@ export class Exchange implements UpstreamUser {
     this.#upstream = null;
     const res = this.#res!;
     this.#conn.host.settle(this.#pick!, res.status < 500, res.status, this.#req.method, this.#req.target);
+    if (this.#conn.host.accessLog !== null) this.#log(res.status);
     if (up !== null) {
       if (up.socket.isPaused()) up.socket.resume();
       this.#pool!.release(up, clean && res.upstreamKeepAlive && this.#framing !== Framing.Close && this.#bodyDone);
@@ -630,12 +664,14 @@ export class Exchange implements UpstreamUser {
     // retry goes elsewhere while another back-end is usable. A response that breaks HTTP ejects
     // too (passive health: nothing it answers can be trusted). Not ejected: a stale kept-alive
     // socket (a keep-alive race, retried on a fresh connection) and a timeout (not retried).
-    if (connecting ? UNREACHABLE.has(code) : !stale && this.#res === null && !timeout) {
+    // (a back-end whose TLS certificate does not verify is as unusable as an unreachable one)
+    if (connecting ? UNREACHABLE.has(code) || code.startsWith('ERR_TLS') || /CERT|SELF_SIGNED|UNABLE_TO_/.test(code) : !stale && this.#res === null && !timeout) {
       host.eject(pick.state, `${code || (err instanceof HeadError ? 'invalid response' : 'error')}: ${err.message}`);
     }
     if (this.#headSent) {
       this.#done = true;
       host.countLocal('upstreamErrors');
+      if (host.accessLog !== null) this.#log(this.#res?.status ?? 502);
       this.#conn.socket.destroy();
       return;
     }
@@ -667,6 +703,7 @@ export class Exchange implements UpstreamUser {
     this.#done = true;
     const keepAlive = this.#req.keepAlive && this.#bodyDone && !this.#conn.host.closing;
     this.#conn.reply(status, body, keepAlive, extra);
+    if (this.#conn.host.accessLog !== null) this.#log(status);
     this.#conn.exchangeDone(keepAlive);
   }
 
@@ -678,6 +715,7 @@ export class Exchange implements UpstreamUser {
     this.#done = true;
     const host = this.#conn.host;
     host.countLocal('aborted');
+    if (host.accessLog !== null) this.#log(499);
     const up = this.#upstream;
     this.#upstream = null;
     if (up !== null) {
@@ -703,6 +741,7 @@ export class Exchange implements UpstreamUser {
       this.#conn.host.settle(this.#pick, true, 408, this.#req.method, this.#req.target);
       this.#conn.host.countLocal('timeouts');
       this.#conn.reply(408, 'Request Timeout: the request body did not arrive in time\n', false);
+      if (this.#conn.host.accessLog !== null) this.#log(408);
       this.#conn.exchangeDone(false);
       return;
     }

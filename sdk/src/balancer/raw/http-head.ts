@@ -103,7 +103,7 @@ export interface RequestHead {
  * Parses `head` (request line and header lines, without the final blank line) and writes the
  * upstream head with forwarding headers. Throws `HeadError` with the status to answer.
  */
-export function parseRequest(head: string, clientIp: string, via: string): RequestHead {
+export function parseRequest(head: string, clientIp: string, via: string, proto: 'http' | 'https' = 'http'): RequestHead {
   let eol = head.indexOf('\r\n');
   const line = eol === -1 ? head : head.slice(0, eol);
   const m = REQUEST_LINE.exec(line);
@@ -153,7 +153,8 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
     const lower = name.toLowerCase();
     switch (lower) {
       case 'host':
-        if (!HOST_VALUE.test(value)) throw new HeadError(400, 'invalid Host header');
+        // an http URI with an empty host is invalid (RFC 9110 §4.2.1): so is an empty Host
+        if (value === '' || !HOST_VALUE.test(value)) throw new HeadError(400, 'invalid Host header');
         host = value;
         hosts++;
         continue;
@@ -220,9 +221,9 @@ export function parseRequest(head: string, clientIp: string, via: string): Reque
   const conn = connection?.toLowerCase() ?? '';
   const keepAlive = minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   out += kept;
-  out += `x-forwarded-for: ${xff === undefined ? clientIp : `${xff}, ${clientIp}`}\r\nx-forwarded-proto: http\r\n`;
+  out += `x-forwarded-for: ${xff === undefined ? clientIp : `${xff}, ${clientIp}`}\r\nx-forwarded-proto: ${proto}\r\n`;
   if (host !== undefined) out += `x-forwarded-host: ${host}\r\n`;
-  const self = `for=${forwardedNode(clientIp)};proto=http${host !== undefined ? `;host="${unquoted(host)}"` : ''}`;
+  const self = `for=${forwardedNode(clientIp)};proto=${proto}${host !== undefined ? `;host="${unquoted(host)}"` : ''}`;
   out += `forwarded: ${forwarded === undefined ? self : `${forwarded}, ${self}`}\r\nvia: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
   // the whole coding list goes on: a proxy must not drop codings it does not decode
   if (codings !== undefined) out += `transfer-encoding: ${codings.length === 1 ? 'chunked' : codings.join(', ')}\r\n`;

@@ -3,7 +3,8 @@
  * first, new ones are opened up to a limit, and callers wait in FIFO order beyond it. A socket
  * carries one exchange at a time (no pipelining), so its bytes always belong to that exchange.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 
 /**
  * Every back-end socket reads into this one buffer (`onread`), which skips the per-read
@@ -51,6 +52,8 @@ export interface UpstreamPoolOptions {
   keepAliveMs: number;
   /** Users waiting beyond the connection limit (0: none may wait). */
   maxPending: number;
+  /** TLS towards the back-end, certificate verified against `ca` (or the system roots). */
+  tls?: { ca?: Buffer } | undefined;
 }
 
 export class UpstreamPool {
@@ -108,7 +111,8 @@ export class UpstreamPool {
   #open(user: UpstreamUser): void {
     this.#connecting++;
     let conn: UpstreamConnection | undefined;
-    const socket = connect({
+    const tls = this.#options.tls;
+    const common = {
       host: this.host,
       port: this.port,
       noDelay: true,
@@ -120,7 +124,13 @@ export class UpstreamPool {
           return true; // backpressure pauses the socket explicitly
         },
       },
-    });
+    };
+    // TLS: the back-end's certificate must verify (chain to `ca` or the system roots, and match
+    // the back-end's host name or IP); a failure is a connect failure (nothing was sent)
+    const socket: Socket =
+      tls === undefined
+        ? connect(common)
+        : tlsConnect({ ...common, ...(tls.ca ? { ca: tls.ca } : {}), rejectUnauthorized: true, ALPNProtocols: ['http/1.1'], ...(isIP(this.host) === 0 ? { servername: this.host } : {}) });
     let timer: NodeJS.Timeout | undefined = setTimeout(() => {
       timer = undefined;
       socket.destroy(Object.assign(new Error(`connect to ${this.host}:${this.port} timed out after ${this.#options.connectTimeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
@@ -133,7 +143,7 @@ export class UpstreamPool {
       this.#next();
     };
     socket.once('error', onError);
-    socket.once('connect', () => {
+    socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
       clearTimeout(timer);
       socket.off('error', onError);
       this.#connecting--;
