@@ -88,8 +88,8 @@ class Queue:
     def __init__(self, topic: str, _type: MiddlewareType = MiddlewareType.CONSUMER,
                  host: Optional[str] = None, port: Optional[int] = None,
                  timeout: Optional[float] = 10.0):
-        if not isinstance(topic, str) or not topic.startswith("/"):
-            raise ValueError("a topic is a path starting with '/', got %r" % (topic,))
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
         self.type = _type
         self._host = host or os.environ.get("TRELLIS_BROKER_HOST", "localhost")

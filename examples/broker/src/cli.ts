@@ -4,7 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, type PluginHost, type BrokerClient } from '@trellis/sdk';
+import { createBroker, createHost, connect, checkTopic, type PluginHost, type BrokerClient } from '@trellis/sdk';
 import { fromCommandLine, toJsonText } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -35,7 +35,8 @@ async function open(values: { port: string; host: string; dir?: string[] | undef
 
 function topicOption(value: string | undefined, { root = false } = {}): string {
   if (value === undefined) throw new UsageError('--topic is required');
-  if (!value.startsWith('/') || (!root && value === '/')) throw new UsageError(`--topic must be a path like /weather/temperature, got "${value}"`);
+  const problem = checkTopic(value, { root });
+  if (problem) throw new UsageError(`--topic "${value}": ${problem} (a topic is a name like qwerty or a path like /weather/temperature)`);
   return value;
 }
 

@@ -51,6 +51,26 @@ test('pub, sub and topics talk to a running broker; sub prints one JSON line per
   }
 });
 
+test('pub, sub and topics take bare topics (the original API) and list them exactly', async () => {
+  const b = await startBrokerCommand();
+  try {
+    const port = String(b.port);
+    const pubIo = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'qwerty', '42'], pubIo), 0, pubIo.err());
+    const subIo = io();
+    assert.is(await runCommand('trellis sub', sub, ['--port', port, '--topic', 'qwerty', '--count', '1'], subIo), 0, subIo.err());
+    assert.is(subIo.out(), '{"topic":"qwerty","value":42}\n');
+    const topicsIo = io();
+    assert.is(await runCommand('trellis topics', topics, ['--port', port], topicsIo), 0, topicsIo.err());
+    assert.equal(JSON.parse(topicsIo.out()), ['qwerty']);
+    const bad = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'a//b', '1'], bad), 2);
+    assert.match(bad.err(), /empty segment/);
+  } finally {
+    assert.is(await b.stop(), 0);
+  }
+});
+
 test('bad flags give one line and exit 2; an unknown codec names the installed ones', async () => {
   const bad = io();
   assert.is(await runCommand('trellis sub', sub, ['--port', 'x', '--topic', '/t'], bad), 2);

@@ -332,13 +332,15 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** The topic tree with last values and subscriber counts (for dashboards). */
   topicTree(): TopicSnapshot {
+    // the node of the empty first segment (parent of every slashed topic) is shown as the root itself
+    const kids = (n: Node): Node[] => [...n.children.values()].flatMap((c) => (c.path === '' ? [...c.children.values()] : [c]));
     const snap = (n: Node): TopicSnapshot => ({
       path: n.path,
       name: n.path === '/' ? '/' : n.path.slice(n.path.lastIndexOf('/') + 1),
       hasValue: n.retained !== undefined,
       ...(n.retained !== undefined ? { value: n.retained.value } : {}),
       subscribers: n.subscribers.size,
-      children: [...n.children.values()].map(snap),
+      children: kids(n).map(snap),
     });
     return snap(this.#tree.root);
   }
@@ -547,7 +549,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (found && (root || found !== this.#tree.root)) return found;
     const problem = checkTopic(topic, { root });
     if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
-    const segments = topic === '/' ? 0 : topic.split('/').length - 1;
+    const segments = topic === '/' ? 0 : topic.split('/').length;
     if (this.#tree.size + segments > this.#maxTopics && !this.#tree.get(topic)) {
       throw new BrokerError(BrokerErrorCode.LIMIT, `the broker holds its maximum of ${this.#maxTopics} topics`);
     }

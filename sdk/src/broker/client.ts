@@ -31,6 +31,7 @@ import {
   readError,
   readString,
   readTopics,
+  topicMatches,
   topicRequestFrame,
 } from './protocol.js';
 import type { BrokerStats } from './broker.js';
@@ -78,7 +79,6 @@ export class Subscription implements AsyncIterableIterator<BrokerMessage> {
   /** How many retained values the broker announced for this subscription. */
   retained = 0;
   readonly #client: BrokerClient;
-  readonly #prefix: string;
   #buffer: BrokerMessage[] = [];
   #head = 0;
   #waiter: { resolve(r: IteratorResult<BrokerMessage>): void; reject(err: Error): void } | undefined;
@@ -90,12 +90,11 @@ export class Subscription implements AsyncIterableIterator<BrokerMessage> {
     readonly topic: string,
   ) {
     this.#client = client;
-    this.#prefix = topic === '/' ? '/' : `${topic}/`;
   }
 
-  /** Whether `topic` is this subscription's topic or lies under it. */
+  /** Whether `topic` is delivered to this subscription (its topic or under it; `/` is every topic). */
   matches(topic: string): boolean {
-    return topic === this.topic || topic.startsWith(this.#prefix);
+    return topicMatches(this.topic, topic);
   }
 
   /** Messages received but not yet consumed. */

@@ -76,22 +76,85 @@ export class BrokerError extends ProtocolError {
 export const MAX_TOPIC_BYTES = 1024;
 
 /**
- * A topic is a path: `/` then non-empty segments separated by `/`, no trailing slash, no control
- * characters. `/` alone is the root (subscribing to it means every topic; nothing is published there).
+ * A topic is a path of non-empty segments separated by `/`: either with a leading slash
+ * (`/weather/temperature`, the reference's hierarchical form) or without one (`qwerty`,
+ * `sensors/kitchen`: the course's bare names), listed back exactly as given. `qwerty` and
+ * `/qwerty` are different topics. No trailing slash, no empty segment, no control characters,
+ * and no `+` or `#` (they are wildcards in subscriptions). `/` alone is the root: subscribing
+ * to it means every topic; nothing is published there.
  */
 export function checkTopic(topic: string, { root = false } = {}): string | undefined {
-  if (topic.length === 0 || topic.charCodeAt(0) !== 0x2f) return 'a topic must start with "/"';
+  if (typeof topic !== 'string' || topic.length === 0) return 'a topic may not be empty';
   if (topic === '/') return root ? undefined : 'the root "/" is not a topic one can publish to';
   if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return `a topic is at most ${MAX_TOPIC_BYTES} bytes`;
-  let prev = 0x2f;
-  for (let i = 1; i < topic.length; i++) {
+  let prev = topic.charCodeAt(0) === 0x2f ? 0x2f : -1;
+  for (let i = prev === 0x2f ? 1 : 0; i < topic.length; i++) {
     const c = topic.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return 'a topic may not contain control characters';
-    if (c === 0x2f && prev === 0x2f) return 'a topic may not contain an empty segment ("//")';
+    if (c === 0x2f && (prev === 0x2f || prev === -1)) return 'a topic may not contain an empty segment ("//")';
+    if (c === 0x2b || c === 0x23) return `a topic may not contain "${String.fromCharCode(c)}" (a wildcard: only subscriptions use it, as a whole segment)`;
     prev = c;
   }
   if (prev === 0x2f) return 'a topic may not end with "/"';
   return undefined;
+}
+
+/**
+ * A subscription filter: a topic (matched with everything under it, the reference's prefix
+ * subscription), `/` (every topic), or a pattern with MQTT wildcards as whole segments: `+`
+ * matches exactly one segment, `#` (last segment only) any number of segments, zero included.
+ * `+` or `#` inside a segment (`a+b`, `#x`) is refused.
+ */
+export function checkFilter(filter: string): string | undefined {
+  if (typeof filter !== 'string' || filter.length === 0) return 'a subscription may not be empty';
+  if (filter === '/') return undefined;
+  if (Buffer.byteLength(filter) > MAX_TOPIC_BYTES) return `a subscription is at most ${MAX_TOPIC_BYTES} bytes`;
+  const segments = filter.split('/');
+  const first = filter.charCodeAt(0) === 0x2f ? 1 : 0;
+  for (let i = first; i < segments.length; i++) {
+    const seg = segments[i]!;
+    if (seg.length === 0) return i === segments.length - 1 ? 'a subscription may not end with "/"' : 'a subscription may not contain an empty segment ("//")';
+    for (let k = 0; k < seg.length; k++) {
+      const c = seg.charCodeAt(k);
+      if (c < 0x20 || c === 0x7f) return 'a subscription may not contain control characters';
+    }
+    if (seg === '+') continue;
+    if (seg === '#') {
+      if (i !== segments.length - 1) return '"#" may only be the last segment of a subscription';
+      continue;
+    }
+    if (seg.includes('+') || seg.includes('#')) return `"${seg.slice(0, 40)}": "+" and "#" are wildcards only as a whole segment (e.g. /a/+/c, /a/#)`;
+  }
+  return undefined;
+}
+
+/** Whether a subscription filter uses a wildcard segment (`+` or `#`). */
+export function isWildcard(filter: string): boolean {
+  return filter === '#' || filter === '+' || filter.startsWith('+/') || filter.startsWith('#/') || filter.endsWith('/#') || filter.endsWith('/+') || filter.includes('/+/');
+}
+
+/** The segments of a topic or filter: `/a/b` → `['', 'a', 'b']`, `a/b` → `['a', 'b']`. */
+export function topicSegments(topic: string): string[] {
+  return topic.split('/');
+}
+
+/**
+ * Whether `topic` is delivered to a subscription on `filter`: `/` matches every topic; a filter
+ * without wildcards matches itself and every topic under it (by segment: `/weather` matches
+ * `/weather/temperature`, never `/weather2`); a filter with wildcards follows MQTT.
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (filter === '/') return true;
+  if (!isWildcard(filter)) return topic === filter || (topic.length > filter.length && topic.startsWith(filter) && topic.charCodeAt(filter.length) === 0x2f);
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const seg = f[i]!;
+    if (seg === '#') return true;
+    if (i >= t.length) return false;
+    if (seg !== '+' && seg !== t[i]) return false;
+  }
+  return f.length === t.length;
 }
 
 // ------------------------------------------------------------------ encoders (whole frames)

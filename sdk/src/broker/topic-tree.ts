@@ -3,6 +3,10 @@
  * different branches and a subscription on `/weather` matches `/weather/...` but never
  * `/weather2/...`. A node holds the subscribers of that exact path and the topic's last value.
  * Nodes that hold nothing are pruned, so memory follows live topics and subscriptions.
+ *
+ * The root (path `/`) holds every topic: bare topics (`qwerty`, `a/b`) are its children, and
+ * slashed ones (`/a/b`) live under its child for the empty first segment (path `''`, never a
+ * topic itself), so a subscription on `/` covers both forms.
  */
 
 export interface TopicNode<S, R> {
@@ -47,7 +51,7 @@ export class TopicTree<S, R> {
     const found = this.#byPath.get(path);
     if (found) return found;
     const cut = path.lastIndexOf('/');
-    const parent = cut === 0 ? this.root : this.ensure(path.slice(0, cut));
+    const parent = cut < 0 ? this.root : this.ensure(path.slice(0, cut));
     const node = TopicTree.#node<S, R>(path, parent);
     parent.children.set(path.slice(cut + 1), node);
     this.#byPath.set(path, node);
