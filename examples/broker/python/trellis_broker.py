@@ -30,6 +30,7 @@ import pickle
 import re
 import socket
 import struct
+import threading
 import xml.etree.ElementTree as ET
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Tuple
@@ -76,6 +77,9 @@ class BrokerError(Exception):
         super().__init__("%s: %s" % (self.name, message))
 
 
+_NOTHING = object()
+
+
 def _string(data: bytes) -> bytes:
     return struct.pack(">H", len(data)) + data
 
@@ -100,6 +104,14 @@ class Queue:
         self._next_id = 1
         self._subscribed = False
         self._closed = False
+        # Thread safety: one thread at a time reads the socket (the "reader"); the others wait on
+        # the condition for their reply or message, which the reader files for them. Sends are
+        # serialized by their own lock, so list_topics() in one thread while pull() blocks in
+        # another works as the original API invites.
+        self._cond = threading.Condition(threading.Lock())
+        self._send_lock = threading.Lock()
+        self._reading = False
+        self._error: Optional[BaseException] = None
         self._sock = socket.create_connection((self._host, self._port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         role = 2 if _type == MiddlewareType.CONSUMER else 1
@@ -127,9 +139,7 @@ class Queue:
         """Blocks until a message arrives on the topic (or under it); returns ``(topic, value)``."""
         if self.type != MiddlewareType.CONSUMER:
             raise RuntimeError("pull() needs a CONSUMER queue; this one is a PRODUCER")
-        while not self._messages:
-            self._read_frame()
-        return self._messages.popleft()
+        return self._wait(lambda: self._messages.popleft() if self._messages else _NOTHING)
 
     def list_topics(self, callback: Callable[[List[str]], Any]) -> Any:
         """Asks the broker for the topics holding a value and calls ``callback(topics)``."""
@@ -144,9 +154,11 @@ class Queue:
             return
         rid = self._id()
         self._send(struct.pack(">BI", UNSUBSCRIBE, rid) + _string(self.topic.encode("utf-8")))
+        with self._cond:
+            self._subscribed = False  # what arrives from now on is dropped, not queued
         self._wait_for(UNSUBACK, rid)
-        self._subscribed = False
-        self._messages.clear()
+        with self._cond:
+            self._messages.clear()
 
     # -- extras ------------------------------------------------------------------------------
 
@@ -187,22 +199,51 @@ class Queue:
     # -- wire --------------------------------------------------------------------------------
 
     def _id(self) -> int:
-        rid = self._next_id
-        self._next_id = 1 if rid >= 0xFFFFFFFF else rid + 1
-        return rid
+        with self._send_lock:
+            rid = self._next_id
+            self._next_id = 1 if rid >= 0xFFFFFFFF else rid + 1
+            return rid
 
     def _send(self, body: bytes) -> None:
         if self._closed:
-            raise BrokerError(11, "the connection is closed")
-        self._sock.sendall(struct.pack(">I", len(body)) + body)
+            raise self._error or BrokerError(11, "the connection is closed")
+        with self._send_lock:
+            self._sock.sendall(struct.pack(">I", len(body)) + body)
 
     def _wait_for(self, frame_type: int, rid: Optional[int]) -> Any:
         key = (frame_type, rid)
-        while key not in self._replies:
-            self._read_frame()
-        return self._replies.pop(key)
+        return self._wait(lambda: self._replies.pop(key) if key in self._replies else _NOTHING)
 
-    def _read_frame(self) -> None:
+    def _wait(self, take: Callable[[], Any]) -> Any:
+        """Returns what ``take()`` finds (under the lock), reading frames until it finds something."""
+        with self._cond:
+            while True:
+                got = take()
+                if got is not _NOTHING:
+                    return got
+                if self._error is not None:
+                    raise self._error
+                if self._reading:
+                    self._cond.wait()  # another thread reads; it files our frame and wakes us
+                    continue
+                self._reading = True
+                try:
+                    self._cond.release()
+                    try:
+                        body = self._read_frame()
+                    finally:
+                        self._cond.acquire()
+                    self._handle(body)
+                except BaseException as err:  # noqa: B036 - every waiter must learn the connection died
+                    if isinstance(err, (BrokerError, OSError)) and self._error is None:
+                        self._error = err
+                    raise
+                finally:
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read_frame(self) -> bytes:
+        """One frame body from the socket (only the reading thread calls this)."""
         while True:
             if len(self._buffer) >= 4:
                 (size,) = struct.unpack_from(">I", self._buffer, 0)
@@ -212,8 +253,7 @@ class Queue:
                 if len(self._buffer) >= 4 + size:
                     body = bytes(self._buffer[4:4 + size])
                     del self._buffer[:4 + size]
-                    self._handle(body)
-                    return
+                    return body
             if self._closed:
                 raise BrokerError(11, "the connection is closed")
             chunk = self._sock.recv(65536)
