@@ -22,6 +22,7 @@ import type { Codec, Value } from '../areas/serialization.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
 import { TopicTree, type TopicNode } from './topic-tree.js';
+import { measureValue, type ValueBudget } from './value-budget.js';
 import {
   BrokerError,
   BrokerErrorCode,
@@ -53,6 +54,15 @@ export interface BrokerOptions {
   readonly maxTopics?: number;
   /** Total size of the last values kept, in payload bytes; a publish past it is refused (default 256 MiB). */
   readonly maxRetainedBytes?: number;
+  /** Bytes of last values one client (by address) may have the broker keep (default 32 MiB). */
+  readonly maxRetainedBytesPerClient?: number;
+  /**
+   * Largest produced size of a published value, about its compact JSON length with shared
+   * references counted each time (default maxFrameBytes). See `measureValue`.
+   */
+  readonly maxValueBytes?: number;
+  /** Largest translation of a message into a subscriber's codec (default 4 × maxFrameBytes, at least 16 MiB). */
+  readonly maxEncodedBytes?: number;
   /** Most subscriptions one connection may hold (default 10,000). */
   readonly maxSubscriptionsPerClient?: number;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
@@ -140,10 +150,12 @@ export interface BrokerEvents {
 /** A topic's last value and its encodings, made at most once per codec. */
 interface Retained {
   readonly value: Value;
-  /** The producer's payload size, counted against `maxRetainedBytes`. */
-  readonly size: number;
+  /** Bytes kept: the producer's payload and every cached encoding (counted against the budgets). */
+  size: number;
   /** Payload bytes by codec wire id. */
   readonly payloads: (Buffer | undefined)[];
+  /** Whose budget the bytes count against: the publishing client (its address). */
+  readonly owner: string;
 }
 
 type Node = TopicNode<Session, Retained>;
@@ -167,6 +179,8 @@ class Session {
   readonly queue: FrameQueue;
   reader!: FrameReader;
   readonly remote: string;
+  /** Whose budgets this connection's last values count against (its address; later its user). */
+  owner: string;
 
   constructor(
     readonly id: number,
@@ -174,6 +188,7 @@ class Session {
   ) {
     this.queue = new FrameQueue(socket);
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.owner = socket.remoteAddress ?? 'unknown';
   }
 
   info(): ClientInfo {
@@ -196,7 +211,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #maxTopics: number;
   readonly #maxSubs: number;
   readonly #maxRetained: number;
+  readonly #maxRetainedPerClient: number;
+  readonly #maxEncoded: number;
+  readonly #budget: ValueBudget;
   #retainedBytes = 0;
+  /** Bytes of last values kept per owner (client address). */
+  readonly #retainedBy = new Map<string, number>();
   readonly #helloTimeoutMs: number;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
@@ -229,6 +249,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#maxTopics = options.maxTopics ?? 100_000;
     this.#maxSubs = options.maxSubscriptionsPerClient ?? 10_000;
     this.#maxRetained = options.maxRetainedBytes ?? 256 * 1024 * 1024;
+    this.#maxRetainedPerClient = options.maxRetainedBytesPerClient ?? 32 * 1024 * 1024;
+    this.#budget = { maxValueBytes: options.maxValueBytes ?? this.#maxFrame };
+    this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#lingerMs = options.lingerMs ?? 2_000;
   }
@@ -574,25 +597,29 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    const retainedBytes = this.#retainedBytes - (node.retained?.size ?? 0) + payload.length;
-    if (retainedBytes > this.#maxRetained) {
-      this.#tree.prune(node);
-      throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
-    }
-    const payloads: (Buffer | undefined)[] = [];
-    payloads[s.wire] = Buffer.from(payload);
-    const retained: Retained = { value, size: payload.length, payloads };
-    let deliveries: number;
     try {
-      deliveries = this.#deliver(node, retained);
+      measureValue(value, this.#budget);
     } catch (err) {
       this.#tree.prune(node);
       throw err;
     }
-    this.#retainedBytes = retainedBytes;
+    const payloads: (Buffer | undefined)[] = [];
+    payloads[s.wire] = Buffer.from(payload);
+    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner };
+    let deliveries: number;
+    try {
+      // every target codec encodes first: a value one cannot carry is refused before anyone gets it
+      const targets = this.#encodeFor(node, retained);
+      // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
+      this.#keep(node, retained);
+      deliveries = this.#send(node, targets);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    } finally {
+      this.#release();
+    }
     this.#counters.messagesIn++;
-    if (node.retained === undefined) this.#tree.retain(node, retained);
-    else node.retained = retained;
     if (flags & 1) {
       this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       this.#counters.acks++;
@@ -601,65 +628,115 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   /**
-   * Sends one message to every connection subscribed to its topic or an ancestor, once each.
-   * Every target codec encodes first, so a value one of them cannot carry (NaN for JSON) is
-   * refused with BAD_PAYLOAD before anyone receives it.
+   * Stores `retained` as the node's last value if the budgets allow it (in total and for the
+   * client that published it), releasing what the value it replaces held.
    */
-  #deliver(node: Node, retained: Retained): number {
+  #keep(node: Node, retained: Retained): void {
+    const old = node.retained;
+    const total = this.#retainedBytes - (old?.size ?? 0) + retained.size;
+    if (total > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
+    const mine = (this.#retainedBy.get(retained.owner) ?? 0) - (old?.owner === retained.owner ? old.size : 0) + retained.size;
+    if (mine > this.#maxRetainedPerClient) {
+      throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may keep at most ${this.#maxRetainedPerClient} bytes of last values per client; clear some or publish smaller values`);
+    }
+    if (old) this.#uncount(old);
+    this.#count(retained, retained.size);
+    this.#tree.retain(node, retained);
+  }
+
+  #count(retained: Retained, bytes: number): void {
+    this.#retainedBytes += bytes;
+    this.#retainedBy.set(retained.owner, (this.#retainedBy.get(retained.owner) ?? 0) + bytes);
+  }
+
+  #uncount(retained: Retained): void {
+    this.#retainedBytes -= retained.size;
+    const left = (this.#retainedBy.get(retained.owner) ?? 0) - retained.size;
+    if (left > 0) this.#retainedBy.set(retained.owner, left);
+    else this.#retainedBy.delete(retained.owner);
+  }
+
+  /**
+   * Collects every connection subscribed to the message's topic or an ancestor, once each, and
+   * builds one MESSAGE frame per target codec (never per subscriber). The encodings are cached on
+   * `retained` and counted in its size.
+   */
+  #encodeFor(node: Node, retained: Retained): Session[] {
     const seq = ++this.#seq;
     const frames = this.#frames;
     const used = this.#used;
     const targets = this.#targets;
-    try {
-      for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
-        if (n.subscribers.size === 0) continue;
-        for (const sub of n.subscribers) {
-          if (sub.seen === seq || sub.state !== 'open') continue;
-          sub.seen = seq;
-          targets.push(sub);
-          const w = sub.wire;
-          if (frames[w] !== undefined) continue;
-          const payload = this.#payload(retained, sub.codec!);
-          if (payload instanceof CodecError) {
-            throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
-          }
-          frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
-          used.push(w);
+    for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
+      if (n.subscribers.size === 0) continue;
+      for (const sub of n.subscribers) {
+        if (sub.seen === seq || sub.state !== 'open') continue;
+        sub.seen = seq;
+        targets.push(sub);
+        const w = sub.wire;
+        if (frames[w] !== undefined) continue;
+        const payload = this.#payload(retained, sub.codec!, false);
+        if (payload instanceof CodecError) {
+          throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
         }
-      }
-      let count = 0;
-      for (const sub of targets) {
-        const frame = frames[sub.wire];
-        if (!frame) {
-          // its codec plugin is broken: losing messages silently would break the stream
-          this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
-          continue;
+        if (payload && payload.length > this.#maxEncoded) {
+          throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${sub.codec!.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
         }
-        sub.queue.write(frame);
-        count++;
-        if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
+        frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
+        used.push(w);
       }
-      this.#counters.messagesOut += count;
-      return count;
-    } finally {
-      for (const w of used) frames[w] = undefined;
-      used.length = 0;
-      targets.length = 0;
     }
+    return targets;
+  }
+
+  /** Writes the frames built by `#encodeFor` to its targets; returns the number of deliveries. */
+  #send(node: Node, targets: Session[]): number {
+    const frames = this.#frames;
+    let count = 0;
+    for (const sub of targets) {
+      const frame = frames[sub.wire];
+      if (!frame) {
+        // its codec plugin is broken: losing messages silently would break the stream
+        this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
+        continue;
+      }
+      if (sub.state !== 'open') continue;
+      sub.queue.write(frame);
+      count++;
+      if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
+    }
+    this.#counters.messagesOut += count;
+    return count;
+  }
+
+  /** Clears the per-publish scratch. */
+  #release(): void {
+    for (const w of this.#used) this.#frames[w] = undefined;
+    this.#used.length = 0;
+    this.#targets.length = 0;
   }
 
   /**
-   * The value's bytes in `codec`, encoded at most once per message. A `CodecError` means the
-   * value is outside what that codec carries; null means the plugin itself failed (reported).
+   * The value's bytes in `codec`, encoded at most once per message and cached with it. A
+   * `CodecError` means the value is outside what that codec carries; null means the plugin itself
+   * failed (reported).
    */
-  #payload(retained: Retained, codec: Codec): Buffer | CodecError | null {
+  #payload(retained: Retained, codec: Codec, kept: boolean): Buffer | CodecError | null {
     const cached = retained.payloads[codec.wireId];
     if (cached) return cached;
     try {
       const bytes = codec.encode(retained.value);
       const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      retained.payloads[codec.wireId] = buf;
       this.#encodes.set(codec.name, (this.#encodes.get(codec.name) ?? 0) + 1);
+      if (buf.length > this.#maxEncoded) return buf; // refused by the caller; never kept
+      if (!kept) {
+        // not counted yet: #keep counts the whole size when the value is stored
+        retained.payloads[codec.wireId] = buf;
+        retained.size += buf.length;
+      } else if (this.#retainedBytes + buf.length <= this.#maxRetained && (this.#retainedBy.get(retained.owner) ?? 0) + buf.length <= this.#maxRetainedPerClient) {
+        retained.payloads[codec.wireId] = buf;
+        retained.size += buf.length;
+        this.#count(retained, buf.length);
+      } // else: sent this once, not kept (the budget is full)
       return buf;
     } catch (err) {
       if (err instanceof CodecError) return err;
@@ -694,7 +771,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     s.subs.add(node);
     const frames: Buffer[] = [];
     for (const n of this.#tree.retainedUnder(node)) {
-      const payload = this.#payload(n.retained!, s.codec!);
+      const payload = this.#payload(n.retained!, s.codec!, true);
+      if (payload !== null && !(payload instanceof CodecError) && payload.length > this.#maxEncoded) {
+        this.log.debug(`last value of ${n.path} not sent to client ${s.id}: its ${s.codec!.name} encoding is over ${this.#maxEncoded} bytes`);
+        continue;
+      }
       if (payload === null) {
         this.#drop(s, BrokerErrorCode.INTERNAL, `the ${s.codec!.name} codec plugin failed to encode the last value of ${n.path}`);
         return;

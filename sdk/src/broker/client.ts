@@ -40,6 +40,8 @@ export interface ConnectOptions {
   readonly port: number;
   /** Broker address (default 127.0.0.1). */
   readonly hostname?: string;
+  /** Local address to connect from (e.g. another loopback address). */
+  readonly localAddress?: string;
   /** The codec to speak: a `Codec`, or a name / wire id resolved through `plugins`. */
   readonly codec: Codec | string | number;
   /** Resolves a codec given by name or wire id. */
@@ -435,7 +437,7 @@ export async function connect(options: ConnectOptions): Promise<BrokerClient> {
   const codec = await resolveCodec(options);
   const role = options.role === 'producer' ? Role.PRODUCER : options.role === 'consumer' ? Role.CONSUMER : Role.BOTH;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const socket = netConnect({ port: options.port, host: options.hostname ?? '127.0.0.1', noDelay: true });
+  const socket = netConnect({ port: options.port, host: options.hostname ?? '127.0.0.1', noDelay: true, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,95 @@
+/**
+ * The limits of the value model that every codec can deliver, checked once at ingress on the
+ * decoded value, whatever codec it came in: a value the broker accepts must reach a JSON, XML or
+ * Python (pickle) subscriber intact, and its translations must cost a bounded amount.
+ *
+ * - **Integers** have at most 4,300 decimal digits (CPython's int/str conversion limit: Python's
+ *   `json.loads` and `int()` refuse longer ones, so an XML or JSON Python consumer could not read it).
+ * - **Strings** are well-formed Unicode (no lone surrogate: pickle's UTF-8 cannot carry one).
+ * - **Size**: the value's produced size — about its compact JSON length (string and key bytes,
+ *   bytes' length, digits, one or two bytes of punctuation per item) — is at most `maxValueBytes`,
+ *   counting every shared reference each time it is reached (a pickle memo alias or DUP expands in
+ *   every translation). The walk stops as soon as the budget is spent, so the check itself is
+ *   bounded by the limit, not by the input.
+ * - **Depth** at most 512 (what every shipped codec nests).
+ */
+import { BrokerError, BrokerErrorCode } from './protocol.js';
+
+/** CPython's default `sys.get_int_max_str_digits()`. */
+export const MAX_INTEGER_DIGITS = 4300;
+/** Deepest nesting every shipped codec accepts. */
+export const MAX_VALUE_DEPTH = 512;
+
+export interface ValueBudget {
+  /** Most produced bytes (see above), shared references counted each time. */
+  readonly maxValueBytes: number;
+  readonly maxIntegerDigits?: number;
+  readonly maxDepth?: number;
+}
+
+/** 10^15: numbers below it in magnitude have at most 15 digits (fast path, no string). */
+const SMALL = 1e15;
+
+/**
+ * The produced size of `value`; throws `BrokerError` (BAD_PAYLOAD for what no codec can carry,
+ * LIMIT past the size budget) as soon as a limit is passed.
+ */
+export function measureValue(value: unknown, budget: ValueBudget): number {
+  const max = budget.maxValueBytes;
+  const maxDigits = budget.maxIntegerDigits ?? MAX_INTEGER_DIGITS;
+  const maxDepth = budget.maxDepth ?? MAX_VALUE_DEPTH;
+  let size = 0;
+  const over = (): never => {
+    throw new BrokerError(BrokerErrorCode.LIMIT, `the value expands to more than ${max} bytes (shared references count each time they are used)`);
+  };
+  const str = (s: string): void => {
+    // UTF-16 length is a lower bound of UTF-8 bytes; good enough for a budget, exact for ASCII
+    size += s.length + 2;
+    if (size > max) over();
+    if (s.length > 0 && !(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, 'a string holds a lone surrogate (not Unicode text; pickle and XML consumers cannot carry it)');
+  };
+  const walk = (v: unknown, depth: number): void => {
+    size += 1; // a separator
+    if (v === null || typeof v === 'boolean') size += 4;
+    else if (typeof v === 'number') {
+      size += Number.isInteger(v) && v > -SMALL && v < SMALL ? digitsOf(v) : String(v).length;
+    } else if (typeof v === 'bigint') {
+      const digits = (v < 0n ? -v : v).toString().length; // bounded: decoders cap integer size
+      if (digits > maxDigits) {
+        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `an integer of ${digits} digits exceeds the value model's ${maxDigits}-digit limit (Python consumers could not read it)`);
+      }
+      size += digits;
+    } else if (typeof v === 'string') str(v);
+    else if (v instanceof Uint8Array) size += v.length + 2;
+    else if (typeof v === 'object') {
+      if (depth >= maxDepth) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value nests deeper than ${maxDepth}`);
+      size += 2;
+      if (size > max) over();
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) walk(v[i], depth + 1);
+      } else {
+        const o = v as Record<string, unknown>;
+        for (const k in o) {
+          str(k);
+          walk(o[k], depth + 1);
+        }
+      }
+      return;
+    }
+    if (size > max) over();
+  };
+  walk(value, 0);
+  return size;
+}
+
+/** Decimal digits (and sign) of an integer below 10^15 in magnitude, without making a string. */
+function digitsOf(v: number): number {
+  let n = 1;
+  let a = v < 0 ? -v : v;
+  if (v < 0) n++;
+  while (a >= 10) {
+    a /= 10;
+    n++;
+  }
+  return n;
+}
