@@ -4,8 +4,8 @@
  */
 import { createInterface } from 'node:readline';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, checkTopic, type PluginHost, type BrokerClient } from '@trellis/sdk';
-import { fromCommandLine, toJsonText } from './json-text.js';
+import { createBroker, createHost, connect, checkTopic, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
 export const DEFAULT_BROKER_PORT = 7000;
@@ -86,28 +86,45 @@ export const pub = defineCommand({
   name: 'pub',
   summary: 'Publish values to a topic (each acknowledged by the broker)',
   usage: '--topic T [--codec C] [--port P] [VALUE...]',
-  description: 'Each VALUE is parsed as JSON when it is JSON, else sent as a string. Without VALUEs, one value per line is read from stdin.',
+  description: 'Each VALUE is parsed as JSON when it is JSON, else sent as a string (--string sends every VALUE as text). JSON the value model refuses (a __proto__ key, nesting deeper than 512, a lone surrogate) and text that looks like JSON but does not parse are errors (exit 2), never silently strings. Without VALUEs, one value per line is read from stdin.',
   positionals: '[VALUE...]',
-  options: { ...common, topic: { type: 'string', short: 't', description: 'topic path, e.g. /weather/temperature', placeholder: 'topic' }, codec: codecOption },
+  options: {
+    ...common,
+    topic: { type: 'string', short: 't', description: 'topic, e.g. /weather/temperature or qwerty (no + or #: those are subscription wildcards)', placeholder: 'topic' },
+    codec: codecOption,
+    string: { type: 'boolean', description: 'send every VALUE as a string, verbatim (no JSON parsing)' },
+  },
   examples: ['trellis pub --port 7000 --topic /weather/temperature --codec xml 21.5', 'trellis pub --topic /msg \'{"text":"hi"}\' second-message'],
   async run({ values, positionals }, io) {
     const topic = topicOption(values.topic);
     const plugins = pluginHost(values.dir);
-    const client = await open(values, values.codec, 'producer', plugins);
     // the json plugin parses values exactly (integers beyond 2^53, {"$bytes": …}); without it, JSON.parse
+    await plugins.scan();
     const json = await plugins.serialization.codec('json').catch(() => undefined);
+    const parse = (text: string): Value => {
+      if (values.string) return text;
+      try {
+        return fromCommandLine(text, json);
+      } catch (err) {
+        if (err instanceof ValueTextError) throw new UsageError(`VALUE ${err.message}`);
+        throw err;
+      }
+    };
+    // every VALUE given as an argument is checked before anything is sent
+    const parsed = positionals.map(parse);
+    const client = await open(values, values.codec, 'producer', plugins);
     let count = 0;
     try {
       if (positionals.length > 0) {
-        for (const text of positionals) {
-          await client.publish(topic, fromCommandLine(text, json), { ack: true });
+        for (const value of parsed) {
+          await client.publish(topic, value, { ack: true });
           count++;
         }
       } else {
         const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
         for await (const line of lines) {
           if (line.trim() === '') continue;
-          await client.publish(topic, fromCommandLine(line, json), { ack: true });
+          await client.publish(topic, parse(line), { ack: true });
           count++;
         }
       }
