@@ -4,7 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, checkTopic, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { createBroker, createHost, connect, checkTopic, checkFilter, isWildcard, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -35,7 +35,7 @@ async function open(values: { port: string; host: string; dir?: string[] | undef
 
 function topicOption(value: string | undefined, { root = false } = {}): string {
   if (value === undefined) throw new UsageError('--topic is required');
-  const problem = checkTopic(value, { root });
+  const problem = root && isWildcard(value) ? checkFilter(value) : checkTopic(value, { root });
   if (problem) throw new UsageError(`--topic "${value}": ${problem} (a topic is a name like qwerty or a path like /weather/temperature)`);
   return value;
 }
@@ -142,7 +142,7 @@ export const sub = defineCommand({
   usage: '--topic T [--codec C] [--port P] [--count N]',
   options: {
     ...common,
-    topic: { type: 'string', short: 't', description: 'topic path; "/" means every topic', placeholder: 'topic' },
+    topic: { type: 'string', short: 't', description: 'topic (with everything under it); "/" means every topic; + and # are MQTT wildcards (/a/+/c, /a/#)', placeholder: 'topic' },
     codec: codecOption,
     count: { type: 'string', short: 'n', description: 'exit after N messages (the last values sent on subscribing count)', placeholder: 'N' },
   },

@@ -21,7 +21,7 @@ import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
-import { TopicTree, type TopicNode } from './topic-tree.js';
+import { FilterTrie, TopicTree, retainedMatching, type FilterNode, type TopicNode } from './topic-tree.js';
 import { measureValue, type ValueBudget } from './value-budget.js';
 import {
   BrokerError,
@@ -29,8 +29,10 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   Role,
+  checkFilter,
   checkTopic,
   errorCodeName,
+  isWildcard,
   errorFrame,
   idFrame,
   messageFrame,
@@ -172,6 +174,8 @@ class Session {
   /** The publish sequence this session last received, to deliver once under overlapping subscriptions. */
   seen = 0;
   readonly subs = new Set<Node>();
+  /** Wildcard subscriptions (`+`, `#`) by filter. */
+  readonly wilds = new Map<string, FilterNode<Session>>();
   backlog: Buffer[] = [];
   helloTimer: NodeJS.Timeout | undefined;
   lingerTimer: NodeJS.Timeout | undefined;
@@ -197,7 +201,7 @@ class Session {
       remote: this.remote,
       codec: this.codec?.name,
       role: this.role ? ROLE_NAMES[this.role as 1 | 2 | 3] : undefined,
-      subscriptions: [...this.subs].map((n) => n.path),
+      subscriptions: [...[...this.subs].map((n) => n.path), ...this.wilds.keys()],
       pendingBytes: this.socket.destroyed ? 0 : this.queue.pending,
     };
   }
@@ -220,6 +224,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #helloTimeoutMs: number;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
+  readonly #wild = new FilterTrie<Session>();
   readonly #sessions = new Set<Session>();
   /** Codec resolutions by wire id: one plugin lookup per format, shared by every connection. */
   readonly #codecs = new Map<number, Promise<Codec>>();
@@ -324,7 +329,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) {
       if (s.role & Role.PRODUCER) producers++;
       if (s.role & Role.CONSUMER) consumers++;
-      subscriptions += s.subs.size;
+      subscriptions += s.subs.size + s.wilds.size;
     }
     return {
       listening: this.#server?.listening ?? false,
@@ -459,6 +464,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#tree.prune(node);
     }
     s.subs.clear();
+    for (const w of s.wilds.values()) this.#wild.remove(w, s);
+    s.wilds.clear();
   }
 
   // ------------------------------------------------------------------ frames
@@ -666,9 +673,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const frames = this.#frames;
     const used = this.#used;
     const targets = this.#targets;
-    for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
-      if (n.subscribers.size === 0) continue;
-      for (const sub of n.subscribers) {
+    const add = (subscribers: Set<Session>): void => {
+      for (const sub of subscribers) {
         if (sub.seen === seq || sub.state !== 'open') continue;
         sub.seen = seq;
         targets.push(sub);
@@ -684,7 +690,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
         used.push(w);
       }
-    }
+    };
+    for (let n: Node | undefined = node; n !== undefined; n = n.parent) if (n.subscribers.size > 0) add(n.subscribers);
+    if (this.#wild.size > 0) this.#wild.match(node.path.split('/'), add);
     return targets;
   }
 
@@ -762,15 +770,27 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #subscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it may not subscribe');
     const { id, topic } = readTopicRequest(body, 'SUBSCRIBE');
-    const node = this.#node(topic, true);
-    if (!node.subscribers.has(s) && s.subs.size >= this.#maxSubs) {
-      this.#tree.prune(node);
-      throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+    let matching: Iterable<Node>;
+    if (isWildcard(topic)) {
+      const problem = checkFilter(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      if (!s.wilds.has(topic)) {
+        if (s.subs.size + s.wilds.size >= this.#maxSubs) throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+        s.wilds.set(topic, this.#wild.add(topic, s));
+      }
+      matching = retainedMatching(this.#tree, topic);
+    } else {
+      const node = this.#node(topic, true);
+      if (!node.subscribers.has(s) && s.subs.size + s.wilds.size >= this.#maxSubs) {
+        this.#tree.prune(node);
+        throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+      }
+      node.subscribers.add(s);
+      s.subs.add(node);
+      matching = this.#tree.retainedUnder(node);
     }
-    node.subscribers.add(s);
-    s.subs.add(node);
     const frames: Buffer[] = [];
-    for (const n of this.#tree.retainedUnder(node)) {
+    for (const n of matching) {
       const payload = this.#payload(n.retained!, s.codec!, true);
       if (payload !== null && !(payload instanceof CodecError) && payload.length > this.#maxEncoded) {
         this.log.debug(`last value of ${n.path} not sent to client ${s.id}: its ${s.codec!.name} encoding is over ${this.#maxEncoded} bytes`);
@@ -794,8 +814,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #unsubscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it has no subscriptions');
     const { id, topic } = readTopicRequest(body, 'UNSUBSCRIBE');
-    const problem = checkTopic(topic, { root: true });
+    const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
     if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+    const wild = s.wilds.get(topic);
+    if (wild) {
+      s.wilds.delete(topic);
+      this.#wild.remove(wild, s);
+      this.emit('unsubscribe', s.info(), topic);
+    }
     const node = this.#tree.get(topic);
     if (node && s.subs.delete(node)) {
       node.subscribers.delete(s);

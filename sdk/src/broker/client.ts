@@ -24,8 +24,10 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   Role,
+  checkFilter,
   checkTopic,
   helloFrame,
+  isWildcard,
   idFrame,
   publishFrame,
   readError,
@@ -266,10 +268,13 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     return done;
   }
 
-  /** Subscribes to `topic` and everything under it; resolves once the broker confirms. */
+  /**
+   * Subscribes to `topic` and everything under it, or to a wildcard filter (`/a/+/c`, `/a/#`:
+   * MQTT semantics); resolves once the broker confirms.
+   */
   async subscribe(topic: string): Promise<Subscription> {
     this.#assertOpen();
-    const problem = checkTopic(topic, { root: true });
+    const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
     if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
     const sub = new Subscription(this, topic);
     this.#subs.push(sub); // before the request, so retained values that follow SUBACK land in it
