@@ -45,7 +45,7 @@ DEFAULT_PORT = 7000
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # frame types (PROTOCOL.md)
-HELLO, WELCOME = 0x01, 0x02
+HELLO, WELCOME, PING, PONG = 0x01, 0x02, 0x03, 0x04
 PUBLISH, PUBACK = 0x10, 0x11
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 0x20, 0x21, 0x22, 0x23
 LIST_TOPICS, TOPICS, STATS, STATS_REPLY = 0x30, 0x31, 0x32, 0x33
@@ -54,7 +54,7 @@ MESSAGE, ERROR = 0x40, 0x7F
 ERROR_NAMES = {
     1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "OUT_OF_ORDER", 4: "UNSUPPORTED_VERSION",
     5: "UNKNOWN_CODEC", 6: "BAD_TOPIC", 7: "BAD_PAYLOAD", 8: "SLOW_CONSUMER", 9: "NOT_ALLOWED",
-    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL",
+    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL", 13: "IDLE_TIMEOUT",
 }
 
 
@@ -269,6 +269,10 @@ class Queue:
             topic = body[4:4 + tlen].decode("utf-8")
             if self._subscribed:
                 self._messages.append((topic, self._decode(body[4 + tlen:])))
+        elif kind == PING:
+            self._send(struct.pack(">B", PONG))  # the broker checks that idle clients are alive
+        elif kind == PONG:
+            pass
         elif kind == WELCOME:
             self._replies[(WELCOME, None)] = struct.unpack_from(">I", body, 2)[0]
         elif kind in (PUBACK, UNSUBACK):

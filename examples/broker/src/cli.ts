@@ -4,7 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, checkTopic, checkFilter, isWildcard, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { createBroker, createHost, connect, checkTopic, checkFilter, isWildcard, LineLimiter, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -48,6 +48,11 @@ export const broker = defineCommand({
     host: { type: 'string', default: '127.0.0.1', description: 'address to listen on (0.0.0.0 for every interface)', placeholder: 'host' },
     'max-frame-bytes': { type: 'string', default: String(1024 * 1024), description: 'largest frame a client may send', placeholder: 'bytes' },
     'max-buffer-bytes': { type: 'string', default: String(8 * 1024 * 1024), description: 'output a slow consumer may have waiting before it is disconnected', placeholder: 'bytes' },
+    'max-connections': { type: 'string', default: '10000', description: 'most connections at once', placeholder: 'n' },
+    'max-connections-per-address': { type: 'string', default: '1000', description: 'most connections at once from one address', placeholder: 'n' },
+    'max-topics-per-client': { type: 'string', default: '10000', description: 'most topics one client (address or user) may hold a last value on', placeholder: 'n' },
+    'max-retained-bytes-per-client': { type: 'string', default: String(32 * 1024 * 1024), description: 'bytes of last values one client may have kept', placeholder: 'bytes' },
+    'idle-timeout': { type: 'string', default: '120', description: 'seconds of silence before a client is pinged (closed if it then stays silent 30 s more); 0 = off', placeholder: 'seconds' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
   },
   examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --dir ./my-codecs --stats'],
@@ -55,11 +60,18 @@ export const broker = defineCommand({
     const port = portOption('port', values.port)!;
     const maxFrameBytes = intOption('max-frame-bytes', values['max-frame-bytes'], { min: 64, max: 0xffffffff })!;
     const maxBufferBytes = intOption('max-buffer-bytes', values['max-buffer-bytes'], { min: 1024 })!;
+    const maxConnections = intOption('max-connections', values['max-connections'], { min: 1 })!;
+    const maxConnectionsPerAddress = intOption('max-connections-per-address', values['max-connections-per-address'], { min: 1 })!;
+    const maxTopicsPerClient = intOption('max-topics-per-client', values['max-topics-per-client'], { min: 1 })!;
+    const maxRetainedBytesPerClient = intOption('max-retained-bytes-per-client', values['max-retained-bytes-per-client'], { min: 0 })!;
+    const idleTimeoutMs = intOption('idle-timeout', values['idle-timeout'], { min: 0 })! * 1000;
     const plugins = pluginHost(values.dir);
     await plugins.scan();
-    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes });
-    engine.on('slow-consumer', (c, pending) => io.stderr.write(`broker: disconnected slow consumer ${c.remote} (${pending} bytes waiting)\n`));
-    engine.on('client-error', (c, err) => io.stderr.write(`broker: dropped ${c.remote}: ${err.message}\n`));
+    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs });
+    // a client provoking errors in a loop must not flood the terminal or the log file behind it
+    const lines = new LineLimiter(10, (line) => io.stderr.write(`broker: ${line}\n`));
+    engine.on('slow-consumer', (c, pending) => lines.line('slow consumers', `disconnected slow consumer ${c.remote} (${pending} bytes waiting)`));
+    engine.on('client-error', (c, err) => lines.line('client errors', `dropped ${c.remote}: ${err.message}`));
     if (values.stats) {
       engine.on('stats', (s) => io.stderr.write(`broker: ${s.connections} clients, ${s.topics} topics, ${s.subscriptions} subscriptions, ${s.rates.in} msg/s in, ${s.rates.out} msg/s out\n`));
     }
@@ -73,6 +85,7 @@ export const broker = defineCommand({
     io.stdout.write(`broker listening on ${address.host}:${address.port} (codecs: ${codecs || 'none installed'})\n`);
     await untilAborted(io.signal);
     await engine.close({ timeoutMs: 3000 });
+    lines.flush();
     await plugins.dispose();
   },
 });
@@ -93,10 +106,27 @@ export const pub = defineCommand({
     topic: { type: 'string', short: 't', description: 'topic, e.g. /weather/temperature or qwerty (no + or #: those are subscription wildcards)', placeholder: 'topic' },
     codec: codecOption,
     string: { type: 'boolean', description: 'send every VALUE as a string, verbatim (no JSON parsing)' },
+    expiry: { type: 'string', description: 'the last value expires after this many seconds', placeholder: 'seconds' },
+    clear: { type: 'boolean', description: "clear the topic's last value (no VALUE)" },
   },
   examples: ['trellis pub --port 7000 --topic /weather/temperature --codec xml 21.5', 'trellis pub --topic /msg \'{"text":"hi"}\' second-message'],
   async run({ values, positionals }, io) {
     const topic = topicOption(values.topic);
+    const expirySeconds = intOption('expiry', values.expiry, { min: 1, max: 0xffffffff });
+    if (values.clear) {
+      if (positionals.length > 0 || expirySeconds !== undefined) throw new UsageError('--clear takes no VALUE and no --expiry');
+      const plugins = pluginHost(values.dir);
+      const client = await open(values, values.codec, 'producer', plugins);
+      try {
+        await client.clear(topic);
+      } finally {
+        await client.close();
+        await plugins.dispose();
+      }
+      io.stderr.write(`cleared the last value of ${topic}\n`);
+      return;
+    }
+    const options = { ack: true as const, ...(expirySeconds !== undefined ? { expirySeconds } : {}) };
     const plugins = pluginHost(values.dir);
     // the json plugin parses values exactly (integers beyond 2^53, {"$bytes": …}); without it, JSON.parse
     await plugins.scan();
@@ -117,14 +147,14 @@ export const pub = defineCommand({
     try {
       if (positionals.length > 0) {
         for (const value of parsed) {
-          await client.publish(topic, value, { ack: true });
+          await client.publish(topic, value, options);
           count++;
         }
       } else {
         const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
         for await (const line of lines) {
           if (line.trim() === '') continue;
-          await client.publish(topic, parse(line), { ack: true });
+          await client.publish(topic, parse(line), options);
           count++;
         }
       }

@@ -102,6 +102,30 @@ test('pub refuses JSON the value model refuses and wildcard topics with the reas
   }
 });
 
+test('pub --clear clears a last value; pub --expiry sets one that expires', async () => {
+  const b = await startBrokerCommand();
+  try {
+    const port = String(b.port);
+    const list = async () => {
+      const t = io();
+      await runCommand('trellis topics', topics, ['--port', port], t);
+      return JSON.parse(t.out()) as string[];
+    };
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '1'], io()), 0);
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'brief', '--expiry', '1', '2'], io()), 0);
+    assert.equal(await list(), ['brief', 'keep']);
+    const cleared = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '--clear'], cleared), 0, cleared.err());
+    assert.match(cleared.err(), /cleared the last value of keep/);
+    for (let i = 0; i < 60 && (await list()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await list(), []);
+    const bad = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '--clear', '1'], bad), 2);
+  } finally {
+    assert.is(await b.stop(), 0);
+  }
+});
+
 test('bad flags give one line and exit 2; an unknown codec names the installed ones', async () => {
   const bad = io();
   assert.is(await runCommand('trellis sub', sub, ['--port', 'x', '--topic', '/t'], bad), 2);

@@ -23,6 +23,7 @@ import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
 import { FilterTrie, TopicTree, retainedMatching, type FilterNode, type TopicNode } from './topic-tree.js';
 import { measureValue, type ValueBudget } from './value-budget.js';
+import { LineLimiter } from './line-limiter.js';
 import {
   BrokerError,
   BrokerErrorCode,
@@ -35,6 +36,8 @@ import {
   isWildcard,
   errorFrame,
   idFrame,
+  pingFrame,
+  PublishFlag,
   messageFrame,
   readHello,
   readId,
@@ -67,6 +70,21 @@ export interface BrokerOptions {
   readonly maxEncodedBytes?: number;
   /** Most subscriptions one connection may hold (default 10,000). */
   readonly maxSubscriptionsPerClient?: number;
+  /** Most connections at once; more are refused with LIMIT (default 10,000). */
+  readonly maxConnections?: number;
+  /** Most connections at once from one address (default 1,000). */
+  readonly maxConnectionsPerAddress?: number;
+  /** Most topics one client (by address) may hold a last value on (default 10,000). */
+  readonly maxTopicsPerClient?: number;
+  /**
+   * A client that sends nothing for this long gets a PING; one that then sends nothing for
+   * `pingTimeoutMs` more is closed with IDLE_TIMEOUT (default 120 s; 0 turns it off).
+   */
+  readonly idleTimeoutMs?: number;
+  /** How long a pinged client has to answer (default 30 s). */
+  readonly pingTimeoutMs?: number;
+  /** Most lines of each kind (client errors, slow consumers, refusals) logged per second (default 10). */
+  readonly logLinesPerSecond?: number;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
   readonly helloTimeoutMs?: number;
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
@@ -185,6 +203,9 @@ class Session {
   readonly remote: string;
   /** Whose budgets this connection's last values count against (its address; later its user). */
   owner: string;
+  /** When the last bytes arrived (ms), and whether a PING is out. */
+  lastIn = Date.now();
+  pinged = false;
 
   constructor(
     readonly id: number,
@@ -222,6 +243,18 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   /** Bytes of last values kept per owner (client address). */
   readonly #retainedBy = new Map<string, number>();
   readonly #helloTimeoutMs: number;
+  readonly #maxConnections: number;
+  readonly #maxPerAddress: number;
+  readonly #maxTopicsPerClient: number;
+  readonly #idleMs: number;
+  readonly #pingMs: number;
+  readonly #perAddress = new Map<string, number>();
+  /** Last values kept per owner (topics per client). */
+  readonly #topicsBy = new Map<string, number>();
+  /** Last values with an expiry, and when (ms since epoch). */
+  readonly #expiring = new Map<Node, number>();
+  #liveTimer: NodeJS.Timeout | undefined;
+  readonly #limitedLog: LineLimiter;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
   readonly #wild = new FilterTrie<Session>();
@@ -258,6 +291,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#budget = { maxValueBytes: options.maxValueBytes ?? this.#maxFrame };
     this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
+    this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
+    this.#idleMs = options.idleTimeoutMs ?? 120_000;
+    this.#pingMs = options.pingTimeoutMs ?? 30_000;
+    this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
   }
 
@@ -286,6 +325,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#address = { host: a.address, port: a.port };
         this.#started = Date.now();
         this.#rateTimer = setInterval(() => this.#tick(), 1000).unref();
+        const sweep = Math.max(10, Math.min(1000, this.#idleMs > 0 ? Math.min(this.#idleMs, this.#pingMs) / 2 : 1000));
+        this.#liveTimer = setInterval(() => this.#liveness(), sweep).unref();
         this.emit('listening', this.#address);
         resolve(this.#address);
       });
@@ -308,6 +349,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   async #close(timeoutMs: number): Promise<void> {
     clearInterval(this.#rateTimer);
+    clearInterval(this.#liveTimer);
+    this.#limitedLog.flush();
     const server = this.#server;
     const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     const closed = [...this.#sessions].map((s) => new Promise<void>((r) => (s.socket.destroyed ? r() : s.socket.once('close', () => r()))));
@@ -389,6 +432,40 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
   }
 
+  /** Pings idle clients, closes those that did not answer, and drops expired last values. */
+  #liveness(): void {
+    const now = Date.now();
+    if (this.#idleMs > 0) {
+      for (const s of this.#sessions) {
+        if (s.state !== 'open' && s.state !== 'resolving') continue;
+        const idle = now - s.lastIn;
+        if (s.pinged) {
+          if (idle >= this.#idleMs + this.#pingMs) this.#drop(s, BrokerErrorCode.IDLE_TIMEOUT, `nothing received for ${idle} ms and no answer to PING`);
+        } else if (idle >= this.#idleMs) {
+          s.pinged = true;
+          s.queue.write(pingFrame(FrameType.PING));
+        }
+      }
+    }
+    for (const [node, at] of this.#expiring) if (at <= now) this.#clear(node);
+  }
+
+  /** Drops a topic's last value (and its bytes from the budgets); the topic is no longer listed. */
+  #clear(node: Node): boolean {
+    this.#expiring.delete(node);
+    const old = node.retained;
+    if (!old) return false;
+    this.#uncount(old);
+    this.#tree.retain(node, undefined);
+    return true;
+  }
+
+  /** Clears the last value of `topic`; true if it held one. */
+  clearLastValue(topic: string): boolean {
+    const node = this.#tree.get(topic);
+    return node ? this.#clear(node) : false;
+  }
+
   // ------------------------------------------------------------------ connections
 
   #accept(socket: Socket): void {
@@ -396,12 +473,26 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.#perAddress.get(address) ?? 0;
+    if (this.#sessions.size >= this.#maxConnections || fromAddress >= this.#maxPerAddress) {
+      const why = this.#sessions.size >= this.#maxConnections ? `the broker holds its maximum of ${this.#maxConnections} connections` : `at most ${this.#maxPerAddress} connections from one address`;
+      this.#limitedLog.line('refused', `refused a connection from ${address}: ${why}`);
+      socket.on('error', () => undefined);
+      socket.resume(); // read (and discard) until the peer's FIN, so the socket can finish closing
+      socket.end(errorFrame(BrokerErrorCode.LIMIT, why));
+      setTimeout(() => socket.destroy(), this.#lingerMs).unref();
+      return;
+    }
+    this.#perAddress.set(address, fromAddress + 1);
     const s = new Session(this.#nextId++, socket);
     s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
     this.#sessions.add(s);
     s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
       this.#counters.bytesIn += chunk.length;
+      s.lastIn = Date.now();
+      s.pinged = false;
       try {
         s.reader.push(chunk);
       } catch (err) {
@@ -436,7 +527,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (code !== BrokerErrorCode.SHUTDOWN) {
       this.#counters.protocolErrors += code === BrokerErrorCode.SLOW_CONSUMER ? 0 : 1;
       if (code !== BrokerErrorCode.SLOW_CONSUMER) this.emit('client-error', s.info(), new BrokerError(code, message));
-      this.log.debug(`client ${s.id} (${s.remote}) dropped: ${s.closeReason}`);
+      this.#limitedLog.line('dropped', `client ${s.id} (${s.remote}) dropped: ${s.closeReason}`, 'debug');
     }
     s.reader.stop(new BrokerError(code, message));
     s.backlog = [];
@@ -449,6 +540,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   #cleanup(s: Session): void {
     if (!this.#sessions.delete(s)) return;
+    const address = s.socket.remoteAddress ?? 'unknown';
+    const left = (this.#perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(address, left);
+    else this.#perAddress.delete(address);
     clearTimeout(s.helloTimer);
     clearTimeout(s.lingerTimer);
     s.reader.stop(new Error('closed'));
@@ -557,6 +652,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
         return;
       }
+      case FrameType.PING:
+        if (body.length !== 1) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PING carries no body');
+        this.#reply(s, pingFrame(FrameType.PONG));
+        return;
+      case FrameType.PONG:
+        return; // its arrival already counted as activity
       case FrameType.HELLO:
         throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, 'HELLO was already received on this connection');
       case FrameType.WELCOME:
@@ -594,8 +695,28 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
     const rawTopic = body.subarray(8, tend);
     if (!isUtf8(rawTopic)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
+    let start = tend;
+    let expiresAt = 0;
+    if (flags & PublishFlag.EXPIRY) {
+      if (body.length < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
+      const secs = body.readUInt32BE(tend);
+      if (secs === 0) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry must be at least 1 second');
+      expiresAt = Date.now() + secs * 1000;
+      start += 4;
+    }
+    if (flags & ~(PublishFlag.ACK | PublishFlag.CLEAR | PublishFlag.EXPIRY)) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH flags 0x${flags.toString(16)} has unknown bits`);
+    if (flags & PublishFlag.CLEAR) {
+      if (body.length !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
+      const topic = rawTopic.toString('utf8');
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      const node = this.#tree.get(topic);
+      if (node) this.#clear(node);
+      if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      return;
+    }
     const node = this.#node(rawTopic.toString('utf8'), false);
-    const payload = body.subarray(tend);
+    const payload = body.subarray(start);
     const codec = s.codec!;
     let value: Value;
     try {
@@ -619,6 +740,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       const targets = this.#encodeFor(node, retained);
       // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
       this.#keep(node, retained);
+      if (expiresAt) this.#expiring.set(node, expiresAt);
+      else this.#expiring.delete(node);
       deliveries = this.#send(node, targets);
     } catch (err) {
       this.#tree.prune(node);
@@ -627,7 +750,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#release();
     }
     this.#counters.messagesIn++;
-    if (flags & 1) {
+    if (flags & PublishFlag.ACK) {
       this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       this.#counters.acks++;
     }
@@ -646,8 +769,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (mine > this.#maxRetainedPerClient) {
       throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may keep at most ${this.#maxRetainedPerClient} bytes of last values per client; clear some or publish smaller values`);
     }
+    if (!old || old.owner !== retained.owner) {
+      const topics = this.#topicsBy.get(retained.owner) ?? 0;
+      if (topics >= this.#maxTopicsPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may hold last values on at most ${this.#maxTopicsPerClient} topics`);
+    }
     if (old) this.#uncount(old);
     this.#count(retained, retained.size);
+    this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
     this.#tree.retain(node, retained);
   }
 
@@ -661,6 +789,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const left = (this.#retainedBy.get(retained.owner) ?? 0) - retained.size;
     if (left > 0) this.#retainedBy.set(retained.owner, left);
     else this.#retainedBy.delete(retained.owner);
+    const topics = (this.#topicsBy.get(retained.owner) ?? 1) - 1;
+    if (topics > 0) this.#topicsBy.set(retained.owner, topics);
+    else this.#topicsBy.delete(retained.owner);
   }
 
   /**
@@ -762,7 +893,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #slowConsumer(s: Session): void {
     const pending = s.queue.pending;
     this.#counters.slowConsumers++;
-    this.log.warn(`client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
+    this.#limitedLog.line('slow', `client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
     this.emit('slow-consumer', s.info(), pending);
     this.#drop(s, BrokerErrorCode.SLOW_CONSUMER, `${pending} bytes waiting for this consumer exceed the broker's limit of ${this.#maxBuffer}`);
   }

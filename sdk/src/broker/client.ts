@@ -28,6 +28,7 @@ import {
   checkTopic,
   helloFrame,
   isWildcard,
+  pingFrame,
   idFrame,
   publishFrame,
   readError,
@@ -176,6 +177,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
   readonly #queue: FrameQueue;
   readonly #reader: FrameReader;
   readonly #pending = new Map<number, Pending>();
+  readonly #pings: Pending[] = [];
   readonly #subs: Subscription[] = [];
   readonly #highWater: number;
   #nextId = 1;
@@ -246,15 +248,19 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
    * subscriber).
    */
   publish(topic: string, value: Value): void;
-  publish(topic: string, value: Value, options: { ack: true }): Promise<void>;
-  publish(topic: string, value: Value, options?: { ack?: boolean }): Promise<void> | void;
-  publish(topic: string, value: Value, options?: { ack?: boolean }): Promise<void> | void {
+  publish(topic: string, value: Value, options: { ack: true; expirySeconds?: number }): Promise<void>;
+  publish(topic: string, value: Value, options?: { ack?: boolean; expirySeconds?: number }): Promise<void> | void;
+  publish(topic: string, value: Value, options?: { ack?: boolean; expirySeconds?: number }): Promise<void> | void {
     this.#assertOpen();
     const problem = checkTopic(topic);
     if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
+    const expirySeconds = options?.expirySeconds;
+    if (expirySeconds !== undefined && !(Number.isInteger(expirySeconds) && expirySeconds >= 1 && expirySeconds <= 0xffffffff)) {
+      throw new InvalidArgumentError(`expirySeconds must be a whole number of seconds from 1 to 2^32-1, got ${expirySeconds}`);
+    }
     const payload = this.codec.encode(value);
     const id = options?.ack ? this.#id() : 0;
-    const frame = publishFrame(topic, payload, id);
+    const frame = publishFrame(topic, payload, id, expirySeconds !== undefined ? { expirySeconds } : {});
     // the broker would close the connection for it: refuse it here, the connection stays usable
     if (frame.length - 4 > this.maxFrameBytes) {
       throw new InvalidArgumentError(`a ${payload.length}-byte message exceeds the broker's ${this.maxFrameBytes}-byte frame limit`);
@@ -304,6 +310,26 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     const done = this.#request<void>(id);
     this.#queue.write(topicRequestFrame(FrameType.UNSUBSCRIBE, id, topic));
     await done;
+  }
+
+  /** Clears the last value of `topic` (it is no longer listed or sent to new subscribers); resolves once done. */
+  clear(topic: string): Promise<void> {
+    this.#assertOpen();
+    const problem = checkTopic(topic);
+    if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
+    const id = this.#id();
+    const done = this.#request<void>(id);
+    this.#queue.write(publishFrame(topic, new Uint8Array(0), id, { clear: true }));
+    return done;
+  }
+
+  /** Sends a PING; resolves when the broker's PONG arrives (a liveness check). */
+  ping(): Promise<void> {
+    this.#assertOpen();
+    return new Promise<void>((resolve, reject) => {
+      this.#pings.push({ resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.write(pingFrame(FrameType.PING));
+    });
   }
 
   /** Topics holding a value, sorted. */
@@ -388,6 +414,12 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
         }
         return;
       }
+      case FrameType.PING:
+        this.#queue.write(pingFrame(FrameType.PONG)); // the broker checks that idle clients are alive
+        return;
+      case FrameType.PONG:
+        this.#pings.shift()?.resolve(undefined);
+        return;
       case FrameType.PUBACK:
       case FrameType.UNSUBACK:
         return this.#settle(body.readUInt32BE(1), undefined);
@@ -430,6 +462,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     this.#welcome = undefined;
     for (const p of this.#pending.values()) p.reject(reason);
     this.#pending.clear();
+    for (const p of this.#pings.splice(0)) p.reject(reason);
     for (const s of this.#subs.splice(0)) s.end(err);
     if (err) this.emit('error', err);
     if (this.#paused) this.#socket.resume();

@@ -4,3 +4,4 @@ export { BrokerClient, Subscription, connect, type ConnectOptions, type BrokerMe
 export { TopicTree, type TopicNode } from './topic-tree.js';
 export * from './protocol.js';
 export { measureValue, MAX_INTEGER_DIGITS, MAX_VALUE_DEPTH, type ValueBudget } from './value-budget.js';
+export { LineLimiter } from './line-limiter.js';

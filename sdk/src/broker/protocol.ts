@@ -15,6 +15,9 @@ export const PROTOCOL_VERSION = 1;
 export const FrameType = Object.freeze({
   HELLO: 0x01,
   WELCOME: 0x02,
+  /** Either side: "are you there?"; the other answers PONG. The broker pings idle clients. */
+  PING: 0x03,
+  PONG: 0x04,
   PUBLISH: 0x10,
   PUBACK: 0x11,
   SUBSCRIBE: 0x20,
@@ -48,6 +51,8 @@ export const BrokerErrorCode = Object.freeze({
   LIMIT: 10,
   SHUTDOWN: 11,
   INTERNAL: 12,
+  /** Nothing received for the idle timeout, and no answer to a PING. */
+  IDLE_TIMEOUT: 13,
 } as const);
 export type BrokerErrorCodeValue = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode];
 
@@ -180,16 +185,40 @@ export function welcomeFrame(maxFrameBytes: number): Buffer {
   return f;
 }
 
-/** PUBLISH: `u8 flags (bit 0 = ack wanted) | u32 request id | u16 topic length | topic | payload`. */
-export function publishFrame(topic: string, payload: Uint8Array, ackId = 0): Buffer {
+/** PUBLISH flag bits. */
+export const PublishFlag = Object.freeze({
+  /** Answer PUBACK with the request id. */
+  ACK: 1,
+  /** Clear the topic's last value (the payload must be empty; nothing is delivered). */
+  CLEAR: 2,
+  /** A `u32` expiry in seconds follows the topic: the last value is dropped after it. */
+  EXPIRY: 4,
+} as const);
+
+/**
+ * PUBLISH: `u8 flags | u32 request id | u16 topic length | topic | [u32 expiry seconds] | payload`
+ * (flags: bit 0 ack wanted, bit 1 clear the last value, bit 2 expiry present).
+ */
+export function publishFrame(topic: string, payload: Uint8Array, ackId = 0, options: { clear?: boolean; expirySeconds?: number } = {}): Buffer {
   const tlen = Buffer.byteLength(topic);
-  const f = control(FrameType.PUBLISH, 7 + tlen + payload.length);
-  f[5] = ackId !== 0 ? 1 : 0;
+  const expiry = options.expirySeconds !== undefined;
+  const f = control(FrameType.PUBLISH, 7 + tlen + (expiry ? 4 : 0) + payload.length);
+  f[5] = (ackId !== 0 ? PublishFlag.ACK : 0) | (options.clear ? PublishFlag.CLEAR : 0) | (expiry ? PublishFlag.EXPIRY : 0);
   f.writeUInt32BE(ackId, 6);
   f.writeUInt16BE(tlen, 10);
   f.write(topic, 12, tlen, 'utf8');
-  f.set(payload, 12 + tlen);
+  let off = 12 + tlen;
+  if (expiry) {
+    f.writeUInt32BE(options.expirySeconds!, off);
+    off += 4;
+  }
+  f.set(payload, off);
   return f;
+}
+
+/** PING or PONG: the type byte alone. */
+export function pingFrame(type: typeof FrameType.PING | typeof FrameType.PONG): Buffer {
+  return control(type, 0);
 }
 
 /** MESSAGE: `u8 flags (bit 0 = retained value) | u16 topic length | topic | payload`. */
