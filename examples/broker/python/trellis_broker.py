@@ -15,7 +15,9 @@ Keeps the original course project's API so existing producers and consumers work
 It speaks the Trellis wire protocol v1 (examples/broker/PROTOCOL.md): length-prefixed frames,
 a HELLO announcing the codec (0 JSON, 1 XML, 2 Pickle) and the role. The broker address comes
 from the ``host``/``port`` arguments, else $TRELLIS_BROKER_HOST / $TRELLIS_BROKER_PORT, else
-localhost:7000. Values follow the Trellis value model: None, bool, int (any size), float, str,
+localhost:7000. On a broker with access control, pass ``username``/``password`` (or set
+$TRELLIS_BROKER_USER / $TRELLIS_BROKER_PASSWORD). Every method may be called from any thread
+(e.g. ``list_topics()`` while another thread blocks in ``pull()``). Values follow the Trellis value model: None, bool, int (any size), float, str,
 bytes, list, dict with str keys (tuples are sent as lists).
 """
 from __future__ import annotations
@@ -54,7 +56,7 @@ MESSAGE, ERROR = 0x40, 0x7F
 ERROR_NAMES = {
     1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "OUT_OF_ORDER", 4: "UNSUPPORTED_VERSION",
     5: "UNKNOWN_CODEC", 6: "BAD_TOPIC", 7: "BAD_PAYLOAD", 8: "SLOW_CONSUMER", 9: "NOT_ALLOWED",
-    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL", 13: "IDLE_TIMEOUT",
+    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL", 13: "IDLE_TIMEOUT", 14: "AUTH_FAILED",
 }
 
 
@@ -91,7 +93,8 @@ class Queue:
 
     def __init__(self, topic: str, _type: MiddlewareType = MiddlewareType.CONSUMER,
                  host: Optional[str] = None, port: Optional[int] = None,
-                 timeout: Optional[float] = 10.0):
+                 timeout: Optional[float] = 10.0,
+                 username: Optional[str] = None, password: Optional[str] = None):
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
@@ -115,7 +118,13 @@ class Queue:
         self._sock = socket.create_connection((self._host, self._port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         role = 2 if _type == MiddlewareType.CONSUMER else 1
-        self._send(struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role))
+        hello = struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role)
+        username = username if username is not None else os.environ.get("TRELLIS_BROKER_USER")
+        if username is not None:
+            if password is None:
+                password = os.environ.get("TRELLIS_BROKER_PASSWORD", "")
+            hello += _string(username.encode("utf-8")) + _string(password.encode("utf-8"))
+        self._send(hello)
         self._wait_for(WELCOME, None)
         self._sock.settimeout(None)  # pull() blocks until a message arrives
         if _type == MiddlewareType.CONSUMER:

@@ -16,13 +16,19 @@ const common = {
   dir: { type: 'string', short: 'd', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
 } as const;
 
+/** Credentials for a broker with access control (`trellis broker --password-file`). */
+const credentials = {
+  user: { type: 'string', short: 'u', description: 'user name (also $TRELLIS_BROKER_USER)', placeholder: 'name' },
+  password: { type: 'string', description: 'password (prefer $TRELLIS_BROKER_PASSWORD: arguments show in ps)', placeholder: 'password' },
+} as const;
+
 const codecOption = { type: 'string', short: 'c', default: 'json', description: 'codec to speak: json, xml, pickle, any installed serializer, or a wire id', placeholder: 'codec' } as const;
 
 function pluginHost(dirs: string[] | undefined): PluginHost {
   return createHost({ dirs: dirs ?? [] });
 }
 
-async function open(values: { port: string; host: string; dir?: string[] | undefined }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
+async function open(values: { port: string; host: string; dir?: string[] | undefined; user?: string | undefined; password?: string | undefined }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
   const port = portOption('port', values.port)!;
   await plugins.scan();
   const byId = /^\d+$/.test(codec) ? Number(codec) : codec;
@@ -30,7 +36,9 @@ async function open(values: { port: string; host: string; dir?: string[] | undef
   if (typeof byId === 'string' && !installed.includes(byId)) {
     throw new UsageError(`--codec "${codec}" is not installed; available: ${installed.join(', ') || 'none'}`);
   }
-  return connect({ port, hostname: values.host, codec: byId, plugins, role });
+  const username = values.user ?? process.env.TRELLIS_BROKER_USER;
+  const password = values.password ?? process.env.TRELLIS_BROKER_PASSWORD ?? '';
+  return connect({ port, hostname: values.host, codec: byId, plugins, role, ...(username !== undefined ? { username, password } : {}) });
 }
 
 function topicOption(value: string | undefined, { root = false } = {}): string {
@@ -52,6 +60,9 @@ export const broker = defineCommand({
     'max-connections-per-address': { type: 'string', default: '1000', description: 'most connections at once from one address', placeholder: 'n' },
     'max-topics-per-client': { type: 'string', default: '10000', description: 'most topics one client (address or user) may hold a last value on', placeholder: 'n' },
     'max-retained-bytes-per-client': { type: 'string', default: String(32 * 1024 * 1024), description: 'bytes of last values one client may have kept', placeholder: 'bytes' },
+    'password-file': { type: 'string', description: 'users and salted scrypt hashes (write it with "trellis passwd"); clients must log in', placeholder: 'file' },
+    'acl-file': { type: 'string', description: 'per-user topic patterns for publish (write) and subscribe (read), mosquitto format', placeholder: 'file' },
+    'allow-anonymous': { type: 'boolean', description: 'with --password-file/--acl-file: also admit clients without credentials (the ACL lines before any "user" line say what they may do)' },
     'idle-timeout': { type: 'string', default: '120', description: 'seconds of silence before a client is pinged (closed if it then stays silent 30 s more); 0 = off', placeholder: 'seconds' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
   },
@@ -67,7 +78,14 @@ export const broker = defineCommand({
     const idleTimeoutMs = intOption('idle-timeout', values['idle-timeout'], { min: 0 })! * 1000;
     const plugins = pluginHost(values.dir);
     await plugins.scan();
-    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs });
+    const passwordFile = values['password-file'];
+    const aclFile = values['acl-file'];
+    if (aclFile !== undefined && passwordFile === undefined && !values['allow-anonymous']) throw new UsageError('--acl-file without --password-file admits only anonymous clients: add --allow-anonymous (or --password-file)');
+    if (values['allow-anonymous'] && passwordFile === undefined && aclFile === undefined) throw new UsageError('--allow-anonymous only means something with --password-file or --acl-file (without them every client is admitted)');
+    const access = passwordFile !== undefined || aclFile !== undefined
+      ? { provider: 'file', options: { ...(passwordFile !== undefined ? { passwordFile } : {}), ...(aclFile !== undefined ? { aclFile } : {}), allowAnonymous: values['allow-anonymous'] === true } }
+      : undefined;
+    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}) });
     // a client provoking errors in a loop must not flood the terminal or the log file behind it
     const lines = new LineLimiter(10, (line) => io.stderr.write(`broker: ${line}\n`));
     engine.on('slow-consumer', (c, pending) => lines.line('slow consumers', `disconnected slow consumer ${c.remote} (${pending} bytes waiting)`));
@@ -83,6 +101,7 @@ export const broker = defineCommand({
       .map(({ n, id }) => `${n}(${id})`)
       .join(', ');
     io.stdout.write(`broker listening on ${address.host}:${address.port} (codecs: ${codecs || 'none installed'})\n`);
+    if (!access) io.stderr.write('broker: no --password-file or --acl-file: every client may publish and subscribe to every topic\n');
     await untilAborted(io.signal);
     await engine.close({ timeoutMs: 3000 });
     lines.flush();
@@ -105,6 +124,7 @@ export const pub = defineCommand({
     ...common,
     topic: { type: 'string', short: 't', description: 'topic, e.g. /weather/temperature or qwerty (no + or #: those are subscription wildcards)', placeholder: 'topic' },
     codec: codecOption,
+    ...credentials,
     string: { type: 'boolean', description: 'send every VALUE as a string, verbatim (no JSON parsing)' },
     expiry: { type: 'string', description: 'the last value expires after this many seconds', placeholder: 'seconds' },
     clear: { type: 'boolean', description: "clear the topic's last value (no VALUE)" },
@@ -174,6 +194,7 @@ export const sub = defineCommand({
     ...common,
     topic: { type: 'string', short: 't', description: 'topic (with everything under it); "/" means every topic; + and # are MQTT wildcards (/a/+/c, /a/#)', placeholder: 'topic' },
     codec: codecOption,
+    ...credentials,
     count: { type: 'string', short: 'n', description: 'exit after N messages (the last values sent on subscribing count)', placeholder: 'N' },
   },
   examples: ['trellis sub --port 7000 --topic /weather --codec pickle', 'trellis sub --topic /temp --count 1'],
@@ -202,7 +223,7 @@ export const sub = defineCommand({
 export const topics = defineCommand({
   name: 'topics',
   summary: 'List the topics that hold a value (a JSON array)',
-  options: { ...common, codec: codecOption },
+  options: { ...common, codec: codecOption, ...credentials },
   examples: ['trellis topics --port 7000'],
   async run({ values }, io) {
     const plugins = pluginHost(values.dir);
@@ -213,5 +234,44 @@ export const topics = defineCommand({
       await client.close();
       await plugins.dispose();
     }
+  },
+});
+
+export const passwd = defineCommand({
+  name: 'passwd',
+  summary: 'Add, change or delete a user in a broker password file (salted scrypt), like mosquitto_passwd',
+  usage: 'FILE USER [--password P | -D]',
+  description: 'Without --password, the password is read from the first line of stdin. The file is created if missing, rewritten atomically, and readable by its owner only.',
+  positionals: 'FILE USER',
+  options: {
+    password: { type: 'string', description: 'the password (batch mode; it shows in ps, prefer stdin)', placeholder: 'password' },
+    delete: { type: 'boolean', short: 'D', description: 'delete USER from FILE' },
+  },
+  examples: ['printf "s3cret\\n" | trellis passwd broker.passwd alice', 'trellis passwd broker.passwd bob --password hunter2', 'trellis passwd -D broker.passwd bob'],
+  async run({ values, positionals }, io) {
+    if (positionals.length !== 2) throw new UsageError('expected FILE USER');
+    const [file, user] = positionals as [string, string];
+    const { updatePasswordFile, checkUsername } = await import('@trellis/plugin-access-file/passwords');
+    const bad = checkUsername(user);
+    if (bad) throw new UsageError(bad);
+    let password: string | undefined;
+    if (values.delete) {
+      if (values.password !== undefined) throw new UsageError('-D takes no --password');
+    } else if (values.password !== undefined) {
+      password = values.password;
+    } else {
+      if (process.stdin.isTTY) io.stderr.write(`password for ${user} (one line): `);
+      const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+      for await (const line of lines) {
+        password = line;
+        break;
+      }
+      lines.close();
+      if (password === undefined) throw new UsageError('no password on stdin');
+    }
+    if (password !== undefined && password.length === 0) throw new UsageError('the password may not be empty');
+    const result = await updatePasswordFile(file, user, password);
+    io.stderr.write(result === 'absent' ? `${user} is not in ${file}\n` : `${result} ${user} in ${file}\n`);
+    return result === 'absent' ? 1 : 0;
   },
 });

@@ -19,6 +19,7 @@ import { createLogger, type Logger } from '../logger.js';
 import { CodecError, TrellisError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
+import type { AccessIdentity, AccessProvider } from '../areas/access.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
 import { FilterTrie, TopicTree, retainedMatching, type FilterNode, type TopicNode } from './topic-tree.js';
@@ -40,6 +41,7 @@ import {
   PublishFlag,
   messageFrame,
   readHello,
+  type Hello,
   readId,
   readTopicRequest,
   statsReplyFrame,
@@ -85,6 +87,12 @@ export interface BrokerOptions {
   readonly pingTimeoutMs?: number;
   /** Most lines of each kind (client errors, slow consumers, refusals) logged per second (default 10). */
   readonly logLinesPerSecond?: number;
+  /**
+   * Who may connect, publish and subscribe: an access provider object, or the id of one a plugin
+   * contributes (`contributes.access`) with its options, e.g. `{ provider: 'file', options:
+   * { passwordFile, aclFile, allowAnonymous } }`. Without it every client may do everything.
+   */
+  readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
   readonly helloTimeoutMs?: number;
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
@@ -203,6 +211,10 @@ class Session {
   readonly remote: string;
   /** Whose budgets this connection's last values count against (its address; later its user). */
   owner: string;
+  /** Who this client is, once authenticated (only with an access provider). */
+  identity: AccessIdentity | undefined;
+  /** Authorization answers by action and topic (bounded). */
+  readonly allowed = new Map<string, boolean>();
   /** When the last bytes arrived (ms), and whether a PING is out. */
   lastIn = Date.now();
   pinged = false;
@@ -255,6 +267,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #expiring = new Map<Node, number>();
   #liveTimer: NodeJS.Timeout | undefined;
   readonly #limitedLog: LineLimiter;
+  readonly #accessOption: BrokerOptions['access'];
+  #access: Promise<AccessProvider> | undefined;
+  /** The provider once created (the hot path reads it without awaiting). */
+  #accessResolved: AccessProvider | undefined;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
   readonly #wild = new FilterTrie<Session>();
@@ -291,6 +307,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#budget = { maxValueBytes: options.maxValueBytes ?? this.#maxFrame };
     this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.#accessOption = options.access;
     this.#maxConnections = options.maxConnections ?? 10_000;
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
     this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
@@ -308,6 +325,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
   listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    // the access provider is created first: a bad password file fails here, not at the first client
+    if (this.#accessOption && !this.#accessResolved) return this.#accessProvider().then(() => this.#listen(port, host));
+    return this.#listen(port, host);
+  }
+
+  #listen(port: number, host: string): Promise<{ host: string; port: number }> {
     if (this.#server) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening'));
     if (this.#closing) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed'));
     const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
@@ -361,6 +384,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) s.socket.destroy();
     await stopped;
     this.#address = null;
+    if (this.#accessOption && !('authenticate' in this.#accessOption)) await this.#accessResolved?.dispose?.(); // made here, so released here
   }
 
   // ------------------------------------------------------------------ inspection
@@ -598,24 +622,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       pending.catch(() => this.#codecs.delete(hello.codec));
     }
     pending.then(
-      (codec) => {
-        if (s.state !== 'resolving') return;
-        s.codec = codec;
-        s.wire = hello.codec;
-        s.state = 'open';
-        s.queue.write(welcomeFrame(this.#maxFrame));
-        const backlog = s.backlog;
-        s.backlog = [];
-        try {
-          for (const frame of backlog) {
-            if (s.state !== 'open') break;
-            this.#onFrame(s, frame);
-          }
-        } catch (err) {
-          this.#fail(s, err);
-        }
-        if (s.state === 'open') s.socket.resume();
-      },
+      (codec) => void this.#admit(s, hello, codec),
       (err: unknown) => {
         if (s.state !== 'resolving') return;
         const known = this.#host.serialization.serializers().map((n) => `${n} (${this.#wireOf(n)})`).join(', ');
@@ -623,6 +630,88 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#drop(s, BrokerErrorCode.UNKNOWN_CODEC, `no serializer plugin provides codec ${hello.codec}${known ? `; available: ${known}` : ''}`);
       },
     );
+  }
+
+  /** Authenticates the client (when an access provider is set), then opens the session. */
+  async #admit(s: Session, hello: Hello, codec: Codec): Promise<void> {
+    if (s.state !== 'resolving') return;
+    if (this.#accessOption) {
+      let identity: AccessIdentity | undefined;
+      try {
+        const provider = await this.#accessProvider();
+        identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: s.socket.remoteAddress ?? 'unknown' });
+      } catch (err) {
+        this.log.error(`client ${s.id}: the access provider failed`, err);
+        identity = undefined;
+      }
+      if (s.state !== 'resolving') return;
+      if (!identity) {
+        const reason = hello.username === undefined ? 'this broker needs a user name and password (anonymous access is off)' : `user ${JSON.stringify(hello.username)} and this password are not accepted`;
+        this.#host.access.hooks.denied.call(s.remote, hello.username, reason);
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${reason}`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, reason);
+        return;
+      }
+      s.identity = identity;
+      if (identity.username !== undefined) s.owner = `user:${identity.username}`;
+      this.#host.access.hooks.authenticated.call(s.remote, identity.username);
+    }
+    s.codec = codec;
+    s.wire = hello.codec;
+    s.state = 'open';
+    s.queue.write(welcomeFrame(this.#maxFrame));
+    const backlog = s.backlog;
+    s.backlog = [];
+    try {
+      for (const frame of backlog) {
+        if (s.state !== 'open') break;
+        this.#onFrame(s, frame);
+      }
+    } catch (err) {
+      this.#fail(s, err);
+    }
+    if (s.state === 'open') s.socket.resume();
+  }
+
+  /** The NOT_ALLOWED error for a refused operation (and a rate-limited log line). */
+  #denied(s: Session, what: string, topic: string): BrokerError {
+    const who = s.identity?.username === undefined ? 'anonymous clients' : `user ${JSON.stringify(s.identity.username)}`;
+    const reason = `${who} may not ${what} ${JSON.stringify(topic.slice(0, 100))}`;
+    this.#host.access.hooks.denied.call(s.remote, s.identity?.username, reason);
+    this.#limitedLog.line('denied', `client ${s.id} (${s.remote}): ${reason}`, 'debug');
+    return new BrokerError(BrokerErrorCode.NOT_ALLOWED, reason);
+  }
+
+  /** The access provider, created once from `options.access`. */
+  #accessProvider(): Promise<AccessProvider> {
+    const option = this.#accessOption!;
+    this.#access ??= ('authenticate' in option ? Promise.resolve(option) : this.#host.access.create(option.provider, option.options ?? {})).then((p) => (this.#accessResolved = p));
+    this.#access.catch(() => (this.#access = undefined)); // a later listen() may try again
+    return this.#access;
+  }
+
+  /**
+   * Whether the client may publish to `topic` or subscribe to it (a topic with everything under
+   * it, `/` for all, or a wildcard filter). Asked once per topic and connection, then cached.
+   */
+  #may(s: Session, action: 'publish' | 'subscribe', topic: string): boolean {
+    if (!this.#accessOption) return true;
+    const provider = this.#accessResolved;
+    if (!provider) return false; // never open before the provider exists; fail closed all the same
+    const key = action === 'publish' ? `p${topic}` : `s${topic}`;
+    let ok = s.allowed.get(key);
+    if (ok === undefined) {
+      const filter = action === 'publish' || isWildcard(topic) ? topic : topic === '/' ? '#' : `${topic}/#`;
+      try {
+        ok = provider.authorize(s.identity ?? { username: undefined }, action, filter) === true;
+      } catch (err) {
+        this.log.error('the access provider failed to authorize', err);
+        ok = false;
+      }
+      if (s.allowed.size >= 1024) s.allowed.clear();
+      s.allowed.set(key, ok);
+    }
+    return ok;
   }
 
   /** The id of the plugin that contributes codec `name` (for PluginError reports). */
@@ -644,7 +733,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         return this.#unsubscribe(s, body);
       case FrameType.LIST_TOPICS: {
         const id = readId(body, 'LIST_TOPICS');
-        this.#reply(s, topicsFrame(id, this.#tree.topics()));
+        const all = this.#tree.topics();
+        // with access control, a client sees only the topics it may read
+        const visible = this.#accessOption ? all.filter((t) => this.#accessResolved?.authorize(s.identity ?? { username: undefined }, 'subscribe', t) === true) : all;
+        this.#reply(s, topicsFrame(id, visible));
         return;
       }
       case FrameType.STATS: {
@@ -710,12 +802,19 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       const topic = rawTopic.toString('utf8');
       const problem = checkTopic(topic);
       if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
       const node = this.#tree.get(topic);
       if (node) this.#clear(node);
       if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       return;
     }
-    const node = this.#node(rawTopic.toString('utf8'), false);
+    const topic = rawTopic.toString('utf8');
+    if (this.#accessOption && !this.#may(s, 'publish', topic)) {
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'publish to', topic);
+    }
+    const node = this.#node(topic, false);
     const payload = body.subarray(start);
     const codec = s.codec!;
     let value: Value;
@@ -901,6 +1000,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #subscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it may not subscribe');
     const { id, topic } = readTopicRequest(body, 'SUBSCRIBE');
+    if (this.#accessOption && !this.#may(s, 'subscribe', topic)) {
+      const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'subscribe to', topic);
+    }
     let matching: Iterable<Node>;
     if (isWildcard(topic)) {
       const problem = checkFilter(topic);

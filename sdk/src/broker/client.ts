@@ -45,6 +45,9 @@ export interface ConnectOptions {
   readonly hostname?: string;
   /** Local address to connect from (e.g. another loopback address). */
   readonly localAddress?: string;
+  /** Credentials for a broker with access control (sent in HELLO). */
+  readonly username?: string;
+  readonly password?: string;
   /** The codec to speak: a `Codec`, or a name / wire id resolved through `plugins`. */
   readonly codec: Codec | string | number;
   /** Resolves a codec given by name or wire id. */
@@ -211,10 +214,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
   }
 
   /** @internal sends HELLO and waits for WELCOME. */
-  handshake(role: number): Promise<void> {
+  handshake(role: number, credentials?: { username: string; password: string }): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#welcome = { resolve: resolve as (v: unknown) => void, reject };
-      this.#queue.write(helloFrame(this.codec.wireId, role as 1 | 2 | 3));
+      this.#queue.write(helloFrame(this.codec.wireId, role as 1 | 2 | 3, PROTOCOL_VERSION, credentials));
     });
   }
 
@@ -486,7 +489,7 @@ export async function connect(options: ConnectOptions): Promise<BrokerClient> {
     socket.removeAllListeners('error');
     const client = new BrokerClient(socket, codec, options);
     await Promise.race([
-      client.handshake(role),
+      client.handshake(role, options.username !== undefined ? { username: options.username, password: options.password ?? '' } : undefined),
       new Promise((_, reject) => {
         clearTimeout(timer);
         timer = setTimeout(() => reject(new TimeoutError(`the broker did not answer HELLO within ${timeoutMs} ms`)), timeoutMs);

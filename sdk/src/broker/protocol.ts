@@ -53,6 +53,8 @@ export const BrokerErrorCode = Object.freeze({
   INTERNAL: 12,
   /** Nothing received for the idle timeout, and no answer to a PING. */
   IDLE_TIMEOUT: 13,
+  /** The credentials in HELLO were refused (or missing where anonymous access is off). */
+  AUTH_FAILED: 14,
 } as const);
 export type BrokerErrorCodeValue = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode];
 
@@ -170,11 +172,24 @@ function control(type: number, bodyBytes: number): Buffer {
   return f;
 }
 
-export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION): Buffer {
-  const f = control(FrameType.HELLO, 3);
+/**
+ * HELLO: `u8 version | u8 codec wire id | u8 role`, then optionally credentials:
+ * `u16 user length | user | u16 password length | password` (UTF-8).
+ */
+export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION, credentials?: { username: string; password: string }): Buffer {
+  const user = credentials ? Buffer.from(credentials.username, 'utf8') : undefined;
+  const pass = credentials ? Buffer.from(credentials.password, 'utf8') : undefined;
+  if (user && (user.length > 0xffff || pass!.length > 0xffff)) throw new RangeError('a user name or password is at most 65,535 bytes');
+  const f = control(FrameType.HELLO, 3 + (user ? 4 + user.length + pass!.length : 0));
   f[5] = version;
   f[6] = codecWireId;
   f[7] = role;
+  if (user) {
+    f.writeUInt16BE(user.length, 8);
+    f.set(user, 10);
+    f.writeUInt16BE(pass!.length, 10 + user.length);
+    f.set(pass!, 12 + user.length);
+  }
   return f;
 }
 
@@ -316,11 +331,18 @@ export interface Hello {
   version: number;
   codec: number;
   role: number;
+  username?: string;
+  password?: string;
 }
 
 export function readHello(body: Buffer): Hello {
-  if (body.length !== 4) malformed(`HELLO must be 4 bytes, got ${body.length}`);
-  return { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length < 4) malformed(`HELLO must be at least 4 bytes, got ${body.length}`);
+  const hello: Hello = { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length === 4) return hello;
+  const [username, off] = readString(body, 4, 'HELLO');
+  const [password, end] = readString(body, off, 'HELLO');
+  if (end !== body.length) malformed(`HELLO frame has ${body.length - end} trailing bytes`);
+  return { ...hello, username, password };
 }
 
 export interface TopicRequest {
