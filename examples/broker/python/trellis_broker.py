@@ -16,7 +16,8 @@ It speaks the Trellis wire protocol v1 (examples/broker/PROTOCOL.md): length-pre
 a HELLO announcing the codec (0 JSON, 1 XML, 2 Pickle) and the role. The broker address comes
 from the ``host``/``port`` arguments, else $TRELLIS_BROKER_HOST / $TRELLIS_BROKER_PORT, else
 localhost:7000. On a broker with access control, pass ``username``/``password`` (or set
-$TRELLIS_BROKER_USER / $TRELLIS_BROKER_PASSWORD). Every method may be called from any thread
+$TRELLIS_BROKER_USER / $TRELLIS_BROKER_PASSWORD); on a TLS broker pass ``tls=True`` and
+``ca="ca.pem"`` (or set $TRELLIS_BROKER_TLS=1 / $TRELLIS_BROKER_CA). Every method may be called from any thread
 (e.g. ``list_topics()`` while another thread blocks in ``pull()``). Values follow the Trellis value model: None, bool, int (any size), float, str,
 bytes, list, dict with str keys (tuples are sent as lists).
 """
@@ -31,6 +32,7 @@ import os
 import pickle
 import re
 import socket
+import ssl
 import struct
 import threading
 import xml.etree.ElementTree as ET
@@ -94,7 +96,8 @@ class Queue:
     def __init__(self, topic: str, _type: MiddlewareType = MiddlewareType.CONSUMER,
                  host: Optional[str] = None, port: Optional[int] = None,
                  timeout: Optional[float] = 10.0,
-                 username: Optional[str] = None, password: Optional[str] = None):
+                 username: Optional[str] = None, password: Optional[str] = None,
+                 tls: Optional[bool] = None, ca: Optional[str] = None):
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
@@ -116,6 +119,12 @@ class Queue:
         self._reading = False
         self._error: Optional[BaseException] = None
         self._sock = socket.create_connection((self._host, self._port), timeout=timeout)
+        if tls is None:
+            tls = os.environ.get("TRELLIS_BROKER_TLS", "") not in ("", "0")
+        ca = ca or os.environ.get("TRELLIS_BROKER_CA")
+        if tls or ca:
+            context = ssl.create_default_context(cafile=ca)  # verifies the broker's certificate and name
+            self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         role = 2 if _type == MiddlewareType.CONSUMER else 1
         hello = struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role)

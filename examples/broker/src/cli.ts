@@ -3,6 +3,7 @@
  * thin shell over the SDK's `createBroker` and `connect`.
  */
 import { createInterface } from 'node:readline';
+import { readFile } from 'node:fs/promises';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { createBroker, createHost, connect, checkTopic, checkFilter, isWildcard, LineLimiter, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
@@ -16,8 +17,10 @@ const common = {
   dir: { type: 'string', short: 'd', multiple: true, description: 'also load plugins from this directory', placeholder: 'dir' },
 } as const;
 
-/** Credentials for a broker with access control (`trellis broker --password-file`). */
+/** Credentials for a broker with access control (`trellis broker --password-file`), and TLS. */
 const credentials = {
+  tls: { type: 'boolean', description: 'connect with TLS (the broker runs with --tls-cert/--tls-key)' },
+  ca: { type: 'string', description: 'with --tls: CA certificate (PEM) to verify the broker with, instead of the system CAs', placeholder: 'file' },
   user: { type: 'string', short: 'u', description: 'user name (also $TRELLIS_BROKER_USER)', placeholder: 'name' },
   password: { type: 'string', description: 'password (prefer $TRELLIS_BROKER_PASSWORD: arguments show in ps)', placeholder: 'password' },
 } as const;
@@ -28,7 +31,7 @@ function pluginHost(dirs: string[] | undefined): PluginHost {
   return createHost({ dirs: dirs ?? [] });
 }
 
-async function open(values: { port: string; host: string; dir?: string[] | undefined; user?: string | undefined; password?: string | undefined }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
+async function open(values: { port: string; host: string; dir?: string[] | undefined; user?: string | undefined; password?: string | undefined; tls?: boolean | undefined; ca?: string | undefined }, codec: string, role: 'producer' | 'consumer' | 'both', plugins: PluginHost): Promise<BrokerClient> {
   const port = portOption('port', values.port)!;
   await plugins.scan();
   const byId = /^\d+$/.test(codec) ? Number(codec) : codec;
@@ -38,7 +41,9 @@ async function open(values: { port: string; host: string; dir?: string[] | undef
   }
   const username = values.user ?? process.env.TRELLIS_BROKER_USER;
   const password = values.password ?? process.env.TRELLIS_BROKER_PASSWORD ?? '';
-  return connect({ port, hostname: values.host, codec: byId, plugins, role, ...(username !== undefined ? { username, password } : {}) });
+  if (values.ca !== undefined && !values.tls) throw new UsageError('--ca only means something with --tls');
+  const tls = values.tls ? { tls: true, ...(values.ca !== undefined ? { ca: await readFile(values.ca, 'utf8').catch((err: Error) => { throw new UsageError(`--ca: ${err.message}`); }) } : {}) } : {};
+  return connect({ port, hostname: values.host, codec: byId, plugins, role, ...tls, ...(username !== undefined ? { username, password } : {}) });
 }
 
 function topicOption(value: string | undefined, { root = false } = {}): string {
@@ -60,6 +65,8 @@ export const broker = defineCommand({
     'max-connections-per-address': { type: 'string', default: '1000', description: 'most connections at once from one address', placeholder: 'n' },
     'max-topics-per-client': { type: 'string', default: '10000', description: 'most topics one client (address or user) may hold a last value on', placeholder: 'n' },
     'max-retained-bytes-per-client': { type: 'string', default: String(32 * 1024 * 1024), description: 'bytes of last values one client may have kept', placeholder: 'bytes' },
+    'tls-cert': { type: 'string', description: 'serve TLS with this certificate (PEM, chain included); needs --tls-key', placeholder: 'file' },
+    'tls-key': { type: 'string', description: 'the private key (PEM) of --tls-cert', placeholder: 'file' },
     'password-file': { type: 'string', description: 'users and salted scrypt hashes (write it with "trellis passwd"); clients must log in', placeholder: 'file' },
     'acl-file': { type: 'string', description: 'per-user topic patterns for publish (write) and subscribe (read), mosquitto format', placeholder: 'file' },
     'allow-anonymous': { type: 'boolean', description: 'with --password-file/--acl-file: also admit clients without credentials (the ACL lines before any "user" line say what they may do)' },
@@ -78,6 +85,9 @@ export const broker = defineCommand({
     const idleTimeoutMs = intOption('idle-timeout', values['idle-timeout'], { min: 0 })! * 1000;
     const plugins = pluginHost(values.dir);
     await plugins.scan();
+    if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+    const readPem = (flag: string, file: string) => readFile(file, 'utf8').catch((err: Error) => { throw new UsageError(`--${flag}: ${err.message}`); });
+    const tls = values['tls-cert'] !== undefined ? { cert: await readPem('tls-cert', values['tls-cert']), key: await readPem('tls-key', values['tls-key']!) } : undefined;
     const passwordFile = values['password-file'];
     const aclFile = values['acl-file'];
     if (aclFile !== undefined && passwordFile === undefined && !values['allow-anonymous']) throw new UsageError('--acl-file without --password-file admits only anonymous clients: add --allow-anonymous (or --password-file)');
@@ -85,7 +95,7 @@ export const broker = defineCommand({
     const access = passwordFile !== undefined || aclFile !== undefined
       ? { provider: 'file', options: { ...(passwordFile !== undefined ? { passwordFile } : {}), ...(aclFile !== undefined ? { aclFile } : {}), allowAnonymous: values['allow-anonymous'] === true } }
       : undefined;
-    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}) });
+    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}), ...(tls ? { tls } : {}) });
     // a client provoking errors in a loop must not flood the terminal or the log file behind it
     const lines = new LineLimiter(10, (line) => io.stderr.write(`broker: ${line}\n`));
     engine.on('slow-consumer', (c, pending) => lines.line('slow consumers', `disconnected slow consumer ${c.remote} (${pending} bytes waiting)`));
@@ -100,7 +110,7 @@ export const broker = defineCommand({
       .sort((a, b) => Number(a.id) - Number(b.id))
       .map(({ n, id }) => `${n}(${id})`)
       .join(', ');
-    io.stdout.write(`broker listening on ${address.host}:${address.port} (codecs: ${codecs || 'none installed'})\n`);
+    io.stdout.write(`broker listening on ${address.host}:${address.port}${tls ? ' with TLS' : ''} (codecs: ${codecs || 'none installed'})\n`);
     if (!access) io.stderr.write('broker: no --password-file or --acl-file: every client may publish and subscribe to every topic\n');
     await untilAborted(io.signal);
     await engine.close({ timeoutMs: 3000 });

@@ -13,6 +13,7 @@
  * ```
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
@@ -93,6 +94,11 @@ export interface BrokerOptions {
    * { passwordFile, aclFile, allowAnonymous } }`. Without it every client may do everything.
    */
   readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
+  /**
+   * Serve TLS instead of plain TCP: at least `cert` and `key` (PEM), as for `tls.createServer`.
+   * Clients connect with `{ tls: true, ca }` (TS), `tls=True, ca=...` (Python) or `--tls --ca`.
+   */
+  readonly tls?: TlsOptions;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
   readonly helloTimeoutMs?: number;
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
@@ -268,6 +274,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #liveTimer: NodeJS.Timeout | undefined;
   readonly #limitedLog: LineLimiter;
   readonly #accessOption: BrokerOptions['access'];
+  readonly #tls: TlsOptions | undefined;
   #access: Promise<AccessProvider> | undefined;
   /** The provider once created (the hot path reads it without awaiting). */
   #accessResolved: AccessProvider | undefined;
@@ -308,6 +315,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#accessOption = options.access;
+    this.#tls = options.tls;
     this.#maxConnections = options.maxConnections ?? 10_000;
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
     this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
@@ -333,7 +341,16 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #listen(port: number, host: string): Promise<{ host: string; port: number }> {
     if (this.#server) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening'));
     if (this.#closing) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed'));
-    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    const server: Server = this.#tls
+      ? createTlsServer({ ...this.#tls, noDelay: true }, (socket) => this.#accept(socket))
+      : createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (this.#tls) {
+      // a failed handshake is that client's problem only; counted, rate-limited in the log
+      server.on('tlsClientError', (err, socket) => {
+        this.#counters.protocolErrors++;
+        this.#limitedLog.line('tls', `TLS handshake with ${socket.remoteAddress} failed: ${err.message}`, 'debug');
+      });
+    }
     this.#server = server;
     server.on('error', (err) => this.emit('error', err));
     return new Promise((resolve, reject) => {

@@ -12,6 +12,7 @@
  * ```
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { SafeEmitter } from '../safe-emitter.js';
 import { DisposedError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
@@ -45,6 +46,13 @@ export interface ConnectOptions {
   readonly hostname?: string;
   /** Local address to connect from (e.g. another loopback address). */
   readonly localAddress?: string;
+  /**
+   * Connect with TLS: `true` verifies the broker against the system CAs (or `ca`); an object is
+   * passed to `tls.connect` (e.g. `{ ca, servername }`).
+   */
+  readonly tls?: boolean | ConnectionOptions;
+  /** Certificate authorities (PEM) to verify the broker with, when `tls` is on. */
+  readonly ca?: string | Buffer | (string | Buffer)[];
   /** Credentials for a broker with access control (sent in HELLO). */
   readonly username?: string;
   readonly password?: string;
@@ -478,12 +486,17 @@ export async function connect(options: ConnectOptions): Promise<BrokerClient> {
   const codec = await resolveCodec(options);
   const role = options.role === 'producer' ? Role.PRODUCER : options.role === 'consumer' ? Role.CONSUMER : Role.BOTH;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const socket = netConnect({ port: options.port, host: options.hostname ?? '127.0.0.1', noDelay: true, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
+  const host = options.hostname ?? '127.0.0.1';
+  const base = { port: options.port, host, noDelay: true, ...(options.localAddress ? { localAddress: options.localAddress } : {}) };
+  const socket: Socket = options.tls
+    ? tlsConnect({ ...base, ...(options.ca !== undefined ? { ca: options.ca } : {}), ...(typeof options.tls === 'object' ? options.tls : {}) })
+    : netConnect(base);
+  const ready = options.tls ? 'secureConnect' : 'connect';
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`no connection to the broker at ${options.hostname ?? '127.0.0.1'}:${options.port} within ${timeoutMs} ms`)), timeoutMs);
-      socket.once('connect', resolve);
+      socket.once(ready, resolve);
       socket.once('error', reject);
     });
     socket.removeAllListeners('error');
