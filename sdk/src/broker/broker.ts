@@ -690,6 +690,16 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (s.state === 'open') s.socket.resume();
   }
 
+  /** Whether the client may read exactly `topic` (for LIST_TOPICS; not cached: listing is rare). */
+  #mayRead(s: Session, topic: string): boolean {
+    try {
+      return this.#accessResolved?.authorize(s.identity ?? { username: undefined }, 'subscribe', topic) === true;
+    } catch (err) {
+      this.log.error('the access provider failed to authorize', err);
+      return false;
+    }
+  }
+
   /** The NOT_ALLOWED error for a refused operation (and a rate-limited log line). */
   #denied(s: Session, what: string, topic: string): BrokerError {
     const who = s.identity?.username === undefined ? 'anonymous clients' : `user ${JSON.stringify(s.identity.username)}`;
@@ -752,7 +762,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         const id = readId(body, 'LIST_TOPICS');
         const all = this.#tree.topics();
         // with access control, a client sees only the topics it may read
-        const visible = this.#accessOption ? all.filter((t) => this.#accessResolved?.authorize(s.identity ?? { username: undefined }, 'subscribe', t) === true) : all;
+        const visible = this.#accessOption ? all.filter((t) => this.#mayRead(s, t)) : all;
         this.#reply(s, topicsFrame(id, visible));
         return;
       }
@@ -838,6 +848,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     try {
       value = codec.decode(payload);
     } catch (err) {
+      this.#tree.prune(node); // a refused publish must not leave an empty node behind
       if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
