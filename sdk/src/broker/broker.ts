@@ -101,6 +101,13 @@ export interface BrokerOptions {
    */
   readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
   /**
+   * Password guessing is slowed down: a refused login is answered only after this delay (default
+   * 1 s), and one address may have at most `maxLoginsInProgressPerAddress` (default 8) logins
+   * being checked at once, so an address gets at most about 8 guesses a second.
+   */
+  readonly authFailureDelayMs?: number;
+  readonly maxLoginsInProgressPerAddress?: number;
+  /**
    * Serve TLS instead of plain TCP: at least `cert` and `key` (PEM), as for `tls.createServer`.
    * Clients connect with `{ tls: true, ca }` (TS), `tls=True, ca=...` (Python) or `--tls --ca`.
    */
@@ -291,6 +298,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #limitedLog: LineLimiter;
   readonly #accessOption: BrokerOptions['access'];
   readonly #tls: TlsOptions | undefined;
+  readonly #authDelayMs: number;
+  readonly #maxLogins: number;
+  /** Logins being checked, per address. */
+  readonly #logins = new Map<string, number>();
   #access: Promise<AccessProvider> | undefined;
   /** The provider once created (the hot path reads it without awaiting). */
   #accessResolved: AccessProvider | undefined;
@@ -332,6 +343,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#accessOption = options.access;
     this.#tls = options.tls;
+    this.#authDelayMs = options.authFailureDelayMs ?? 1000;
+    this.#maxLogins = options.maxLoginsInProgressPerAddress ?? 8;
     this.#maxConnections = options.maxConnections ?? 10_000;
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
     this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
@@ -689,13 +702,29 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   async #admit(s: Session, hello: Hello, codec: Codec): Promise<void> {
     if (s.state !== 'resolving') return;
     if (this.#accessOption) {
+      const address = s.socket.remoteAddress ?? 'unknown';
+      const inProgress = this.#logins.get(address) ?? 0;
+      if (inProgress >= this.#maxLogins) {
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${inProgress} logins from this address are being checked`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, `too many logins in progress from ${address}; try again later`);
+        return;
+      }
+      this.#logins.set(address, inProgress + 1);
       let identity: AccessIdentity | undefined;
       try {
-        const provider = await this.#accessProvider();
-        identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: s.socket.remoteAddress ?? 'unknown' });
-      } catch (err) {
-        this.log.error(`client ${s.id}: the access provider failed`, err);
-        identity = undefined;
+        try {
+          const provider = await this.#accessProvider();
+          identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: address });
+        } catch (err) {
+          this.log.error(`client ${s.id}: the access provider failed`, err);
+          identity = undefined;
+        }
+        // a refusal takes a while, so guessing passwords is slow (the slot stays taken meanwhile)
+        if (!identity && this.#authDelayMs > 0 && s.state === 'resolving') await new Promise((r) => setTimeout(r, this.#authDelayMs).unref());
+      } finally {
+        const left = (this.#logins.get(address) ?? 1) - 1;
+        if (left > 0) this.#logins.set(address, left);
+        else this.#logins.delete(address);
       }
       if (s.state !== 'resolving') return;
       if (!identity) {
