@@ -76,9 +76,9 @@ function walk(v: unknown, depth: number): void {
       size += 5;
       break;
     case 'bigint': {
-      const digits = (v < 0n ? -v : v).toString().length; // bounded: decoders cap integer size
+      const digits = digitsOfBig(v < 0n ? -v : v);
       if (digits > maxDigits) {
-        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `an integer of ${digits} digits exceeds the value model's ${maxDigits}-digit limit (Python consumers could not read it)`);
+        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `an integer of ${digits > 2 * maxDigits ? 'at least ' : ''}${digits} digits exceeds the value model's ${maxDigits}-digit limit (Python consumers could not read it)`);
       }
       size += digits;
       break;
@@ -110,6 +110,20 @@ function walk(v: unknown, depth: number): void {
       break;
   }
   if (size > max) over();
+}
+
+/** log10(16): decimal digits per hex digit. */
+const DIGITS_PER_HEX = Math.log10(16);
+
+/**
+ * Decimal digits of a non-negative bigint. Hex conversion is linear, decimal is not (a codec
+ * without a digit cap could hand over a million-digit integer), so far past the limit the count
+ * is the lower bound the hex length gives, and the decimal form is never made.
+ */
+function digitsOfBig(a: bigint): number {
+  const hex = a.toString(16).length;
+  const low = Math.floor((hex - 1) * DIGITS_PER_HEX) + 1; // a ≥ 16^(hex-1)
+  return low > 2 * maxDigits ? low : a.toString().length;
 }
 
 /** Decimal digits (and sign) of an integer below 10^15 in magnitude, without making a string. */
