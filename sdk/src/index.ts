@@ -47,6 +47,17 @@ export {
   type RefreshEntry,
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
+export {
+  AccessArea,
+  createAccessHooks,
+  type AccessAction,
+  type AccessCredentials,
+  type AccessFactory,
+  type AccessHooks,
+  type AccessIdentity,
+  type AccessInit,
+  type AccessProvider,
+} from './areas/access.js';
 export { SDK_VERSION } from './version.js';
 // The engines are subpath exports (`@trellis/sdk/balancer`, `/broker`, `/dht`, `/framing`) so that
 // importing the plugin host loads neither undici nor any engine.

@@ -15,7 +15,10 @@ Keeps the original course project's API so existing producers and consumers work
 It speaks the Trellis wire protocol v1 (examples/broker/PROTOCOL.md): length-prefixed frames,
 a HELLO announcing the codec (0 JSON, 1 XML, 2 Pickle) and the role. The broker address comes
 from the ``host``/``port`` arguments, else $TRELLIS_BROKER_HOST / $TRELLIS_BROKER_PORT, else
-localhost:7000. Values follow the Trellis value model: None, bool, int (any size), float, str,
+localhost:7000. On a broker with access control, pass ``username``/``password`` (or set
+$TRELLIS_BROKER_USER / $TRELLIS_BROKER_PASSWORD); on a TLS broker pass ``tls=True`` and
+``ca="ca.pem"`` (or set $TRELLIS_BROKER_TLS=1 / $TRELLIS_BROKER_CA). Every method may be called from any thread
+(e.g. ``list_topics()`` while another thread blocks in ``pull()``). Values follow the Trellis value model: None, bool, int (any size), float, str,
 bytes, list, dict with str keys (tuples are sent as lists).
 """
 from __future__ import annotations
@@ -29,7 +32,9 @@ import os
 import pickle
 import re
 import socket
+import ssl
 import struct
+import threading
 import xml.etree.ElementTree as ET
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Tuple
@@ -44,7 +49,7 @@ DEFAULT_PORT = 7000
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # frame types (PROTOCOL.md)
-HELLO, WELCOME = 0x01, 0x02
+HELLO, WELCOME, PING, PONG = 0x01, 0x02, 0x03, 0x04
 PUBLISH, PUBACK = 0x10, 0x11
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 0x20, 0x21, 0x22, 0x23
 LIST_TOPICS, TOPICS, STATS, STATS_REPLY = 0x30, 0x31, 0x32, 0x33
@@ -53,7 +58,7 @@ MESSAGE, ERROR = 0x40, 0x7F
 ERROR_NAMES = {
     1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "OUT_OF_ORDER", 4: "UNSUPPORTED_VERSION",
     5: "UNKNOWN_CODEC", 6: "BAD_TOPIC", 7: "BAD_PAYLOAD", 8: "SLOW_CONSUMER", 9: "NOT_ALLOWED",
-    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL",
+    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL", 13: "IDLE_TIMEOUT", 14: "AUTH_FAILED",
 }
 
 
@@ -76,6 +81,9 @@ class BrokerError(Exception):
         super().__init__("%s: %s" % (self.name, message))
 
 
+_NOTHING = object()
+
+
 def _string(data: bytes) -> bytes:
     return struct.pack(">H", len(data)) + data
 
@@ -87,9 +95,11 @@ class Queue:
 
     def __init__(self, topic: str, _type: MiddlewareType = MiddlewareType.CONSUMER,
                  host: Optional[str] = None, port: Optional[int] = None,
-                 timeout: Optional[float] = 10.0):
-        if not isinstance(topic, str) or not topic.startswith("/"):
-            raise ValueError("a topic is a path starting with '/', got %r" % (topic,))
+                 timeout: Optional[float] = 10.0,
+                 username: Optional[str] = None, password: Optional[str] = None,
+                 tls: Optional[bool] = None, ca: Optional[str] = None):
+        if not isinstance(topic, str) or not topic:
+            raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
         self.type = _type
         self._host = host or os.environ.get("TRELLIS_BROKER_HOST", "localhost")
@@ -100,10 +110,30 @@ class Queue:
         self._next_id = 1
         self._subscribed = False
         self._closed = False
+        # Thread safety: one thread at a time reads the socket (the "reader"); the others wait on
+        # the condition for their reply or message, which the reader files for them. Sends are
+        # serialized by their own lock, so list_topics() in one thread while pull() blocks in
+        # another works as the original API invites.
+        self._cond = threading.Condition(threading.Lock())
+        self._send_lock = threading.Lock()
+        self._reading = False
+        self._error: Optional[BaseException] = None
         self._sock = socket.create_connection((self._host, self._port), timeout=timeout)
+        if tls is None:
+            tls = os.environ.get("TRELLIS_BROKER_TLS", "") not in ("", "0")
+        ca = ca or os.environ.get("TRELLIS_BROKER_CA")
+        if tls or ca:
+            context = ssl.create_default_context(cafile=ca)  # verifies the broker's certificate and name
+            self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         role = 2 if _type == MiddlewareType.CONSUMER else 1
-        self._send(struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role))
+        hello = struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role)
+        username = username if username is not None else os.environ.get("TRELLIS_BROKER_USER")
+        if username is not None:
+            if password is None:
+                password = os.environ.get("TRELLIS_BROKER_PASSWORD", "")
+            hello += _string(username.encode("utf-8")) + _string(password.encode("utf-8"))
+        self._send(hello)
         self._wait_for(WELCOME, None)
         self._sock.settimeout(None)  # pull() blocks until a message arrives
         if _type == MiddlewareType.CONSUMER:
@@ -127,9 +157,7 @@ class Queue:
         """Blocks until a message arrives on the topic (or under it); returns ``(topic, value)``."""
         if self.type != MiddlewareType.CONSUMER:
             raise RuntimeError("pull() needs a CONSUMER queue; this one is a PRODUCER")
-        while not self._messages:
-            self._read_frame()
-        return self._messages.popleft()
+        return self._wait(lambda: self._messages.popleft() if self._messages else _NOTHING)
 
     def list_topics(self, callback: Callable[[List[str]], Any]) -> Any:
         """Asks the broker for the topics holding a value and calls ``callback(topics)``."""
@@ -144,9 +172,11 @@ class Queue:
             return
         rid = self._id()
         self._send(struct.pack(">BI", UNSUBSCRIBE, rid) + _string(self.topic.encode("utf-8")))
+        with self._cond:
+            self._subscribed = False  # what arrives from now on is dropped, not queued
         self._wait_for(UNSUBACK, rid)
-        self._subscribed = False
-        self._messages.clear()
+        with self._cond:
+            self._messages.clear()
 
     # -- extras ------------------------------------------------------------------------------
 
@@ -187,22 +217,51 @@ class Queue:
     # -- wire --------------------------------------------------------------------------------
 
     def _id(self) -> int:
-        rid = self._next_id
-        self._next_id = 1 if rid >= 0xFFFFFFFF else rid + 1
-        return rid
+        with self._send_lock:
+            rid = self._next_id
+            self._next_id = 1 if rid >= 0xFFFFFFFF else rid + 1
+            return rid
 
     def _send(self, body: bytes) -> None:
         if self._closed:
-            raise BrokerError(11, "the connection is closed")
-        self._sock.sendall(struct.pack(">I", len(body)) + body)
+            raise self._error or BrokerError(11, "the connection is closed")
+        with self._send_lock:
+            self._sock.sendall(struct.pack(">I", len(body)) + body)
 
     def _wait_for(self, frame_type: int, rid: Optional[int]) -> Any:
         key = (frame_type, rid)
-        while key not in self._replies:
-            self._read_frame()
-        return self._replies.pop(key)
+        return self._wait(lambda: self._replies.pop(key) if key in self._replies else _NOTHING)
 
-    def _read_frame(self) -> None:
+    def _wait(self, take: Callable[[], Any]) -> Any:
+        """Returns what ``take()`` finds (under the lock), reading frames until it finds something."""
+        with self._cond:
+            while True:
+                got = take()
+                if got is not _NOTHING:
+                    return got
+                if self._error is not None:
+                    raise self._error
+                if self._reading:
+                    self._cond.wait()  # another thread reads; it files our frame and wakes us
+                    continue
+                self._reading = True
+                try:
+                    self._cond.release()
+                    try:
+                        body = self._read_frame()
+                    finally:
+                        self._cond.acquire()
+                    self._handle(body)
+                except BaseException as err:  # noqa: B036 - every waiter must learn the connection died
+                    if isinstance(err, (BrokerError, OSError)) and self._error is None:
+                        self._error = err
+                    raise
+                finally:
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read_frame(self) -> bytes:
+        """One frame body from the socket (only the reading thread calls this)."""
         while True:
             if len(self._buffer) >= 4:
                 (size,) = struct.unpack_from(">I", self._buffer, 0)
@@ -212,8 +271,7 @@ class Queue:
                 if len(self._buffer) >= 4 + size:
                     body = bytes(self._buffer[4:4 + size])
                     del self._buffer[:4 + size]
-                    self._handle(body)
-                    return
+                    return body
             if self._closed:
                 raise BrokerError(11, "the connection is closed")
             chunk = self._sock.recv(65536)
@@ -229,6 +287,10 @@ class Queue:
             topic = body[4:4 + tlen].decode("utf-8")
             if self._subscribed:
                 self._messages.append((topic, self._decode(body[4 + tlen:])))
+        elif kind == PING:
+            self._send(struct.pack(">B", PONG))  # the broker checks that idle clients are alive
+        elif kind == PONG:
+            pass
         elif kind == WELCOME:
             self._replies[(WELCOME, None)] = struct.unpack_from(">I", body, 2)[0]
         elif kind in (PUBACK, UNSUBACK):

@@ -138,7 +138,7 @@ test('the Python client reports a broker refusal as BrokerError', async () => {
 from trellis_broker import JSONQueue, PRODUCER, BrokerError
 q = JSONQueue("/x", _type=PRODUCER)
 try:
-    q.topic = "no-slash"
+    q.topic = "bad//topic"
     q.push(1, ack=True)
 except BrokerError as e:
     print(e.name)

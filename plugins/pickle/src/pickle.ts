@@ -22,6 +22,12 @@ export interface PickleLimits {
    * containers or stack entries a pickle may create. Default 4,000,000.
    */
   readonly maxNodes?: number;
+  /**
+   * Most bytes of text and binary data the decoded value holds when every shared reference is
+   * expanded (a string fetched from the memo 3,000 times counts 3,000 times: every translation
+   * writes it out that often). Default 64 MiB.
+   */
+  readonly maxExpandedBytes?: number;
 }
 
 export interface PickleOptions extends PickleLimits {
@@ -62,7 +68,7 @@ export class PickleError extends Error {
 
 const defaultError: ErrorFactory = (message, offset) => new PickleError(message, offset);
 
-const DEFAULTS = { maxDepth: 512, maxBytes: 16 * 1024 * 1024, maxNodes: 4_000_000 } as const;
+const DEFAULTS = { maxDepth: 512, maxBytes: 16 * 1024 * 1024, maxNodes: 4_000_000, maxExpandedBytes: 64 * 1024 * 1024 } as const;
 /** The highest protocol this decoder understands (Python 3.8+'s HIGHEST_PROTOCOL). */
 export const HIGHEST_PROTOCOL = 5;
 /** The protocol `encode` writes. */
@@ -137,6 +143,9 @@ class Decoder {
   readonly #b: Uint8Array;
   readonly #maxDepth: number;
   readonly #maxNodes: number;
+  readonly #maxExpanded: number;
+  /** Bytes of strings and byte strings fetched again from the memo (or DUPed): aliasing's produced size. */
+  #aliased = 0;
   #pos = 0;
   /** A container reached twice (memo GET or DUP) may be shared or cyclic: checked at STOP. */
   #shared = false;
@@ -151,6 +160,9 @@ class Decoder {
     this.#b = bytes;
     this.#maxDepth = limits.maxDepth ?? DEFAULTS.maxDepth;
     this.#maxNodes = limits.maxNodes ?? DEFAULTS.maxNodes;
+    this.#maxExpanded = limits.maxExpandedBytes ?? DEFAULTS.maxExpandedBytes;
+    // what is read once is at most the input; every alias adds to it
+    this.#aliased = bytes.length;
     this.#markTuples = limits.tuples === true;
   }
 
@@ -213,7 +225,8 @@ class Decoder {
           break;
         case 0x32: { // DUP
           const top = this.#top(stack, marks, at, sp);
-          if (top !== null && typeof top === 'object') this.#shared = true;
+          if (top !== null && typeof top === 'object' && !(top instanceof Uint8Array)) this.#shared = true;
+          else this.#alias(top, at);
           hs[sp] = hs[sp - 1];
           stack[sp++] = top;
           break;
@@ -529,7 +542,13 @@ class Decoder {
           const index = b[pos++];
           const v = memo[index];
           if (v === undefined) bad(`memo key ${index} was never stored`, at);
-          if (v !== null && typeof v === 'object') this.#shared = true;
+          if (typeof v === 'string') {
+            // the common alias (a repeated dict key): counted inline
+            if ((this.#aliased += v.length) > this.#maxExpanded) this.#alias(v, at);
+          } else if (v !== null && typeof v === 'object') {
+            if (v instanceof Uint8Array) this.#alias(v, at);
+            else this.#shared = true;
+          }
           hs[sp] = 0;
           stack[sp++] = v;
           break;
@@ -732,18 +751,33 @@ class Decoder {
   #get(index: number, at: number): unknown {
     const v = this.#memo[index];
     if (v === undefined) bad(`memo key ${index} was never stored`, at);
-    if (v !== null && typeof v === 'object') this.#shared = true;
+    if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) this.#shared = true;
+    else this.#alias(v, at);
     return v;
+  }
+
+  /** Counts a string or byte string used once more (a memo fetch or DUP) against `maxExpandedBytes`. */
+  #alias(v: unknown, at: number): void {
+    if (typeof v === 'string') this.#aliased += v.length;
+    else if (v instanceof Uint8Array) this.#aliased += v.length;
+    else return;
+    if (this.#aliased > this.#maxExpanded) bad(`decoded value expands to more than ${this.#maxExpanded} bytes of text and data (shared references count each time)`, at);
   }
 
   /** Bounds depth and expanded size; memo-built cycles show up as depth overflow. */
   #check(root: unknown, at: number): void {
     const maxDepth = this.#maxDepth;
     const maxNodes = this.#maxNodes;
+    const maxExpanded = this.#maxExpanded;
     let nodes = 0;
+    let bytes = 0;
     const walk = (v: unknown, depth: number): void => {
       if (++nodes > maxNodes) bad(`decoded value expands to more than ${maxNodes} values (shared references count each time)`, at);
-      if (v === null || typeof v !== 'object' || v instanceof Uint8Array) return;
+      if (typeof v === 'string' || v instanceof Uint8Array) {
+        if ((bytes += v.length) > maxExpanded) bad(`decoded value expands to more than ${maxExpanded} bytes of text and data (shared references count each time)`, at);
+        return;
+      }
+      if (v === null || typeof v !== 'object') return;
       if (depth >= maxDepth) bad(`nesting deeper than ${maxDepth} (or a self-referencing container)`, at);
       if (Array.isArray(v)) for (let i = 0; i < v.length; i++) walk(v[i], depth + 1);
       else for (const k in v) walk((v as Record<string, unknown>)[k], depth + 1);

@@ -13,27 +13,36 @@
  * ```
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CodecError, InvalidArgumentError, StateError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
+import type { AccessIdentity, AccessProvider } from '../areas/access.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
-import { TopicTree, type TopicNode } from './topic-tree.js';
+import { FilterTrie, TopicTree, retainedMatching, type FilterNode, type TopicNode } from './topic-tree.js';
+import { measureValue, type ValueBudget } from './value-budget.js';
+import { LineLimiter } from './line-limiter.js';
 import {
   BrokerError,
   BrokerErrorCode,
   FrameType,
   PROTOCOL_VERSION,
   Role,
+  checkFilter,
   checkTopic,
   errorCodeName,
+  isWildcard,
   errorFrame,
   idFrame,
+  pingFrame,
+  PublishFlag,
   messageFrame,
   readHello,
+  type Hello,
   readId,
   readTopicRequest,
   statsReplyFrame,
@@ -53,8 +62,56 @@ export interface BrokerOptions {
   readonly maxTopics?: number;
   /** Total size of the last values kept, in payload bytes; a publish past it is refused (default 256 MiB). */
   readonly maxRetainedBytes?: number;
+  /** Bytes of last values one client (by address) may have the broker keep (default 32 MiB). */
+  readonly maxRetainedBytesPerClient?: number;
+  /**
+   * Largest produced size of a published value, about its compact JSON length with shared
+   * references counted each time (default maxFrameBytes). See `measureValue`.
+   */
+  readonly maxValueBytes?: number;
+  /** Largest translation of a message into a subscriber's codec (default 4 × maxFrameBytes, at least 16 MiB). */
+  readonly maxEncodedBytes?: number;
   /** Most subscriptions one connection may hold (default 10,000). */
   readonly maxSubscriptionsPerClient?: number;
+  /** Most connections at once; more are refused with LIMIT (default 10,000). */
+  readonly maxConnections?: number;
+  /** Most connections at once from one address (default 1,000). */
+  readonly maxConnectionsPerAddress?: number;
+  /**
+   * Topic-tree nodes one client (its user, else its address) may hold through all its
+   * subscriptions and last values together, each counting its number of segments, so no client
+   * can fill `maxTopics` for everyone (default 25,000).
+   */
+  readonly maxTopicNodesPerClient?: number;
+  /** Most topics one client (by address) may hold a last value on (default 10,000). */
+  readonly maxTopicsPerClient?: number;
+  /**
+   * A client that sends nothing for this long gets a PING; one that then sends nothing for
+   * `pingTimeoutMs` more is closed with IDLE_TIMEOUT (default 120 s; 0 turns it off).
+   */
+  readonly idleTimeoutMs?: number;
+  /** How long a pinged client has to answer (default 30 s). */
+  readonly pingTimeoutMs?: number;
+  /** Most lines of each kind (client errors, slow consumers, refusals) logged per second (default 10). */
+  readonly logLinesPerSecond?: number;
+  /**
+   * Who may connect, publish and subscribe: an access provider object, or the id of one a plugin
+   * contributes (`contributes.access`) with its options, e.g. `{ provider: 'file', options:
+   * { passwordFile, aclFile, allowAnonymous } }`. Without it every client may do everything.
+   */
+  readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
+  /**
+   * Password guessing is slowed down: a refused login is answered only after this delay (default
+   * 1 s), and one address may have at most `maxLoginsInProgressPerAddress` (default 8) logins
+   * being checked at once, so an address gets at most about 8 guesses a second.
+   */
+  readonly authFailureDelayMs?: number;
+  readonly maxLoginsInProgressPerAddress?: number;
+  /**
+   * Serve TLS instead of plain TCP: at least `cert` and `key` (PEM), as for `tls.createServer`.
+   * Clients connect with `{ tls: true, ca }` (TS), `tls=True, ca=...` (Python) or `--tls --ca`.
+   */
+  readonly tls?: TlsOptions;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
   readonly helloTimeoutMs?: number;
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
@@ -140,10 +197,19 @@ export interface BrokerEvents {
 /** A topic's last value and its encodings, made at most once per codec. */
 interface Retained {
   readonly value: Value;
-  /** The producer's payload size, counted against `maxRetainedBytes`. */
-  readonly size: number;
+  /** Bytes kept: the producer's payload and every cached encoding (counted against the budgets). */
+  size: number;
   /** Payload bytes by codec wire id. */
   readonly payloads: (Buffer | undefined)[];
+  /** Whose budget the bytes count against: the publishing client (its user, else its address). */
+  readonly owner: string;
+  /** Topic segments charged to the owner while the value is kept. */
+  readonly segments: number;
+}
+
+/** Topic-tree nodes a path holds below the root: `/a/b` → 3 (with the empty first segment), `qwerty` → 1, `/` → 0. */
+function segmentsOf(path: string): number {
+  return path === '/' ? 0 : path.split('/').length;
 }
 
 type Node = TopicNode<Session, Retained>;
@@ -160,6 +226,8 @@ class Session {
   /** The publish sequence this session last received, to deliver once under overlapping subscriptions. */
   seen = 0;
   readonly subs = new Set<Node>();
+  /** Wildcard subscriptions (`+`, `#`) by filter. */
+  readonly wilds = new Map<string, FilterNode<Session>>();
   backlog: Buffer[] = [];
   helloTimer: NodeJS.Timeout | undefined;
   lingerTimer: NodeJS.Timeout | undefined;
@@ -167,6 +235,15 @@ class Session {
   readonly queue: FrameQueue;
   reader!: FrameReader;
   readonly remote: string;
+  /** Whose budgets this connection's last values count against (its address; later its user). */
+  owner: string;
+  /** Who this client is, once authenticated (only with an access provider). */
+  identity: AccessIdentity | undefined;
+  /** Authorization answers by action and topic (bounded). */
+  readonly allowed = new Map<string, boolean>();
+  /** When the last bytes arrived (ms), and whether a PING is out. */
+  lastIn = Date.now();
+  pinged = false;
 
   constructor(
     readonly id: number,
@@ -174,6 +251,7 @@ class Session {
   ) {
     this.queue = new FrameQueue(socket);
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.owner = socket.remoteAddress ?? 'unknown';
   }
 
   info(): ClientInfo {
@@ -182,7 +260,7 @@ class Session {
       remote: this.remote,
       codec: this.codec?.name,
       role: this.role ? ROLE_NAMES[this.role as 1 | 2 | 3] : undefined,
-      subscriptions: [...this.subs].map((n) => n.path),
+      subscriptions: [...[...this.subs].map((n) => n.path), ...this.wilds.keys()],
       pendingBytes: this.socket.destroyed ? 0 : this.queue.pending,
     };
   }
@@ -196,10 +274,40 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #maxTopics: number;
   readonly #maxSubs: number;
   readonly #maxRetained: number;
+  readonly #maxRetainedPerClient: number;
+  readonly #maxEncoded: number;
+  readonly #budget: ValueBudget;
   #retainedBytes = 0;
+  /** Bytes of last values kept per owner (client address). */
+  readonly #retainedBy = new Map<string, number>();
   readonly #helloTimeoutMs: number;
+  readonly #maxConnections: number;
+  readonly #maxPerAddress: number;
+  readonly #maxTopicsPerClient: number;
+  readonly #maxNodesPerClient: number;
+  /** Segments charged per owner for its subscriptions and last values. */
+  readonly #nodesBy = new Map<string, number>();
+  readonly #idleMs: number;
+  readonly #pingMs: number;
+  readonly #perAddress = new Map<string, number>();
+  /** Last values kept per owner (topics per client). */
+  readonly #topicsBy = new Map<string, number>();
+  /** Last values with an expiry, and when (ms since epoch). */
+  readonly #expiring = new Map<Node, number>();
+  #liveTimer: NodeJS.Timeout | undefined;
+  readonly #limitedLog: LineLimiter;
+  readonly #accessOption: BrokerOptions['access'];
+  readonly #tls: TlsOptions | undefined;
+  readonly #authDelayMs: number;
+  readonly #maxLogins: number;
+  /** Logins being checked, per address. */
+  readonly #logins = new Map<string, number>();
+  #access: Promise<AccessProvider> | undefined;
+  /** The provider once created (the hot path reads it without awaiting). */
+  #accessResolved: AccessProvider | undefined;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
+  readonly #wild = new FilterTrie<Session>();
   readonly #sessions = new Set<Session>();
   /** Codec resolutions by wire id: one plugin lookup per format, shared by every connection. */
   readonly #codecs = new Map<number, Promise<Codec>>();
@@ -229,7 +337,21 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#maxTopics = options.maxTopics ?? 100_000;
     this.#maxSubs = options.maxSubscriptionsPerClient ?? 10_000;
     this.#maxRetained = options.maxRetainedBytes ?? 256 * 1024 * 1024;
+    this.#maxRetainedPerClient = options.maxRetainedBytesPerClient ?? 32 * 1024 * 1024;
+    this.#budget = { maxValueBytes: options.maxValueBytes ?? this.#maxFrame };
+    this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.#accessOption = options.access;
+    this.#tls = options.tls;
+    this.#authDelayMs = options.authFailureDelayMs ?? 1000;
+    this.#maxLogins = options.maxLoginsInProgressPerAddress ?? 8;
+    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
+    this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
+    this.#maxNodesPerClient = options.maxTopicNodesPerClient ?? 25_000;
+    this.#idleMs = options.idleTimeoutMs ?? 120_000;
+    this.#pingMs = options.pingTimeoutMs ?? 30_000;
+    this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
   }
 
@@ -241,9 +363,24 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
   listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    // the access provider is created first: a bad password file fails here, not at the first client
+    if (this.#accessOption && !this.#accessResolved) return this.#accessProvider().then(() => this.#listen(port, host));
+    return this.#listen(port, host);
+  }
+
+  #listen(port: number, host: string): Promise<{ host: string; port: number }> {
     if (this.#server) return Promise.reject(new StateError('the broker is already listening'));
     if (this.#closing) return Promise.reject(new StateError('the broker is closed'));
-    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    const server: Server = this.#tls
+      ? createTlsServer({ ...this.#tls, noDelay: true }, (socket) => this.#accept(socket))
+      : createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (this.#tls) {
+      // a failed handshake is that client's problem only; counted, rate-limited in the log
+      server.on('tlsClientError', (err, socket) => {
+        this.#counters.protocolErrors++;
+        this.#limitedLog.line('tls', `TLS handshake with ${socket.remoteAddress} failed: ${err.message}`, 'debug');
+      });
+    }
     this.#server = server;
     server.on('error', (err) => this.emit('error', err));
     return new Promise((resolve, reject) => {
@@ -258,6 +395,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#address = { host: a.address, port: a.port };
         this.#started = Date.now();
         this.#rateTimer = setInterval(() => this.#tick(), 1000).unref();
+        const sweep = Math.max(10, Math.min(1000, this.#idleMs > 0 ? Math.min(this.#idleMs, this.#pingMs) / 2 : 1000));
+        this.#liveTimer = setInterval(() => this.#liveness(), sweep).unref();
         this.emit('listening', this.#address);
         resolve(this.#address);
       });
@@ -280,6 +419,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   async #close(timeoutMs: number): Promise<void> {
     clearInterval(this.#rateTimer);
+    clearInterval(this.#liveTimer);
+    this.#limitedLog.flush();
     const server = this.#server;
     const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     const closed = [...this.#sessions].map((s) => new Promise<void>((r) => (s.socket.destroyed ? r() : s.socket.once('close', () => r()))));
@@ -290,6 +431,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) s.socket.destroy();
     await stopped;
     this.#address = null;
+    if (this.#accessOption && !('authenticate' in this.#accessOption)) await this.#accessResolved?.dispose?.(); // made here, so released here
   }
 
   // ------------------------------------------------------------------ inspection
@@ -301,7 +443,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) {
       if (s.role & Role.PRODUCER) producers++;
       if (s.role & Role.CONSUMER) consumers++;
-      subscriptions += s.subs.size;
+      subscriptions += s.subs.size + s.wilds.size;
     }
     return {
       listening: this.#server?.listening ?? false,
@@ -332,13 +474,15 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** The topic tree with last values and subscriber counts (for dashboards). */
   topicTree(): TopicSnapshot {
+    // the node of the empty first segment (parent of every slashed topic) is shown as the root itself
+    const kids = (n: Node): Node[] => [...n.children.values()].flatMap((c) => (c.path === '' ? [...c.children.values()] : [c]));
     const snap = (n: Node): TopicSnapshot => ({
       path: n.path,
       name: n.path === '/' ? '/' : n.path.slice(n.path.lastIndexOf('/') + 1),
       hasValue: n.retained !== undefined,
       ...(n.retained !== undefined ? { value: n.retained.value } : {}),
       subscribers: n.subscribers.size,
-      children: [...n.children.values()].map(snap),
+      children: kids(n).map(snap),
     });
     return snap(this.#tree.root);
   }
@@ -359,6 +503,40 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
   }
 
+  /** Pings idle clients, closes those that did not answer, and drops expired last values. */
+  #liveness(): void {
+    const now = Date.now();
+    if (this.#idleMs > 0) {
+      for (const s of this.#sessions) {
+        if (s.state !== 'open' && s.state !== 'resolving') continue;
+        const idle = now - s.lastIn;
+        if (s.pinged) {
+          if (idle >= this.#idleMs + this.#pingMs) this.#drop(s, BrokerErrorCode.IDLE_TIMEOUT, `nothing received for ${idle} ms and no answer to PING`);
+        } else if (idle >= this.#idleMs) {
+          s.pinged = true;
+          s.queue.write(pingFrame(FrameType.PING));
+        }
+      }
+    }
+    for (const [node, at] of this.#expiring) if (at <= now) this.#clear(node);
+  }
+
+  /** Drops a topic's last value (and its bytes from the budgets); the topic is no longer listed. */
+  #clear(node: Node): boolean {
+    this.#expiring.delete(node);
+    const old = node.retained;
+    if (!old) return false;
+    this.#uncount(old);
+    this.#tree.retain(node, undefined);
+    return true;
+  }
+
+  /** Clears the last value of `topic`; true if it held one. */
+  clearLastValue(topic: string): boolean {
+    const node = this.#tree.get(topic);
+    return node ? this.#clear(node) : false;
+  }
+
   // ------------------------------------------------------------------ connections
 
   #accept(socket: Socket): void {
@@ -366,12 +544,26 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.#perAddress.get(address) ?? 0;
+    if (this.#sessions.size >= this.#maxConnections || fromAddress >= this.#maxPerAddress) {
+      const why = this.#sessions.size >= this.#maxConnections ? `the broker holds its maximum of ${this.#maxConnections} connections` : `at most ${this.#maxPerAddress} connections from one address`;
+      this.#limitedLog.line('refused', `refused a connection from ${address}: ${why}`);
+      socket.on('error', () => undefined);
+      socket.resume(); // read (and discard) until the peer's FIN, so the socket can finish closing
+      socket.end(errorFrame(BrokerErrorCode.LIMIT, why));
+      setTimeout(() => socket.destroy(), this.#lingerMs).unref();
+      return;
+    }
+    this.#perAddress.set(address, fromAddress + 1);
     const s = new Session(this.#nextId++, socket);
     s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
     this.#sessions.add(s);
     s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
       this.#counters.bytesIn += chunk.length;
+      s.lastIn = Date.now();
+      s.pinged = false;
       try {
         s.reader.push(chunk);
       } catch (err) {
@@ -406,7 +598,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (code !== BrokerErrorCode.SHUTDOWN) {
       this.#counters.protocolErrors += code === BrokerErrorCode.SLOW_CONSUMER ? 0 : 1;
       if (code !== BrokerErrorCode.SLOW_CONSUMER) this.emit('client-error', s.info(), new BrokerError(code, message));
-      this.log.debug(`client ${s.id} (${s.remote}) dropped: ${s.closeReason}`);
+      this.#limitedLog.line('dropped', `client ${s.id} (${s.remote}) dropped: ${s.closeReason}`, 'debug');
     }
     s.reader.stop(new BrokerError(code, message));
     s.backlog = [];
@@ -419,6 +611,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   #cleanup(s: Session): void {
     if (!this.#sessions.delete(s)) return;
+    const address = s.socket.remoteAddress ?? 'unknown';
+    const left = (this.#perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(address, left);
+    else this.#perAddress.delete(address);
     clearTimeout(s.helloTimer);
     clearTimeout(s.lingerTimer);
     s.reader.stop(new Error('closed'));
@@ -431,9 +627,30 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #unsubscribeAll(s: Session): void {
     for (const node of s.subs) {
       node.subscribers.delete(s);
+      this.#refund(s.owner, segmentsOf(node.path));
       this.#tree.prune(node);
     }
     s.subs.clear();
+    for (const [filter, w] of s.wilds) {
+      this.#wild.remove(w, s);
+      this.#refund(s.owner, segmentsOf(filter));
+    }
+    s.wilds.clear();
+  }
+
+  /** Charges `n` topic-tree nodes to `owner`, or throws LIMIT past its share. */
+  #charge(owner: string, n: number): void {
+    const now = (this.#nodesBy.get(owner) ?? 0) + n;
+    if (now > this.#maxNodesPerClient) {
+      throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${owner}) may hold at most ${this.#maxNodesPerClient} topic segments through its subscriptions and last values`);
+    }
+    this.#nodesBy.set(owner, now);
+  }
+
+  #refund(owner: string, n: number): void {
+    const left = (this.#nodesBy.get(owner) ?? 0) - n;
+    if (left > 0) this.#nodesBy.set(owner, left);
+    else this.#nodesBy.delete(owner);
   }
 
   // ------------------------------------------------------------------ frames
@@ -471,24 +688,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       pending.catch(() => this.#codecs.delete(hello.codec));
     }
     pending.then(
-      (codec) => {
-        if (s.state !== 'resolving') return;
-        s.codec = codec;
-        s.wire = hello.codec;
-        s.state = 'open';
-        s.queue.write(welcomeFrame(this.#maxFrame));
-        const backlog = s.backlog;
-        s.backlog = [];
-        try {
-          for (const frame of backlog) {
-            if (s.state !== 'open') break;
-            this.#onFrame(s, frame);
-          }
-        } catch (err) {
-          this.#fail(s, err);
-        }
-        if (s.state === 'open') s.socket.resume();
-      },
+      (codec) => void this.#admit(s, hello, codec),
       (err: unknown) => {
         if (s.state !== 'resolving') return;
         const known = this.#host.serialization.serializers().map((n) => `${n} (${this.#wireOf(n)})`).join(', ');
@@ -496,6 +696,114 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#drop(s, BrokerErrorCode.UNKNOWN_CODEC, `no serializer plugin provides codec ${hello.codec}${known ? `; available: ${known}` : ''}`);
       },
     );
+  }
+
+  /** Authenticates the client (when an access provider is set), then opens the session. */
+  async #admit(s: Session, hello: Hello, codec: Codec): Promise<void> {
+    if (s.state !== 'resolving') return;
+    if (this.#accessOption) {
+      const address = s.socket.remoteAddress ?? 'unknown';
+      const inProgress = this.#logins.get(address) ?? 0;
+      if (inProgress >= this.#maxLogins) {
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${inProgress} logins from this address are being checked`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, `too many logins in progress from ${address}; try again later`);
+        return;
+      }
+      this.#logins.set(address, inProgress + 1);
+      let identity: AccessIdentity | undefined;
+      try {
+        try {
+          const provider = await this.#accessProvider();
+          identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: address });
+        } catch (err) {
+          this.log.error(`client ${s.id}: the access provider failed`, err);
+          identity = undefined;
+        }
+        // a refusal takes a while, so guessing passwords is slow (the slot stays taken meanwhile)
+        if (!identity && this.#authDelayMs > 0 && s.state === 'resolving') await new Promise((r) => setTimeout(r, this.#authDelayMs).unref());
+      } finally {
+        const left = (this.#logins.get(address) ?? 1) - 1;
+        if (left > 0) this.#logins.set(address, left);
+        else this.#logins.delete(address);
+      }
+      if (s.state !== 'resolving') return;
+      if (!identity) {
+        const reason = hello.username === undefined ? 'this broker needs a user name and password (anonymous access is off)' : `user ${JSON.stringify(hello.username)} and this password are not accepted`;
+        this.#host.access.hooks.denied.call(s.remote, hello.username, reason);
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${reason}`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, reason);
+        return;
+      }
+      s.identity = identity;
+      if (identity.username !== undefined) s.owner = `user:${identity.username}`;
+      this.#host.access.hooks.authenticated.call(s.remote, identity.username);
+    }
+    s.codec = codec;
+    s.wire = hello.codec;
+    s.state = 'open';
+    s.queue.write(welcomeFrame(this.#maxFrame));
+    const backlog = s.backlog;
+    s.backlog = [];
+    try {
+      for (const frame of backlog) {
+        if (s.state !== 'open') break;
+        this.#onFrame(s, frame);
+      }
+    } catch (err) {
+      this.#fail(s, err);
+    }
+    if (s.state === 'open') s.socket.resume();
+  }
+
+  /** Whether the client may read exactly `topic` (for LIST_TOPICS; not cached: listing is rare). */
+  #mayRead(s: Session, topic: string): boolean {
+    try {
+      return this.#accessResolved?.authorize(s.identity ?? { username: undefined }, 'subscribe', topic) === true;
+    } catch (err) {
+      this.log.error('the access provider failed to authorize', err);
+      return false;
+    }
+  }
+
+  /** The NOT_ALLOWED error for a refused operation (and a rate-limited log line). */
+  #denied(s: Session, what: string, topic: string): BrokerError {
+    const who = s.identity?.username === undefined ? 'anonymous clients' : `user ${JSON.stringify(s.identity.username)}`;
+    const reason = `${who} may not ${what} ${JSON.stringify(topic.slice(0, 100))}`;
+    this.#host.access.hooks.denied.call(s.remote, s.identity?.username, reason);
+    this.#limitedLog.line('denied', `client ${s.id} (${s.remote}): ${reason}`, 'debug');
+    return new BrokerError(BrokerErrorCode.NOT_ALLOWED, reason);
+  }
+
+  /** The access provider, created once from `options.access`. */
+  #accessProvider(): Promise<AccessProvider> {
+    const option = this.#accessOption!;
+    this.#access ??= ('authenticate' in option ? Promise.resolve(option) : this.#host.access.create(option.provider, option.options ?? {})).then((p) => (this.#accessResolved = p));
+    this.#access.catch(() => (this.#access = undefined)); // a later listen() may try again
+    return this.#access;
+  }
+
+  /**
+   * Whether the client may publish to `topic` or subscribe to it (a topic with everything under
+   * it, `/` for all, or a wildcard filter). Asked once per topic and connection, then cached.
+   */
+  #may(s: Session, action: 'publish' | 'subscribe', topic: string): boolean {
+    if (!this.#accessOption) return true;
+    const provider = this.#accessResolved;
+    if (!provider) return false; // never open before the provider exists; fail closed all the same
+    const key = action === 'publish' ? `p${topic}` : `s${topic}`;
+    let ok = s.allowed.get(key);
+    if (ok === undefined) {
+      const filter = action === 'publish' || isWildcard(topic) ? topic : topic === '/' ? '#' : `${topic}/#`;
+      try {
+        ok = provider.authorize(s.identity ?? { username: undefined }, action, filter) === true;
+      } catch (err) {
+        this.log.error('the access provider failed to authorize', err);
+        ok = false;
+      }
+      if (s.allowed.size >= 1024) s.allowed.clear();
+      s.allowed.set(key, ok);
+    }
+    return ok;
   }
 
   /** The id of the plugin that contributes codec `name` (for PluginError reports). */
@@ -517,7 +825,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         return this.#unsubscribe(s, body);
       case FrameType.LIST_TOPICS: {
         const id = readId(body, 'LIST_TOPICS');
-        this.#reply(s, topicsFrame(id, this.#tree.topics()));
+        const all = this.#tree.topics();
+        // with access control, a client sees only the topics it may read
+        const visible = this.#accessOption ? all.filter((t) => this.#mayRead(s, t)) : all;
+        this.#reply(s, topicsFrame(id, visible));
         return;
       }
       case FrameType.STATS: {
@@ -525,6 +836,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
         return;
       }
+      case FrameType.PING:
+        if (body.length !== 1) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PING carries no body');
+        this.#reply(s, pingFrame(FrameType.PONG));
+        return;
+      case FrameType.PONG:
+        return; // its arrival already counted as activity
       case FrameType.HELLO:
         throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, 'HELLO was already received on this connection');
       case FrameType.WELCOME:
@@ -547,7 +864,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (found && (root || found !== this.#tree.root)) return found;
     const problem = checkTopic(topic, { root });
     if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
-    const segments = topic === '/' ? 0 : topic.split('/').length - 1;
+    const segments = topic === '/' ? 0 : topic.split('/').length;
     if (this.#tree.size + segments > this.#maxTopics && !this.#tree.get(topic)) {
       throw new BrokerError(BrokerErrorCode.LIMIT, `the broker holds its maximum of ${this.#maxTopics} topics`);
     }
@@ -562,36 +879,70 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
     const rawTopic = body.subarray(8, tend);
     if (!isUtf8(rawTopic)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
-    const node = this.#node(rawTopic.toString('utf8'), false);
-    const payload = body.subarray(tend);
+    let start = tend;
+    let expiresAt = 0;
+    if (flags & PublishFlag.EXPIRY) {
+      if (body.length < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
+      const secs = body.readUInt32BE(tend);
+      if (secs === 0) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry must be at least 1 second');
+      expiresAt = Date.now() + secs * 1000;
+      start += 4;
+    }
+    if (flags & ~(PublishFlag.ACK | PublishFlag.CLEAR | PublishFlag.EXPIRY)) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH flags 0x${flags.toString(16)} has unknown bits`);
+    if (flags & PublishFlag.CLEAR) {
+      if (body.length !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
+      const topic = rawTopic.toString('utf8');
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
+      const node = this.#tree.get(topic);
+      if (node) this.#clear(node);
+      if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      return;
+    }
+    const topic = rawTopic.toString('utf8');
+    if (this.#accessOption && !this.#may(s, 'publish', topic)) {
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'publish to', topic);
+    }
+    const node = this.#node(topic, false);
+    const payload = body.subarray(start);
     const codec = s.codec!;
     let value: Value;
     try {
       value = codec.decode(payload);
     } catch (err) {
+      this.#tree.prune(node); // a refused publish must not leave an empty node behind
       if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    const retainedBytes = this.#retainedBytes - (node.retained?.size ?? 0) + payload.length;
-    if (retainedBytes > this.#maxRetained) {
-      this.#tree.prune(node);
-      throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
-    }
-    const payloads: (Buffer | undefined)[] = [];
-    payloads[s.wire] = Buffer.from(payload);
-    const retained: Retained = { value, size: payload.length, payloads };
-    let deliveries: number;
     try {
-      deliveries = this.#deliver(node, retained);
+      measureValue(value, this.#budget);
     } catch (err) {
       this.#tree.prune(node);
       throw err;
     }
-    this.#retainedBytes = retainedBytes;
+    const payloads: (Buffer | undefined)[] = [];
+    payloads[s.wire] = Buffer.from(payload);
+    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
+    let deliveries: number;
+    try {
+      // every target codec encodes first: a value one cannot carry is refused before anyone gets it
+      const targets = this.#encodeFor(node, retained);
+      // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
+      this.#keep(node, retained);
+      if (expiresAt) this.#expiring.set(node, expiresAt);
+      else this.#expiring.delete(node);
+      deliveries = this.#send(node, targets);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    } finally {
+      this.#release();
+    }
     this.#counters.messagesIn++;
-    if (node.retained === undefined) this.#tree.retain(node, retained);
-    else node.retained = retained;
-    if (flags & 1) {
+    if (flags & PublishFlag.ACK) {
       this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
       this.#counters.acks++;
     }
@@ -599,65 +950,129 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   /**
-   * Sends one message to every connection subscribed to its topic or an ancestor, once each.
-   * Every target codec encodes first, so a value one of them cannot carry (NaN for JSON) is
-   * refused with BAD_PAYLOAD before anyone receives it.
+   * Stores `retained` as the node's last value if the budgets allow it (in total and for the
+   * client that published it), releasing what the value it replaces held.
    */
-  #deliver(node: Node, retained: Retained): number {
+  #keep(node: Node, retained: Retained): void {
+    const old = node.retained;
+    const total = this.#retainedBytes - (old?.size ?? 0) + retained.size;
+    if (total > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
+    const mine = (this.#retainedBy.get(retained.owner) ?? 0) - (old?.owner === retained.owner ? old.size : 0) + retained.size;
+    if (mine > this.#maxRetainedPerClient) {
+      throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may keep at most ${this.#maxRetainedPerClient} bytes of last values per client; clear some or publish smaller values`);
+    }
+    if (!old || old.owner !== retained.owner) {
+      const topics = this.#topicsBy.get(retained.owner) ?? 0;
+      if (topics >= this.#maxTopicsPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may hold last values on at most ${this.#maxTopicsPerClient} topics`);
+    }
+    // checked before anything changes; replacing one's own value costs nothing more
+    const extra = old?.owner === retained.owner ? 0 : retained.segments;
+    if ((this.#nodesBy.get(retained.owner) ?? 0) + extra > this.#maxNodesPerClient) this.#charge(retained.owner, extra);
+    if (old) this.#uncount(old);
+    this.#charge(retained.owner, retained.segments); // refunded by #uncount with the value
+    this.#count(retained, retained.size);
+    this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
+    this.#tree.retain(node, retained);
+  }
+
+  #count(retained: Retained, bytes: number): void {
+    this.#retainedBytes += bytes;
+    this.#retainedBy.set(retained.owner, (this.#retainedBy.get(retained.owner) ?? 0) + bytes);
+  }
+
+  #uncount(retained: Retained): void {
+    this.#refund(retained.owner, retained.segments);
+    this.#retainedBytes -= retained.size;
+    const left = (this.#retainedBy.get(retained.owner) ?? 0) - retained.size;
+    if (left > 0) this.#retainedBy.set(retained.owner, left);
+    else this.#retainedBy.delete(retained.owner);
+    const topics = (this.#topicsBy.get(retained.owner) ?? 1) - 1;
+    if (topics > 0) this.#topicsBy.set(retained.owner, topics);
+    else this.#topicsBy.delete(retained.owner);
+  }
+
+  /**
+   * Collects every connection subscribed to the message's topic or an ancestor, once each, and
+   * builds one MESSAGE frame per target codec (never per subscriber). The encodings are cached on
+   * `retained` and counted in its size.
+   */
+  #encodeFor(node: Node, retained: Retained): Session[] {
     const seq = ++this.#seq;
     const frames = this.#frames;
     const used = this.#used;
     const targets = this.#targets;
-    try {
-      for (let n: Node | undefined = node; n !== undefined; n = n.parent) {
-        if (n.subscribers.size === 0) continue;
-        for (const sub of n.subscribers) {
-          if (sub.seen === seq || sub.state !== 'open') continue;
-          sub.seen = seq;
-          targets.push(sub);
-          const w = sub.wire;
-          if (frames[w] !== undefined) continue;
-          const payload = this.#payload(retained, sub.codec!);
-          if (payload instanceof CodecError) {
-            throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
-          }
-          frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
-          used.push(w);
+    const add = (subscribers: Set<Session>): void => {
+      for (const sub of subscribers) {
+        if (sub.seen === seq || sub.state !== 'open') continue;
+        sub.seen = seq;
+        targets.push(sub);
+        const w = sub.wire;
+        if (frames[w] !== undefined) continue;
+        const payload = this.#payload(retained, sub.codec!, false);
+        if (payload instanceof CodecError) {
+          throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
         }
-      }
-      let count = 0;
-      for (const sub of targets) {
-        const frame = frames[sub.wire];
-        if (!frame) {
-          // its codec plugin is broken: losing messages silently would break the stream
-          this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
-          continue;
+        if (payload && payload.length > this.#maxEncoded) {
+          throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${sub.codec!.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
         }
-        sub.queue.write(frame);
-        count++;
-        if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
+        frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
+        used.push(w);
       }
-      this.#counters.messagesOut += count;
-      return count;
-    } finally {
-      for (const w of used) frames[w] = undefined;
-      used.length = 0;
-      targets.length = 0;
+    };
+    for (let n: Node | undefined = node; n !== undefined; n = n.parent) if (n.subscribers.size > 0) add(n.subscribers);
+    if (this.#wild.size > 0) this.#wild.match(node.path.split('/'), add);
+    return targets;
+  }
+
+  /** Writes the frames built by `#encodeFor` to its targets; returns the number of deliveries. */
+  #send(node: Node, targets: Session[]): number {
+    const frames = this.#frames;
+    let count = 0;
+    for (const sub of targets) {
+      const frame = frames[sub.wire];
+      if (!frame) {
+        // its codec plugin is broken: losing messages silently would break the stream
+        this.#drop(sub, BrokerErrorCode.INTERNAL, `the ${sub.codec!.name} codec plugin failed to encode a message on ${node.path}`);
+        continue;
+      }
+      if (sub.state !== 'open') continue;
+      sub.queue.write(frame);
+      count++;
+      if (sub.queue.pending > this.#maxBuffer) this.#slowConsumer(sub);
     }
+    this.#counters.messagesOut += count;
+    return count;
+  }
+
+  /** Clears the per-publish scratch. */
+  #release(): void {
+    for (const w of this.#used) this.#frames[w] = undefined;
+    this.#used.length = 0;
+    this.#targets.length = 0;
   }
 
   /**
-   * The value's bytes in `codec`, encoded at most once per message. A `CodecError` means the
-   * value is outside what that codec carries; null means the plugin itself failed (reported).
+   * The value's bytes in `codec`, encoded at most once per message and cached with it. A
+   * `CodecError` means the value is outside what that codec carries; null means the plugin itself
+   * failed (reported).
    */
-  #payload(retained: Retained, codec: Codec): Buffer | CodecError | null {
+  #payload(retained: Retained, codec: Codec, kept: boolean): Buffer | CodecError | null {
     const cached = retained.payloads[codec.wireId];
     if (cached) return cached;
     try {
       const bytes = codec.encode(retained.value);
       const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      retained.payloads[codec.wireId] = buf;
       this.#encodes.set(codec.name, (this.#encodes.get(codec.name) ?? 0) + 1);
+      if (buf.length > this.#maxEncoded) return buf; // refused by the caller; never kept
+      if (!kept) {
+        // not counted yet: #keep counts the whole size when the value is stored
+        retained.payloads[codec.wireId] = buf;
+        retained.size += buf.length;
+      } else if (this.#retainedBytes + buf.length <= this.#maxRetained && (this.#retainedBy.get(retained.owner) ?? 0) + buf.length <= this.#maxRetainedPerClient) {
+        retained.payloads[codec.wireId] = buf;
+        retained.size += buf.length;
+        this.#count(retained, buf.length);
+      } // else: sent this once, not kept (the budget is full)
       return buf;
     } catch (err) {
       if (err instanceof CodecError) return err;
@@ -675,7 +1090,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #slowConsumer(s: Session): void {
     const pending = s.queue.pending;
     this.#counters.slowConsumers++;
-    this.log.warn(`client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
+    this.#limitedLog.line('slow', `client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
     this.emit('slow-consumer', s.info(), pending);
     this.#drop(s, BrokerErrorCode.SLOW_CONSUMER, `${pending} bytes waiting for this consumer exceed the broker's limit of ${this.#maxBuffer}`);
   }
@@ -683,16 +1098,46 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #subscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it may not subscribe');
     const { id, topic } = readTopicRequest(body, 'SUBSCRIBE');
-    const node = this.#node(topic, true);
-    if (!node.subscribers.has(s) && s.subs.size >= this.#maxSubs) {
-      this.#tree.prune(node);
-      throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+    if (this.#accessOption && !this.#may(s, 'subscribe', topic)) {
+      const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'subscribe to', topic);
     }
-    node.subscribers.add(s);
-    s.subs.add(node);
+    let matching: Iterable<Node>;
+    if (isWildcard(topic)) {
+      const problem = checkFilter(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      if (!s.wilds.has(topic)) {
+        if (s.subs.size + s.wilds.size >= this.#maxSubs) throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+        this.#charge(s.owner, segmentsOf(topic));
+        s.wilds.set(topic, this.#wild.add(topic, s));
+      }
+      matching = retainedMatching(this.#tree, topic);
+    } else {
+      const node = this.#node(topic, true);
+      if (!node.subscribers.has(s) && s.subs.size + s.wilds.size >= this.#maxSubs) {
+        this.#tree.prune(node);
+        throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+      }
+      if (!node.subscribers.has(s)) {
+        try {
+          this.#charge(s.owner, segmentsOf(node.path));
+        } catch (err) {
+          this.#tree.prune(node);
+          throw err;
+        }
+      }
+      node.subscribers.add(s);
+      s.subs.add(node);
+      matching = this.#tree.retainedUnder(node);
+    }
     const frames: Buffer[] = [];
-    for (const n of this.#tree.retainedUnder(node)) {
-      const payload = this.#payload(n.retained!, s.codec!);
+    for (const n of matching) {
+      const payload = this.#payload(n.retained!, s.codec!, true);
+      if (payload !== null && !(payload instanceof CodecError) && payload.length > this.#maxEncoded) {
+        this.log.debug(`last value of ${n.path} not sent to client ${s.id}: its ${s.codec!.name} encoding is over ${this.#maxEncoded} bytes`);
+        continue;
+      }
       if (payload === null) {
         this.#drop(s, BrokerErrorCode.INTERNAL, `the ${s.codec!.name} codec plugin failed to encode the last value of ${n.path}`);
         return;
@@ -711,10 +1156,18 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #unsubscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it has no subscriptions');
     const { id, topic } = readTopicRequest(body, 'UNSUBSCRIBE');
-    const problem = checkTopic(topic, { root: true });
+    const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
     if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+    const wild = s.wilds.get(topic);
+    if (wild) {
+      s.wilds.delete(topic);
+      this.#wild.remove(wild, s);
+      this.#refund(s.owner, segmentsOf(topic));
+      this.emit('unsubscribe', s.info(), topic);
+    }
     const node = this.#tree.get(topic);
     if (node && s.subs.delete(node)) {
+      this.#refund(s.owner, segmentsOf(node.path));
       node.subscribers.delete(s);
       this.#tree.prune(node);
       this.emit('unsubscribe', s.info(), topic);

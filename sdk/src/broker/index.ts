@@ -3,3 +3,5 @@ export { Broker, createBroker, type BrokerOptions, type BrokerEvents, type Broke
 export { BrokerClient, Subscription, connect, type ConnectOptions, type BrokerMessage, type ClientEvents } from './client.js';
 export { TopicTree, type TopicNode } from './topic-tree.js';
 export * from './protocol.js';
+export { measureValue, MAX_INTEGER_DIGITS, MAX_VALUE_DEPTH, type ValueBudget } from './value-budget.js';
+export { LineLimiter } from './line-limiter.js';

@@ -15,6 +15,9 @@ export const PROTOCOL_VERSION = 1;
 export const FrameType = Object.freeze({
   HELLO: 0x01,
   WELCOME: 0x02,
+  /** Either side: "are you there?"; the other answers PONG. The broker pings idle clients. */
+  PING: 0x03,
+  PONG: 0x04,
   PUBLISH: 0x10,
   PUBACK: 0x11,
   SUBSCRIBE: 0x20,
@@ -48,6 +51,10 @@ export const BrokerErrorCode = Object.freeze({
   LIMIT: 10,
   SHUTDOWN: 11,
   INTERNAL: 12,
+  /** Nothing received for the idle timeout, and no answer to a PING. */
+  IDLE_TIMEOUT: 13,
+  /** The credentials in HELLO were refused (or missing where anonymous access is off). */
+  AUTH_FAILED: 14,
 } as const);
 export type BrokerErrorCodeValue = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode];
 
@@ -76,22 +83,85 @@ export class BrokerError extends ProtocolError {
 export const MAX_TOPIC_BYTES = 1024;
 
 /**
- * A topic is a path: `/` then non-empty segments separated by `/`, no trailing slash, no control
- * characters. `/` alone is the root (subscribing to it means every topic; nothing is published there).
+ * A topic is a path of non-empty segments separated by `/`: either with a leading slash
+ * (`/weather/temperature`, the reference's hierarchical form) or without one (`qwerty`,
+ * `sensors/kitchen`: the course's bare names), listed back exactly as given. `qwerty` and
+ * `/qwerty` are different topics. No trailing slash, no empty segment, no control characters,
+ * and no `+` or `#` (they are wildcards in subscriptions). `/` alone is the root: subscribing
+ * to it means every topic; nothing is published there.
  */
 export function checkTopic(topic: string, { root = false } = {}): string | undefined {
-  if (topic.length === 0 || topic.charCodeAt(0) !== 0x2f) return 'a topic must start with "/"';
+  if (typeof topic !== 'string' || topic.length === 0) return 'a topic may not be empty';
   if (topic === '/') return root ? undefined : 'the root "/" is not a topic one can publish to';
   if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return `a topic is at most ${MAX_TOPIC_BYTES} bytes`;
-  let prev = 0x2f;
-  for (let i = 1; i < topic.length; i++) {
+  let prev = topic.charCodeAt(0) === 0x2f ? 0x2f : -1;
+  for (let i = prev === 0x2f ? 1 : 0; i < topic.length; i++) {
     const c = topic.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return 'a topic may not contain control characters';
-    if (c === 0x2f && prev === 0x2f) return 'a topic may not contain an empty segment ("//")';
+    if (c === 0x2f && (prev === 0x2f || prev === -1)) return 'a topic may not contain an empty segment ("//")';
+    if (c === 0x2b || c === 0x23) return `a topic may not contain "${String.fromCharCode(c)}" (a wildcard: only subscriptions use it, as a whole segment)`;
     prev = c;
   }
   if (prev === 0x2f) return 'a topic may not end with "/"';
   return undefined;
+}
+
+/**
+ * A subscription filter: a topic (matched with everything under it, the reference's prefix
+ * subscription), `/` (every topic), or a pattern with MQTT wildcards as whole segments: `+`
+ * matches exactly one segment, `#` (last segment only) any number of segments, zero included.
+ * `+` or `#` inside a segment (`a+b`, `#x`) is refused.
+ */
+export function checkFilter(filter: string): string | undefined {
+  if (typeof filter !== 'string' || filter.length === 0) return 'a subscription may not be empty';
+  if (filter === '/') return undefined;
+  if (Buffer.byteLength(filter) > MAX_TOPIC_BYTES) return `a subscription is at most ${MAX_TOPIC_BYTES} bytes`;
+  const segments = filter.split('/');
+  const first = filter.charCodeAt(0) === 0x2f ? 1 : 0;
+  for (let i = first; i < segments.length; i++) {
+    const seg = segments[i]!;
+    if (seg.length === 0) return i === segments.length - 1 ? 'a subscription may not end with "/"' : 'a subscription may not contain an empty segment ("//")';
+    for (let k = 0; k < seg.length; k++) {
+      const c = seg.charCodeAt(k);
+      if (c < 0x20 || c === 0x7f) return 'a subscription may not contain control characters';
+    }
+    if (seg === '+') continue;
+    if (seg === '#') {
+      if (i !== segments.length - 1) return '"#" may only be the last segment of a subscription';
+      continue;
+    }
+    if (seg.includes('+') || seg.includes('#')) return `"${seg.slice(0, 40)}": "+" and "#" are wildcards only as a whole segment (e.g. /a/+/c, /a/#)`;
+  }
+  return undefined;
+}
+
+/** Whether a subscription filter uses a wildcard segment (`+` or `#`). */
+export function isWildcard(filter: string): boolean {
+  return filter === '#' || filter === '+' || filter.startsWith('+/') || filter.startsWith('#/') || filter.endsWith('/#') || filter.endsWith('/+') || filter.includes('/+/');
+}
+
+/** The segments of a topic or filter: `/a/b` → `['', 'a', 'b']`, `a/b` → `['a', 'b']`. */
+export function topicSegments(topic: string): string[] {
+  return topic.split('/');
+}
+
+/**
+ * Whether `topic` is delivered to a subscription on `filter`: `/` matches every topic; a filter
+ * without wildcards matches itself and every topic under it (by segment: `/weather` matches
+ * `/weather/temperature`, never `/weather2`); a filter with wildcards follows MQTT.
+ */
+export function topicMatches(filter: string, topic: string): boolean {
+  if (filter === '/') return true;
+  if (!isWildcard(filter)) return topic === filter || (topic.length > filter.length && topic.startsWith(filter) && topic.charCodeAt(filter.length) === 0x2f);
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const seg = f[i]!;
+    if (seg === '#') return true;
+    if (i >= t.length) return false;
+    if (seg !== '+' && seg !== t[i]) return false;
+  }
+  return f.length === t.length;
 }
 
 // ------------------------------------------------------------------ encoders (whole frames)
@@ -102,11 +172,24 @@ function control(type: number, bodyBytes: number): Buffer {
   return f;
 }
 
-export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION): Buffer {
-  const f = control(FrameType.HELLO, 3);
+/**
+ * HELLO: `u8 version | u8 codec wire id | u8 role`, then optionally credentials:
+ * `u16 user length | user | u16 password length | password` (UTF-8).
+ */
+export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION, credentials?: { username: string; password: string }): Buffer {
+  const user = credentials ? Buffer.from(credentials.username, 'utf8') : undefined;
+  const pass = credentials ? Buffer.from(credentials.password, 'utf8') : undefined;
+  if (user && (user.length > 0xffff || pass!.length > 0xffff)) throw new RangeError('a user name or password is at most 65,535 bytes');
+  const f = control(FrameType.HELLO, 3 + (user ? 4 + user.length + pass!.length : 0));
   f[5] = version;
   f[6] = codecWireId;
   f[7] = role;
+  if (user) {
+    f.writeUInt16BE(user.length, 8);
+    f.set(user, 10);
+    f.writeUInt16BE(pass!.length, 10 + user.length);
+    f.set(pass!, 12 + user.length);
+  }
   return f;
 }
 
@@ -117,16 +200,40 @@ export function welcomeFrame(maxFrameBytes: number): Buffer {
   return f;
 }
 
-/** PUBLISH: `u8 flags (bit 0 = ack wanted) | u32 request id | u16 topic length | topic | payload`. */
-export function publishFrame(topic: string, payload: Uint8Array, ackId = 0): Buffer {
+/** PUBLISH flag bits. */
+export const PublishFlag = Object.freeze({
+  /** Answer PUBACK with the request id. */
+  ACK: 1,
+  /** Clear the topic's last value (the payload must be empty; nothing is delivered). */
+  CLEAR: 2,
+  /** A `u32` expiry in seconds follows the topic: the last value is dropped after it. */
+  EXPIRY: 4,
+} as const);
+
+/**
+ * PUBLISH: `u8 flags | u32 request id | u16 topic length | topic | [u32 expiry seconds] | payload`
+ * (flags: bit 0 ack wanted, bit 1 clear the last value, bit 2 expiry present).
+ */
+export function publishFrame(topic: string, payload: Uint8Array, ackId = 0, options: { clear?: boolean; expirySeconds?: number } = {}): Buffer {
   const tlen = Buffer.byteLength(topic);
-  const f = control(FrameType.PUBLISH, 7 + tlen + payload.length);
-  f[5] = ackId !== 0 ? 1 : 0;
+  const expiry = options.expirySeconds !== undefined;
+  const f = control(FrameType.PUBLISH, 7 + tlen + (expiry ? 4 : 0) + payload.length);
+  f[5] = (ackId !== 0 ? PublishFlag.ACK : 0) | (options.clear ? PublishFlag.CLEAR : 0) | (expiry ? PublishFlag.EXPIRY : 0);
   f.writeUInt32BE(ackId, 6);
   f.writeUInt16BE(tlen, 10);
   f.write(topic, 12, tlen, 'utf8');
-  f.set(payload, 12 + tlen);
+  let off = 12 + tlen;
+  if (expiry) {
+    f.writeUInt32BE(options.expirySeconds!, off);
+    off += 4;
+  }
+  f.set(payload, off);
   return f;
+}
+
+/** PING or PONG: the type byte alone. */
+export function pingFrame(type: typeof FrameType.PING | typeof FrameType.PONG): Buffer {
+  return control(type, 0);
 }
 
 /** MESSAGE: `u8 flags (bit 0 = retained value) | u16 topic length | topic | payload`. */
@@ -224,11 +331,18 @@ export interface Hello {
   version: number;
   codec: number;
   role: number;
+  username?: string;
+  password?: string;
 }
 
 export function readHello(body: Buffer): Hello {
-  if (body.length !== 4) malformed(`HELLO must be 4 bytes, got ${body.length}`);
-  return { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length < 4) malformed(`HELLO must be at least 4 bytes, got ${body.length}`);
+  const hello: Hello = { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length === 4) return hello;
+  const [username, off] = readString(body, 4, 'HELLO');
+  const [password, end] = readString(body, off, 'HELLO');
+  if (end !== body.length) malformed(`HELLO frame has ${body.length - end} trailing bytes`);
+  return { ...hello, username, password };
 }
 
 export interface TopicRequest {

@@ -3,6 +3,10 @@
  * different branches and a subscription on `/weather` matches `/weather/...` but never
  * `/weather2/...`. A node holds the subscribers of that exact path and the topic's last value.
  * Nodes that hold nothing are pruned, so memory follows live topics and subscriptions.
+ *
+ * The root (path `/`) holds every topic: bare topics (`qwerty`, `a/b`) are its children, and
+ * slashed ones (`/a/b`) live under its child for the empty first segment (path `''`, never a
+ * topic itself), so a subscription on `/` covers both forms.
  */
 
 export interface TopicNode<S, R> {
@@ -47,7 +51,7 @@ export class TopicTree<S, R> {
     const found = this.#byPath.get(path);
     if (found) return found;
     const cut = path.lastIndexOf('/');
-    const parent = cut === 0 ? this.root : this.ensure(path.slice(0, cut));
+    const parent = cut < 0 ? this.root : this.ensure(path.slice(0, cut));
     const node = TopicTree.#node<S, R>(path, parent);
     parent.children.set(path.slice(cut + 1), node);
     this.#byPath.set(path, node);
@@ -88,5 +92,95 @@ export class TopicTree<S, R> {
     const out: string[] = [];
     for (const n of this.retainedUnder(this.root)) out.push(n.path);
     return out.sort();
+  }
+}
+
+/** One node of a `FilterTrie`: a filter segment (`+`, `#` or a literal). */
+export interface FilterNode<S> {
+  readonly filter: string;
+  readonly segment: string;
+  readonly parent: FilterNode<S> | undefined;
+  readonly children: Map<string, FilterNode<S>>;
+  readonly subscribers: Set<S>;
+}
+
+/**
+ * The wildcard subscriptions (MQTT semantics on `/`-separated segments: `+` one segment, `#` the
+ * rest, zero segments included), kept apart from the topic tree so a publish pays for them only
+ * when some exist. Matching walks the trie along the topic's segments: its cost follows the
+ * number of distinct filters that can match, not the number of subscriptions.
+ */
+export class FilterTrie<S> {
+  readonly #root: FilterNode<S> = { filter: '', segment: '', parent: undefined, children: new Map(), subscribers: new Set() };
+  #filters = 0;
+
+  /** Number of distinct filters with a subscriber. */
+  get size(): number {
+    return this.#filters;
+  }
+
+  add(filter: string, subscriber: S): FilterNode<S> {
+    let n = this.#root;
+    for (const seg of filter.split('/')) {
+      let next = n.children.get(seg);
+      if (!next) {
+        next = { filter: n === this.#root ? seg : `${n.filter}/${seg}`, segment: seg, parent: n, children: new Map(), subscribers: new Set() };
+        n.children.set(seg, next);
+      }
+      n = next;
+    }
+    if (n.subscribers.size === 0) this.#filters++;
+    n.subscribers.add(subscriber);
+    return n;
+  }
+
+  remove(node: FilterNode<S>, subscriber: S): void {
+    if (!node.subscribers.delete(subscriber)) return;
+    if (node.subscribers.size === 0) this.#filters--;
+    let n: FilterNode<S> | undefined = node;
+    while (n && n.parent && n.subscribers.size === 0 && n.children.size === 0) {
+      n.parent.children.delete(n.segment);
+      n = n.parent;
+    }
+  }
+
+  /** Calls `visit` with the subscribers of every filter matching the topic's `segments`. */
+  match(segments: readonly string[], visit: (subscribers: Set<S>) => void): void {
+    const walk = (n: FilterNode<S>, i: number): void => {
+      const hash = n.children.get('#');
+      if (hash && hash.subscribers.size > 0) visit(hash.subscribers);
+      if (i === segments.length) {
+        if (n !== this.#root && n.subscribers.size > 0) visit(n.subscribers);
+        return;
+      }
+      const plus = n.children.get('+');
+      if (plus) walk(plus, i + 1);
+      const exact = n.children.get(segments[i]!);
+      if (exact) walk(exact, i + 1);
+    };
+    walk(this.#root, 0);
+  }
+}
+
+/** Every node holding a value whose path matches a wildcard `filter`, in tree order. */
+export function* retainedMatching<S, R>(tree: TopicTree<S, R>, filter: string): Generator<TopicNode<S, R>> {
+  const segments = filter.split('/');
+  const stack: [TopicNode<S, R>, number][] = [[tree.root, 0]];
+  while (stack.length > 0) {
+    const [n, i] = stack.pop()!;
+    if (i === segments.length) {
+      if (n.retained !== undefined) yield n;
+      continue;
+    }
+    const seg = segments[i]!;
+    if (seg === '#') {
+      yield* tree.retainedUnder(n);
+    } else if (seg === '+') {
+      const kids = [...n.children.values()];
+      for (let k = kids.length - 1; k >= 0; k--) stack.push([kids[k]!, i + 1]);
+    } else {
+      const child = n.children.get(seg);
+      if (child) stack.push([child, i + 1]);
+    }
   }
 }
