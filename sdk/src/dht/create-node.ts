@@ -15,6 +15,8 @@ export interface UdpNodeOptions extends Omit<ChordNodeOptions, 'transport' | 'ro
   codec?: string;
   /** Largest datagram accepted (default 65507). */
   maxDatagramBytes?: number;
+  /** The shared ring key: every node-to-node datagram is HMAC-SHA256-tagged with it. */
+  ringKey?: Uint8Array;
 }
 
 /** Creates a `ChordNode` on UDP, not yet listening: call `listen(port, host)` then maybe `join`. */
@@ -25,7 +27,7 @@ export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = 
   const logger = options.logger ?? host.log.child('dht');
   return new ChordNode({
     ...options,
-    transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, logger }),
+    transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, ringKey: options.ringKey, logger }),
     routing,
     hooks: host.dhtRouting.hooks,
     logger,

@@ -43,6 +43,15 @@ export interface ChordNodeOptions {
   maxHops?: number;
   /** Run maintenance timers (default true; simulations measuring lookups switch them off). */
   maintenance?: boolean;
+  /**
+   * Accept a node into the tables only when its id is the hash of its advertised address (default:
+   * true, unless `id` places this node at a chosen id, as simulations do).
+   */
+  verifyIds?: boolean;
+  /** Datagrams per second accepted from one source that is not a verified ring member (default 1000; 0 = no limit). */
+  rateLimit?: number;
+  /** Reply bytes per second sent to one address that is not a verified ring member (default 2 MiB; 0 = no limit). */
+  replyBudget?: number;
   /** Observer hooks to call (`host.dhtRouting.hooks`). */
   hooks?: DhtRoutingHooks;
   logger?: Logger;
