@@ -243,8 +243,11 @@ export class InvalidArgumentError extends TrellisError {
 export class SendError extends TrellisError {
   static override readonly brand = brandFor('SendError');
   override readonly name: string = 'SendError';
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The encoded size, when the message was too large to send. */
+  readonly bytes: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; bytes?: number }) {
     super(ErrorCodes.SEND_FAILED, message, options);
+    this.bytes = options?.bytes;
   }
 }
 

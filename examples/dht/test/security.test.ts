@@ -184,7 +184,7 @@ test('a small pickle whose shared references expand to millions of values is ref
 });
 
 test('a forward too large to send is a local error: NACK with a reason, and the healthy next hop is not evicted', async () => {
-  const ring = await ringOf(2, { maxDatagramBytes: 2048, replicas: 0 });
+  const ring = await ringOf(2, { maxDatagramBytes: 2048, maxStreamBytes: 2048, replicas: 0 });
   const codec = await ring.pluginHost.serialization.codec('pickle');
   const client = new DhtClient({ codec, timeoutMs: 3000 });
   try {
@@ -198,7 +198,7 @@ test('a forward too large to send is a local error: NACK with a reason, and the 
     for (const n of ring.nodes) n.on('peer-failed', (p) => failed.push(`${p.port}`));
     const rep = await client.request(a.address, { method: 'PUT', args: { key, value } });
     assert.is(rep.method, 'NACK');
-    assert.match(String((rep.args as Record<string, Value>).error), /over the 2048-byte datagram limit/);
+    assert.match(String((rep.args as Record<string, Value>).error), /over the 2048-byte (datagram|stream frame) limit/);
     await sleep(1500);
     assert.equal(failed, []);
     assert.ok(sameSucc(a, b), 'b is still a\'s successor');

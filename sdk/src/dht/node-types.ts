@@ -52,6 +52,8 @@ export interface ChordNodeOptions {
   rateLimit?: number;
   /** Reply bytes per second sent to one address that is not a verified ring member (default 2 MiB; 0 = no limit). */
   replyBudget?: number;
+  /** Largest value stored, in (approximate encoded) bytes (default 4 MiB); larger PUTs get a NACK with the reason. */
+  maxValueBytes?: number;
   /** Observer hooks to call (`host.dhtRouting.hooks`). */
   hooks?: DhtRoutingHooks;
   logger?: Logger;

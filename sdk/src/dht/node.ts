@@ -30,6 +30,7 @@ import {
   readId,
   readInt,
   readNode,
+  readString,
   readNodes,
   chunkEntries,
   approxSize,
@@ -161,6 +162,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       verifyIds: options.verifyIds ?? options.id === undefined,
       rateLimit: Math.max(0, options.rateLimit ?? 1000),
       replyBudget: Math.max(0, options.replyBudget ?? 2 * 1024 * 1024),
+      maxValueBytes: Math.max(1, options.maxValueBytes ?? 4 * 1024 * 1024),
       hooks: options.hooks,
     };
     this.#clock = this.#opt.clock;
@@ -378,7 +380,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   /** Stores `value` under `key` on its owner (from inside the process, not over a client socket). */
   async put(key: string, value: Value): Promise<void> {
     const rep = await this.#originate('PUT', key, { key, value });
-    if (rep.method !== 'ACK') throw new ProtocolError(`PUT ${key} was refused (${rep.method})`);
+    if (rep.method !== 'ACK') throw new ProtocolError(`PUT ${key} was refused${rep.error ? `: ${rep.error}` : ` (${rep.method})`}`);
   }
 
   /** Reads `key` from its owner; undefined when it is not stored. */
@@ -422,6 +424,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       try {
         rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
         if (!candidate) this.#succMisses = 0;
+        if (this.#idOk(succ)) this.#remember(succ); // it answered from its own address
       } catch (err) {
         // a named node that never answers is simply not adopted; the successor still hears from us
         if (candidate) {
@@ -524,12 +527,35 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         this.#counters.unauthenticated++;
         throw new ProtocolError(`${method.slice(0, 40)} without a valid ring-key tag`);
       }
+      if (meta?.reply) return this.#streamClient(method, args, meta.reply);
       this.#dispatch(method, args, from, member, authenticated);
     } catch (err) {
       if (err instanceof TrellisError) return this.#dropped(from, err.message);
       // a bug must not take the node down: report it and keep serving everyone else
       this.#log.error(`handling a datagram from ${from.host}:${from.port} failed`, err instanceof Error ? err.stack ?? err.message : String(err));
       this.#dropped(from, `internal error: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
+  /** A client's request over the stream side channel (large values): run here, answered on its connection. */
+  #streamClient(method: string, args: Args, reply: (message: WireMessage) => void): void {
+    const fail = (err: unknown) => reply({ method: 'NACK', args: { error: (err as Error)?.message ?? String(err) } });
+    switch (method) {
+      case 'PUT': {
+        const key = readString(args.key, 'key');
+        if (args.value === undefined) throw new ProtocolError('PUT needs a "value"');
+        const size = approxSize(args.value);
+        if (size > this.#opt.maxValueBytes) return reply({ method: 'NACK', args: { error: `the value is about ${size} bytes, over this ring's ${this.#opt.maxValueBytes}-byte limit` } });
+        this.put(key, args.value).then(() => reply({ method: 'ACK' }), fail);
+        return;
+      }
+      case 'GET':
+        this.get(readString(args.key, 'key')).then((v) => reply(v === undefined ? { method: 'NACK' } : { method: 'ACK', args: v }), fail);
+        return;
+      case 'INFO':
+        return reply({ method: 'ACK', args: this.wireInfo() });
+      default:
+        throw new ProtocolError(`${method.slice(0, 40)} is not a client request`);
     }
   }
 
@@ -770,6 +796,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         return this.#send(m.from, { method: 'JOIN_REP', args: { rid: m.args.rid ?? null, successor_id: wireId(self.id), successor_addr: wireAddr(self) } });
       case 'PUT': {
         const key = m.args.key as string;
+        const size = approxSize(m.args.value!);
+        if (size > this.#opt.maxValueBytes) return this.#nack(m, `the value is about ${size} bytes, over this ring's ${this.#opt.maxValueBytes}-byte limit`);
         this.#counters.puts++;
         const entry = this.#store.write(key, m.target, m.args.value!);
         this.#replicate([[key, entry.value, entry.version]]);
@@ -780,7 +808,20 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         const entry = this.#store.get(m.args.key as string);
         const rid = m.args.rid;
         if (!entry) return this.#send(m.from, rid !== undefined ? { method: 'NACK', args: { rid } } : { method: 'NACK' });
-        return this.#send(m.from, rid !== undefined ? { method: 'ACK', args: { rid, value: entry.value } } : { method: 'ACK', args: entry.value });
+        const reply: WireMessage = rid !== undefined ? { method: 'ACK', args: { rid, value: entry.value } } : { method: 'ACK', args: entry.value };
+        return this.#send(m.from, reply, (err) => {
+          const bytes = err instanceof SendError ? err.bytes : undefined;
+          if (bytes === undefined) return this.#nack(m, `could not send the value: ${err.message}`);
+          if (rid === undefined) {
+            // a UDP client: the value cannot reach it in one datagram, and it is told so
+            return this.#nack(m, `the value is ${bytes} bytes, too large for a datagram; read it over the stream side channel (TCP port ${self.port}; trellis dht get does)`);
+          }
+          // a node asked (it gave a rid): once it proves it holds its address, the value is streamed to it
+          void this.#verifyAddress(m.from).then((ok) => {
+            if (ok) this.#send(m.from, reply, (e) => this.#nack(m, `could not send the value: ${e.message}`));
+            else this.#nack(m, `the value is ${bytes} bytes and ${m.from.host}:${m.from.port} is not a verified ring member`);
+          });
+        });
       }
     }
   }
@@ -804,6 +845,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
             this.#counters.membershipRefused++;
             throw new ProtocolError(`SUCCESSOR_REP from ${from.host}:${from.port} names ${node.id} at ${node.host}:${node.port}, which does not check out`);
           }
+          this.#remember(node);
           result = {
             id,
             node,
@@ -846,9 +888,9 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   /** PUT/GET started inside the process: routed like a client's, answered with the rid. */
-  async #originate(method: 'PUT' | 'GET', key: string, args: Record<string, Value>): Promise<{ method: string; args: Value | undefined }> {
+  async #originate(method: 'PUT' | 'GET', key: string, args: Record<string, Value>): Promise<{ method: string; args: Value | undefined; error?: string }> {
     const { args: rep } = await this.#routeRequest(method, this.hashOf(key), args, false);
-    return { method: rep.__method as string, args: rep.value };
+    return { method: rep.__method as string, args: rep.value, ...(typeof rep.error === 'string' ? { error: rep.error } : {}) };
   }
 
   // ----------------------------------------------------------- ring membership
@@ -1059,7 +1101,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     try {
       // replies to clients go untagged (a client has no ring key); node-to-node messages are tagged
       const authenticate = message.method !== 'ACK' && message.method !== 'NACK';
-      this.#transport!.send(to, message, { authenticate, onError: late });
+      this.#transport!.send(to, message, { authenticate, stream: this.#isMember(to), onError: late });
       return;
     } catch (err) {
       const e = err instanceof SendError ? err : new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${(err as Error).message}`, { cause: err });
@@ -1141,6 +1183,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       this.#verifying.set(key, pending);
     }
     return pending;
+  }
+
+  /** Proves that a ring member answers at advertised address `a`. */
+  async #verifyAddress(a: Address): Promise<boolean> {
+    const ip = (await this.#resolveHost(a.host)) ?? a.host;
+    const found = await this.#verifySource({ host: ip, port: a.port });
+    return found !== undefined && (await this.#sameAddress(found, { host: ip, port: a.port }));
   }
 
   /** Proves that `node` answers at its advertised address. */

@@ -20,6 +20,8 @@ export interface WireMessage {
 export interface ReceiveMeta {
   /** True when the datagram carried a valid ring-key tag (always false on a transport without a key). */
   readonly authenticated: boolean;
+  /** Set for a client's request that came over the stream side channel: the answer goes here. */
+  readonly reply?: (message: WireMessage) => void;
 }
 
 /** Called for every message that arrived; `from` is the sender's socket address. */
@@ -29,6 +31,8 @@ export type Receiver = (message: unknown, from: Address, meta?: ReceiveMeta) => 
 export interface SendOptions {
   /** Tag with the ring key (node-to-node traffic); replies to clients go untagged. Default true. */
   readonly authenticate?: boolean;
+  /** May a message too large for one datagram go over the stream side channel (verified peers only)? */
+  readonly stream?: boolean;
   /** Called when the datagram could not leave this host after `send` returned (EMSGSIZE, …). */
   readonly onError?: (err: Error) => void;
 }

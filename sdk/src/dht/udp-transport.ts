@@ -8,7 +8,15 @@
  * timestamp more than `maxSkewMs` away is dropped. Untagged datagrams (clients) still arrive,
  * marked unauthenticated, and the node decides what they may do. Decoding is bounded per datagram:
  * the decoded value may expand (shared references counted each time) to at most 4 values per byte.
+ *
+ * Messages too large for one datagram (values up to megabytes) go over a stream side channel: a
+ * TCP listener on the same port number. A frame is `u32 length | u16 sender's UDP port | payload`
+ * (the payload exactly what a datagram would carry, ring-key tag included). TCP brings ordering,
+ * retransmission and flow control, and its handshake proves the sender's IP, so there is no
+ * reassembly state for strangers to fill. Port 0 in a frame marks a client: its answers come back
+ * as frames on the same connection.
  */
+import { createServer, connect, type Server, type Socket as TcpSocket } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -26,6 +34,8 @@ export interface UdpTransportOptions {
   /** Datagrams above this many bytes are dropped on receipt and refused on send (default 65507). */
   maxDatagramBytes?: number;
   logger?: Logger;
+  /** Largest stream frame accepted or sent (default 8 MiB). */
+  maxStreamBytes?: number;
   /** The shared ring key: node-to-node datagrams are HMAC-tagged with it (at least 16 bytes). */
   ringKey?: Uint8Array;
   /** Largest clock difference a tagged datagram's timestamp may show (default 60 s). */
@@ -40,7 +50,15 @@ export interface UdpTransportStats {
   sendErrors: number;
   /** Tagged datagrams whose tag or timestamp did not check out. */
   badTags: number;
+  /** Messages sent and received over the stream side channel. */
+  streamSent: number;
+  streamReceived: number;
 }
+
+/** Stream frame header: u32 payload length, u16 sender's UDP port (0 = a client). */
+const FRAME_HEADER = 6;
+/** Open stream connections kept, each way. */
+const MAX_CONNECTIONS = 256;
 
 /** The frame header of a ring-key-tagged datagram; 0x00 never starts a pickle. */
 const TAG_MAGIC = Buffer.from([0x00, 0x54, 0x52, 0x4b]);
@@ -64,7 +82,12 @@ export class UdpTransport implements DhtTransport {
   readonly #codec: Codec;
   readonly #max: number;
   readonly #log: Logger;
-  readonly #socket: Socket;
+  #socket: Socket;
+  readonly #maxStream: number;
+  #server: Server | undefined;
+  /** Outgoing stream connections by `ip:port`. */
+  readonly #conns = new Map<string, TcpSocket>();
+  readonly #incoming = new Set<TcpSocket>();
   readonly #resolved = new Map<string, string>();
   readonly #resolving = new Map<string, Promise<string>>();
   #receiver: Receiver | undefined;
@@ -73,7 +96,7 @@ export class UdpTransport implements DhtTransport {
   #closed = false;
   readonly #key: Buffer | undefined;
   readonly #maxSkew: number;
-  readonly counters: UdpTransportStats = { received: 0, sent: 0, dropped: 0, sendErrors: 0, badTags: 0 };
+  readonly counters: UdpTransportStats = { received: 0, sent: 0, dropped: 0, sendErrors: 0, badTags: 0, streamSent: 0, streamReceived: 0 };
 
   constructor(options: UdpTransportOptions) {
     this.#codec = options.codec;
@@ -81,10 +104,16 @@ export class UdpTransport implements DhtTransport {
     this.#key = options.ringKey ? Buffer.from(options.ringKey) : undefined;
     this.#maxSkew = options.maxSkewMs ?? 60_000;
     this.#max = Math.min(options.maxDatagramBytes ?? MAX_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES);
+    this.#maxStream = options.maxStreamBytes ?? 8 * 1024 * 1024;
     this.#log = options.logger ?? createLogger('trellis:dht:udp');
-    this.#socket = createSocket({ type: 'udp4' });
-    this.#socket.on('message', (buf, rinfo) => this.#onDatagram(buf, { host: rinfo.address, port: rinfo.port }));
-    this.#socket.on('error', (err) => this.#log.error(`socket error: ${err.message}`));
+    this.#socket = this.#createSocket();
+  }
+
+  #createSocket(): Socket {
+    const socket = createSocket({ type: 'udp4' });
+    socket.on('message', (buf, rinfo) => this.#onDatagram(buf, { host: rinfo.address, port: rinfo.port }));
+    socket.on('error', (err) => this.#log.error(`socket error: ${err.message}`));
+    return socket;
   }
 
   get address(): Address {
@@ -95,8 +124,36 @@ export class UdpTransport implements DhtTransport {
     return this.#key !== undefined;
   }
 
+  /**
+   * Binds the UDP socket and the stream listener on the same port number. With port 0, a port
+   * whose TCP twin is taken is given back and another one tried.
+   */
   async bind(port: number, host: string): Promise<void> {
     const ip = await this.#resolve(host);
+    for (let attempt = 0; ; attempt++) {
+      await this.#bindUdp(port, ip);
+      const server = createServer((sock) => this.#onConnection(sock));
+      const err = await new Promise<Error | undefined>((resolve) => {
+        server.once('error', resolve);
+        server.listen({ port: this.#socket.address().port, host: ip, exclusive: true }, () => resolve(undefined));
+      });
+      if (!err) {
+        server.on('error', (e) => this.#log.error(`stream listener error: ${e.message}`));
+        this.#server = server;
+        break;
+      }
+      if (port !== 0 || attempt >= 8) {
+        await new Promise<void>((r) => this.#socket.close(() => r()));
+        throw new SendError(`the stream side channel cannot listen on TCP ${ip}:${this.#socket.address().port}: ${err.message}`, { cause: err });
+      }
+      await new Promise<void>((r) => this.#socket.close(() => r()));
+      this.#socket = this.#createSocket();
+    }
+    const a = this.#socket.address();
+    this.#address = Object.freeze({ host: a.address, port: a.port });
+  }
+
+  async #bindUdp(port: number, ip: string): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       this.#socket.once('error', onError);
@@ -111,8 +168,6 @@ export class UdpTransport implements DhtTransport {
     } catch {
       /* keep the default */
     }
-    const a = this.#socket.address();
-    this.#address = Object.freeze({ host: a.address, port: a.port });
   }
 
   onMessage(receiver: Receiver): void {
@@ -133,9 +188,10 @@ export class UdpTransport implements DhtTransport {
       throw new SendError(`cannot encode ${message.method} for ${to.host}:${to.port}: ${(err as Error).message}`, { cause: err });
     }
     if (this.#key && options.authenticate !== false) bytes = this.#tag(bytes);
-    if (bytes.byteLength > this.#max) {
+    if (bytes.byteLength > this.#max && (!options.stream || bytes.byteLength > this.#maxStream)) {
       this.counters.sendErrors++;
-      throw new SendError(`${message.method} to ${to.host}:${to.port} is ${bytes.byteLength} bytes, over the ${this.#max}-byte datagram limit`);
+      const limit = options.stream ? `${this.#maxStream}-byte stream frame limit` : `${this.#max}-byte datagram limit`;
+      throw new SendError(`${message.method} to ${to.host}:${to.port} is ${bytes.byteLength} bytes, over the ${limit}`, { bytes: bytes.byteLength });
     }
     this.counters.sent++;
     const done = (err: Error | null) => {
@@ -145,15 +201,102 @@ export class UdpTransport implements DhtTransport {
       if (options.onError) options.onError(e);
       else this.#log.warn(e.message);
     };
+    const big = bytes.byteLength > this.#max;
     const ip = this.#resolved.get(to.host);
-    if (ip !== undefined) {
+    if (ip !== undefined && !big) {
       this.#socket.send(bytes, to.port, ip, done);
       return;
     }
     this.#resolve(to.host).then(
-      (addr) => !this.#closed && this.#socket.send(bytes, to.port, addr, done),
+      (addr) => {
+        if (this.#closed) return;
+        if (big) this.#streamSend(addr, to.port, bytes, done);
+        else this.#socket.send(bytes, to.port, addr, done);
+      },
       (err) => done(new Error(`cannot resolve ${to.host}: ${(err as Error).message}`)),
     );
+  }
+
+  /** Sends one frame over the (reused) stream connection to `ip:port`. */
+  #streamSend(ip: string, port: number, payload: Uint8Array, done: (err: Error | null) => void): void {
+    const key = `${ip}:${port}`;
+    let conn = this.#conns.get(key);
+    if (!conn || conn.destroyed) {
+      if (this.#conns.size >= MAX_CONNECTIONS) {
+        const [oldKey, old] = this.#conns.entries().next().value!;
+        this.#conns.delete(oldKey);
+        old.destroy();
+      }
+      conn = connect({ host: ip, port });
+      conn.setNoDelay(true);
+      conn.setTimeout(30_000, () => conn!.destroy());
+      conn.on('error', () => undefined); // reported through the write callbacks
+      conn.on('close', () => this.#conns.get(key) === conn && this.#conns.delete(key));
+      conn.on('data', () => undefined); // nodes answer over UDP or their own connection
+      this.#conns.set(key, conn);
+    }
+    const header = Buffer.allocUnsafe(FRAME_HEADER);
+    header.writeUInt32BE(payload.byteLength, 0);
+    header.writeUInt16BE(this.#address.port, 4);
+    this.counters.streamSent++;
+    conn.write(header);
+    conn.write(payload, (err) => done(err ?? null));
+  }
+
+  /** Reads frames from a stream connection; a bad frame closes that connection only. */
+  #onConnection(sock: TcpSocket): void {
+    if (this.#closed || this.#incoming.size >= MAX_CONNECTIONS) {
+      sock.destroy();
+      return;
+    }
+    this.#incoming.add(sock);
+    sock.on('close', () => this.#incoming.delete(sock));
+    sock.on('error', () => undefined);
+    sock.setTimeout(60_000, () => sock.destroy());
+    const ip = (sock.remoteAddress ?? '').replace(/^::ffff:/, '');
+    let chunks: Buffer[] = [];
+    let have = 0;
+    sock.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      have += chunk.byteLength;
+      while (have >= FRAME_HEADER) {
+        const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, have);
+        chunks = [buf];
+        const length = buf.readUInt32BE(0);
+        if (length > this.#maxStream) {
+          this.#drop({ host: ip, port: sock.remotePort ?? 0 }, `a ${length}-byte stream frame is over the ${this.#maxStream}-byte limit`);
+          sock.destroy();
+          return;
+        }
+        if (have < FRAME_HEADER + length) return;
+        const senderPort = buf.readUInt16BE(4);
+        const payload = buf.subarray(FRAME_HEADER, FRAME_HEADER + length);
+        const rest = buf.subarray(FRAME_HEADER + length);
+        chunks = rest.byteLength > 0 ? [rest] : [];
+        have = rest.byteLength;
+        this.counters.streamReceived++;
+        const from = { host: ip, port: senderPort === 0 ? sock.remotePort ?? 0 : senderPort };
+        const reply = senderPort === 0 ? (message: WireMessage) => this.#frameReply(sock, message) : undefined;
+        this.#onDatagram(payload, from, true, reply);
+      }
+    });
+  }
+
+  #frameReply(sock: TcpSocket, message: WireMessage): void {
+    if (sock.destroyed) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#codec.encode(message as unknown as Value);
+    } catch (err) {
+      this.counters.sendErrors++;
+      this.#log.warn(`cannot encode a ${message.method} reply: ${(err as Error).message}`);
+      return;
+    }
+    const header = Buffer.allocUnsafe(FRAME_HEADER);
+    header.writeUInt32BE(bytes.byteLength, 0);
+    header.writeUInt16BE(0, 4);
+    sock.write(header);
+    sock.write(bytes);
   }
 
   resolve(host: string): Promise<string> {
@@ -185,12 +328,20 @@ export class UdpTransport implements DhtTransport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+    for (const c of this.#conns.values()) c.destroy();
+    this.#conns.clear();
+    for (const c of this.#incoming) c.destroy();
+    this.#incoming.clear();
+    const server = this.#server;
+    await Promise.all([
+      new Promise<void>((resolve) => this.#socket.close(() => resolve())),
+      server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
+    ]);
   }
 
-  #onDatagram(buf: Buffer, from: Address): void {
+  #onDatagram(buf: Buffer, from: Address, viaStream = false, reply?: (message: WireMessage) => void): void {
     this.counters.received++;
-    if (buf.byteLength > this.#max) {
+    if (!viaStream && buf.byteLength > this.#max) {
       this.#drop(from, `a ${buf.byteLength}-byte datagram is over the ${this.#max}-byte limit`);
       return;
     }
@@ -212,7 +363,7 @@ export class UdpTransport implements DhtTransport {
       this.#drop(from, err instanceof TrellisError ? err.message : `undecodable datagram: ${(err as Error).message}`);
       return;
     }
-    this.#receiver?.(message, from, { authenticated });
+    this.#receiver?.(message, from, { authenticated, reply });
   }
 
   #drop(from: Address, why: string): void {
