@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { createHost, createUdpNode, DhtClient, TrellisError, type ChordNode, type HashName, type Value } from '@trellis/sdk';
 import { startRing } from './ring.js';
+import { openLmdbPersistence } from './lmdb-store.js';
 import { parseValue, toJson, toJsonLines } from './json-value.js';
 
 const nodeOptions = {
@@ -17,6 +18,7 @@ const nodeOptions = {
   'stabilize-ms': { type: 'string', default: '250', description: 'stabilize period', placeholder: 'ms' },
   'identity-host': { type: 'string', description: 'host in the node id and advertised address (default: localhost when --host is loopback, as the original; else --host)', placeholder: 'host' },
   host: { type: 'string', default: '127.0.0.1', description: 'address to bind', placeholder: 'host' },
+  'data-dir': { type: 'string', description: 'keep keys in an LMDB store here (ring: one sub-folder per port) and reload them on restart', placeholder: 'DIR' },
   'ring-key': { type: 'string', description: 'file holding the shared ring key (≥ 16 bytes): node-to-node datagrams are HMAC-tagged', placeholder: 'FILE' },
   'rate-limit': { type: 'string', default: '1000', description: 'datagrams/s accepted from one unverified source (0 = no limit)', placeholder: 'n' },
   'reply-budget': { type: 'string', default: '2097152', description: 'reply bytes/s sent to one unverified address (0 = no limit)', placeholder: 'bytes' },
@@ -98,7 +100,9 @@ const node = defineCommand({
     const host = createHost();
     let dht: ChordNode | undefined;
     try {
-      dht = await createUdpNode(host, options);
+      const dataDir = values['data-dir'] as string | undefined;
+      const persistence = dataDir === undefined ? undefined : openLmdbPersistence(dataDir, await host.serialization.codec('pickle'));
+      dht = await createUdpNode(host, { ...options, persistence });
       await unlessAborted(dht.listen(port, values.host), io.signal);
       if (join) await unlessAborted(dht.join(join), io.signal);
     } catch (err) {
@@ -129,7 +133,7 @@ const ring = defineCommand({
     const n = intOption('nodes', values.nodes, { min: 1, max: 1024 })!;
     const base = portOption('base-port', values['base-port'])!;
     if (base + n - 1 > 65535 || base < 1) throw new UsageError(`--base-port ${base} leaves no room for ${n} nodes`);
-    const r = await startRing({ ...readNodeOptions(values), ports: Array.from({ length: n }, (_, i) => base + i), host: values.host });
+    const r = await startRing({ ...readNodeOptions(values), ports: Array.from({ length: n }, (_, i) => base + i), host: values.host, dataDir: values['data-dir'] as string | undefined });
     for (const dht of r.nodes) io.stdout.write(toJson({ id: dht.self.id, address: [dht.self.host, dht.self.port] }) + '\n');
     await untilAborted(io.signal);
     for (const dht of r.nodes) await dht.close();

@@ -77,7 +77,7 @@ interface Forward {
 
 export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly bits: number;
-  readonly #opt: Required<Omit<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'logger' | 'routingOptions'>> & Pick<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'routingOptions'>;
+  readonly #opt: Required<Omit<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'logger' | 'routingOptions' | 'persistence'>> & Pick<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'routingOptions' | 'persistence'>;
   /** Verified ring members by socket address (`ip:port`): proven by a PING round trip. */
   readonly #members = new Map<string, { node: DhtNode; until: number }>();
   readonly #verifying = new Map<string, Promise<DhtNode | undefined>>();
@@ -88,7 +88,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly #hash: DhtHash;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #store = new KeyStore();
+  #store = new KeyStore();
   readonly #pending = new Map<number, Pending>();
   readonly #forwards = new Map<number, Forward>();
   readonly #timers = new Set<TimerHandle>();
@@ -163,6 +163,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       rateLimit: Math.max(0, options.rateLimit ?? 1000),
       replyBudget: Math.max(0, options.replyBudget ?? 2 * 1024 * 1024),
       maxValueBytes: Math.max(1, options.maxValueBytes ?? 4 * 1024 * 1024),
+      persistence: options.persistence,
       hooks: options.hooks,
     };
     this.#clock = this.#opt.clock;
@@ -183,6 +184,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const address = { host: this.#opt.identityHost ?? transport.address.host, port: transport.address.port };
     const id = this.#opt.id ?? this.hashOf(addressRepr(address.host, address.port));
     this.#self = Object.freeze({ id, host: address.host, port: address.port });
+    // a restarted node comes back with the keys it had (ids from the hash: bits/hash may differ)
+    if (this.#opt.persistence) this.#store = new KeyStore(this.#opt.persistence, (key) => this.hashOf(key));
     const init = { self: this.#self, bits: this.bits, options: Object.freeze({ ...this.#opt.routingOptions }) };
     this.#table = (this.#opt.routing ?? successorRouting)(init);
     this.#successors = [this.#self];
@@ -282,6 +285,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     }
     this.#pending.clear();
     await this.#transport?.close();
+    await this.#opt.persistence?.close();
   }
 
   async #leave(): Promise<void> {
