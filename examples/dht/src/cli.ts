@@ -20,7 +20,7 @@ const nodeOptions = {
   host: { type: 'string', default: '127.0.0.1', description: 'address to bind', placeholder: 'host' },
   'data-dir': { type: 'string', description: 'keep keys in an LMDB store here (ring: one sub-folder per port) and reload them on restart', placeholder: 'DIR' },
   'ring-key': { type: 'string', description: 'file holding the shared ring key (≥ 16 bytes): node-to-node datagrams are HMAC-tagged', placeholder: 'FILE' },
-  'rate-limit': { type: 'string', default: '1000', description: 'datagrams/s accepted from one unverified source (0 = no limit)', placeholder: 'n' },
+  'rate-limit': { type: 'string', default: '5000', description: 'datagrams/s accepted from one unverified source (0 = no limit)', placeholder: 'n' },
   'reply-budget': { type: 'string', default: '2097152', description: 'reply bytes/s sent to one unverified address (0 = no limit)', placeholder: 'bytes' },
 } as const;
 

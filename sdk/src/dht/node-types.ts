@@ -49,7 +49,7 @@ export interface ChordNodeOptions {
    * true, unless `id` places this node at a chosen id, as simulations do).
    */
   verifyIds?: boolean;
-  /** Datagrams per second accepted from one source that is not a verified ring member (default 1000; 0 = no limit). */
+  /** Datagrams per second accepted from one source that is not a verified ring member (default 5000; 0 = no limit). */
   rateLimit?: number;
   /** Reply bytes per second sent to one address that is not a verified ring member (default 2 MiB; 0 = no limit). */
   replyBudget?: number;

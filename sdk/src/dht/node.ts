@@ -63,9 +63,13 @@ const MAX_TRACKED = 8192;
 /** Methods a client (or, with a ring key, anyone without the key) may send. */
 const CLIENT_METHODS: ReadonlySet<string> = new Set(['PUT', 'GET', 'INFO', 'LOOKUP', 'ACK', 'NACK']);
 
-/** Random request ids: a stranger cannot guess one to forge a reply (2^47 values). */
+/**
+ * Random request ids: a stranger cannot guess one to forge a reply (2^31 values against a reply
+ * window of about a second). 31 bits keep them in pickle's 4-byte BININT: wider ids would travel
+ * as LONG1 and decode as big integers, which costs on every datagram.
+ */
 function newRid(): number {
-  return randomInt(1, 2 ** 47);
+  return randomInt(1, 2 ** 31 - 1);
 }
 
 interface Forward {
@@ -160,7 +164,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       maxHops: positive('maxHops', options.maxHops, 4096),
       maintenance: options.maintenance ?? true,
       verifyIds: options.verifyIds ?? options.id === undefined,
-      rateLimit: Math.max(0, options.rateLimit ?? 1000),
+      rateLimit: Math.max(0, options.rateLimit ?? 5000),
       replyBudget: Math.max(0, options.replyBudget ?? 2 * 1024 * 1024),
       maxValueBytes: Math.max(1, options.maxValueBytes ?? 4 * 1024 * 1024),
       persistence: options.persistence,
