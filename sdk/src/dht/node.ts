@@ -624,7 +624,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       }
       this.#send(from, { method: 'HOP_ACK', args: { fwd: args.fwd! } });
       // a forward: `from` (the answer address) is trusted only from a verified ring member
-      return this.#asMember(from, member, method, () => {
+      if (member) return this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
+      return this.#asMember(from, false, method, () => {
         if (this.#state === 'running') this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
       });
     }
@@ -1095,21 +1096,24 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       return;
     }
     if (!this.#ips.has(to.host)) void this.#resolveHost(to.host);
-    if (this.#opt.replyBudget > 0 && !this.#isMember(to) && !this.#spend(to, 24 + (message.args === undefined ? 0 : approxSize(message.args)))) {
+    const member = this.#isMember(to);
+    if (this.#opt.replyBudget > 0 && !member && !this.#spend(to, 24 + (message.args === undefined ? 0 : approxSize(message.args)))) {
       this.#counters.replyBudgetDropped++;
       onFail?.(new SendError(`${message.method} to ${to.host}:${to.port} is over the reply budget for unverified addresses`));
       return;
     }
     this.#counters.sent++;
-    const late = (err: Error) => {
-      this.#counters.sendErrors++;
-      this.#log.warn(err.message);
-      onFail?.(err);
-    };
+    // (no closure per datagram unless the caller wants to hear of a late failure)
+    const late = onFail
+      ? (err: Error) => {
+          this.#lateError(err);
+          onFail(err);
+        }
+      : this.#lateError;
     try {
       // replies to clients go untagged (a client has no ring key); node-to-node messages are tagged
       const authenticate = message.method !== 'ACK' && message.method !== 'NACK';
-      this.#transport!.send(to, message, { authenticate, stream: this.#isMember(to), onError: late });
+      this.#transport!.send(to, message, { authenticate, stream: member, onError: late });
       return;
     } catch (err) {
       const e = err instanceof SendError ? err : new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${(err as Error).message}`, { cause: err });
@@ -1119,6 +1123,11 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       return;
     }
   }
+
+  readonly #lateError = (err: Error): void => {
+    this.#counters.sendErrors++;
+    this.#log.warn(err.message);
+  };
 
   // ------------------------------------------------------------- verification
 

@@ -197,13 +197,6 @@ export class UdpTransport implements DhtTransport {
       throw new SendError(`${message.method} to ${to.host}:${to.port} is ${bytes.byteLength} bytes, over the ${limit}`, { bytes: bytes.byteLength });
     }
     this.counters.sent++;
-    const done = (err: Error | null) => {
-      if (!err) return;
-      this.counters.sendErrors++;
-      const e = new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${err.message}`, { cause: err });
-      if (options.onError) options.onError(e);
-      else this.#log.warn(e.message);
-    };
     const big = bytes.byteLength > this.#max;
     // Datagrams go without a completion callback: Node then tries a synchronous send first, while a
     // callback forces a queued send and a loop turn per datagram (about +1 ms p50 on a 16-node ring).
@@ -214,6 +207,13 @@ export class UdpTransport implements DhtTransport {
       this.#socket.send(bytes, to.port, ip);
       return;
     }
+    const done = (err: Error | null) => {
+      if (!err) return;
+      this.counters.sendErrors++;
+      const e = new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${err.message}`, { cause: err });
+      if (options.onError) options.onError(e);
+      else this.#log.warn(e.message);
+    };
     this.#resolve(to.host).then(
       (addr) => {
         if (this.#closed) return;
