@@ -6,7 +6,6 @@ import { readFileSync } from 'node:fs';
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { createHost, createUdpNode, DhtClient, TrellisError, type ChordNode, type HashName, type Value } from '@trellis/sdk';
 import { startRing } from './ring.js';
-import { openLmdbPersistence } from './lmdb-store.js';
 import { parseValue, toJson, toJsonLines } from './json-value.js';
 
 const nodeOptions = {
@@ -101,7 +100,7 @@ const node = defineCommand({
     let dht: ChordNode | undefined;
     try {
       const dataDir = values['data-dir'] as string | undefined;
-      const persistence = dataDir === undefined ? undefined : openLmdbPersistence(dataDir, await host.serialization.codec('pickle'));
+      const persistence = dataDir === undefined ? undefined : (await import('./lmdb-store.js')).openLmdbPersistence(dataDir, await host.serialization.codec('pickle'));
       dht = await createUdpNode(host, { ...options, persistence });
       await unlessAborted(dht.listen(port, values.host), io.signal);
       if (join) await unlessAborted(dht.join(join), io.signal);

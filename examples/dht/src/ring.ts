@@ -4,7 +4,6 @@
  */
 import { join } from 'node:path';
 import { createHost, createUdpNode, InvalidArgumentError, type ChordNode, type PluginHost, type UdpNodeOptions } from '@trellis/sdk';
-import { openLmdbPersistence } from './lmdb-store.js';
 
 export interface RingOptions extends UdpNodeOptions {
   ports: readonly number[];
@@ -29,7 +28,8 @@ export async function startRing(options: RingOptions): Promise<Ring> {
   const nodes: ChordNode[] = [];
   const add = async (port: number) => {
     if (dataDir !== undefined && port === 0) throw new InvalidArgumentError('a ring with a data directory needs fixed ports');
-    const persistence = dataDir === undefined ? undefined : openLmdbPersistence(join(dataDir, String(port)), await pluginHost.serialization.codec('pickle'));
+    // the native LMDB module loads only when a data directory is asked for
+    const persistence = dataDir === undefined ? undefined : (await import('./lmdb-store.js')).openLmdbPersistence(join(dataDir, String(port)), await pluginHost.serialization.codec('pickle'));
     const node = await createUdpNode(pluginHost, { ...nodeOptions, persistence });
     await node.listen(port, host);
     nodes.push(node);
