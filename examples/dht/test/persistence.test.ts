@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,16 +19,22 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const MAIN = fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url));
 const quiet = createLogger('dht-test', 'silent');
 
+/** Ports free for both UDP and TCP (a node listens on both: datagrams and the stream side channel). */
 async function freePorts(n: number): Promise<number[]> {
-  const sockets = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = createSocket('udp4');
-      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-      return s;
-    }),
-  );
-  const ports = sockets.map((s) => s.address().port);
-  await Promise.all(sockets.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const s = createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const port = s.address().port;
+    const server = createServer();
+    const tcpFree = await new Promise<boolean>((r) => {
+      server.once('error', () => r(false));
+      server.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (tcpFree) await new Promise<void>((r) => server.close(() => r()));
+    await new Promise<void>((r) => s.close(() => r()));
+    if (tcpFree && !ports.includes(port)) ports.push(port);
+  }
   return ports;
 }
 

@@ -6,6 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { addressRepr, fnv1aHash } from '@trellis/sdk';
 import { startRing } from '../src/ring.js';
@@ -90,7 +91,14 @@ test('a join refused for an id collision exits non-zero with the reason', async 
         s.bind(candidate, '127.0.0.1', () => r(true));
       });
       await new Promise<void>((r) => (free ? s.close(() => r()) : r()));
-      if (free) {
+      // the node also listens on TCP at its port number (the stream side channel)
+      const server = createServer();
+      const tcpFree = free && (await new Promise<boolean>((r) => {
+        server.once('error', () => r(false));
+        server.listen(candidate, '127.0.0.1', () => r(true));
+      }));
+      if (tcpFree) await new Promise<void>((r) => server.close(() => r()));
+      if (tcpFree) {
         port = candidate;
         break;
       }

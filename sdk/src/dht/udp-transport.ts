@@ -146,8 +146,9 @@ export class UdpTransport implements DhtTransport {
         break;
       }
       if (port !== 0 || attempt >= 8) {
+        const taken = this.#socket.address().port;
         await new Promise<void>((r) => this.#socket.close(() => r()));
-        throw new SendError(`the stream side channel cannot listen on TCP ${ip}:${this.#socket.address().port}: ${err.message}`, { cause: err });
+        throw new SendError(`the stream side channel cannot listen on TCP ${ip}:${taken}: ${err.message}`, { cause: err });
       }
       await new Promise<void>((r) => this.#socket.close(() => r()));
       this.#socket = this.#createSocket();
