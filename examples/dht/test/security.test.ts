@@ -51,8 +51,12 @@ const tuple = (host: string, port: number) => Object.defineProperty([host, port]
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const genuine = (n: { id: bigint; host: string; port: number }, node: ChordNode) => n.id === node.hashOf(addressRepr(n.host, n.port));
 
-test('a forged SUCCESSOR_HINT naming an id next to the victim and another live node is not adopted', async () => {
-  const ring = await ringOf(3);
+/** Both id schemes are checked: the reference FNV-1a at m = 10 and SHA-1 at m = 32. */
+const modes = { fnv1a: { hash: 'fnv1a', bits: 10 }, sha1: { hash: 'sha1', bits: 32 } } as const;
+
+for (const hash of ['fnv1a', 'sha1'] as const) {
+test(`a forged SUCCESSOR_HINT naming an id next to the victim and another live node is not adopted (${hash})`, async () => {
+  const ring = await ringOf(3, modes[hash]);
   const codec = await ring.pluginHost.serialization.codec('pickle');
   const attacker = await raw(codec);
   try {
@@ -60,7 +64,7 @@ test('a forged SUCCESSOR_HINT naming an id next to the victim and another live n
     const victim = ring.nodes[0]!;
     const other = ring.nodes.find((n) => n !== victim && !victim.successors.some((s) => s.port === n.address.port))
       ?? ring.nodes.find((n) => n !== victim && n.address.port !== victim.successors[0]!.port)!;
-    const forgedId = victim.self.id + 1n;
+    const forgedId = (victim.self.id + 1n) % (1n << BigInt(victim.bits));
     for (let i = 0; i < 3; i++) {
       attacker.send(victim.address.port, { method: 'SUCCESSOR_HINT', args: { successor_id: Number(forgedId), successor_addr: tuple('127.0.0.1', other.address.port) } });
       await sleep(100);
@@ -76,24 +80,26 @@ test('a forged SUCCESSOR_HINT naming an id next to the victim and another live n
   }
 });
 
-test('a NOTIFY with id = victim − 1 from a stranger gets no keys, and a forged TRANSFER overwrites nothing', async () => {
-  const ring = await ringOf(2, { replicas: 0 });
+test(`a NOTIFY with id = victim − 1 from a stranger gets no keys, and a forged TRANSFER overwrites nothing (${hash})`, async () => {
+  const ring = await ringOf(2, { replicas: 0, ...modes[hash] });
   const codec = await ring.pluginHost.serialization.codec('pickle');
   const client = new DhtClient({ codec, timeoutMs: 2000 });
   const attacker = await raw(codec);
   try {
     assert.ok(await waitFor(() => checkRing(ring.nodes).correct === 2, 5000));
-    const victim = ring.nodes[0]!;
     const keys = Array.from({ length: 40 }, (_, i) => `secret-${i}`);
-    for (const k of keys) assert.ok(await client.put(victim.address, k, `v-${k}`));
+    for (const k of keys) assert.ok(await client.put(ring.nodes[0]!.address, k, `v-${k}`));
+    // the victim is the node that owns more of the keys (ids depend on the ports)
+    const owned = (n: ChordNode) => keys.filter((k) => n.owns(n.hashOf(k))).length;
+    const victim = owned(ring.nodes[0]!) >= owned(ring.nodes[1]!) ? ring.nodes[0]! : ring.nodes[1]!;
     const mine = keys.filter((k) => victim.owns(victim.hashOf(k)));
     assert.ok(mine.length > 0, 'the victim owns some keys');
     const before = victim.predecessor;
-    attacker.send(victim.address.port, { method: 'NOTIFY', args: { predecessor_id: Number(victim.self.id - 1n), predecessor_addr: tuple('127.0.0.1', attacker.port) } });
+    attacker.send(victim.address.port, { method: 'NOTIFY', args: { predecessor_id: Number((victim.self.id + (1n << BigInt(victim.bits)) - 1n) % (1n << BigInt(victim.bits))), predecessor_addr: tuple('127.0.0.1', attacker.port) } });
     // also answer any PING as if the attacker were a node at victim − 1
     attacker.socket.on('message', (buf) => {
       const m = codec.decode(buf) as { method: string; args: Record<string, Value> };
-      if (m.method === 'PING') attacker.send(victim.address.port, { method: 'PONG', args: { rid: m.args.rid!, node: [Number(victim.self.id - 1n), tuple('127.0.0.1', attacker.port)] } });
+      if (m.method === 'PING') attacker.send(victim.address.port, { method: 'PONG', args: { rid: m.args.rid!, node: [Number((victim.self.id + (1n << BigInt(victim.bits)) - 1n) % (1n << BigInt(victim.bits))), tuple('127.0.0.1', attacker.port)] } });
     });
     attacker.send(victim.address.port, { method: 'TRANSFER', args: { rid: 1, entries: [[mine[0]!, 'overwritten', 1_000_000]] } });
     await sleep(1500);
@@ -109,6 +115,7 @@ test('a NOTIFY with id = victim − 1 from a stranger gets no keys, and a forged
     await ring.close();
   }
 });
+}
 
 test('GET, INFO and LOOKUP with "from" set to a third address answer the real source, never the third address', async () => {
   const ring = await ringOf(2);
