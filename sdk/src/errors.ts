@@ -25,6 +25,8 @@ export const ErrorCodes = Object.freeze({
   USAGE: 'TRELLIS_ERR_USAGE',
   NO_BACKEND: 'TRELLIS_ERR_NO_BACKEND',
   STATE: 'TRELLIS_ERR_STATE',
+  SEND_FAILED: 'TRELLIS_ERR_SEND_FAILED',
+  JOIN_FAILED: 'TRELLIS_ERR_JOIN_FAILED',
 } as const);
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -244,6 +246,27 @@ export class InvalidArgumentError extends TrellisError {
   override readonly name: string = 'InvalidArgumentError';
   constructor(message: string) {
     super(ErrorCodes.INVALID_ARGUMENT, message);
+  }
+}
+
+/** A message could not leave this process (encoding, size, a local socket error): not a sign the peer is dead. */
+export class SendError extends TrellisError {
+  static override readonly brand = brandFor('SendError');
+  override readonly name: string = 'SendError';
+  /** The encoded size, when the message was too large to send. */
+  readonly bytes: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; bytes?: number }) {
+    super(ErrorCodes.SEND_FAILED, message, options);
+    this.bytes = options?.bytes;
+  }
+}
+
+/** A DHT node could not join a ring: no answer, a refusal (id taken) or a reply that failed verification. */
+export class JoinError extends TrellisError {
+  static override readonly brand = brandFor('JoinError');
+  override readonly name: string = 'JoinError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.JOIN_FAILED, message, options);
   }
 }
 

@@ -36,7 +36,7 @@ export {
   type RoutingHooks,
   type RoutingHookName,
 } from './areas/routing.js';
-export { SerializationArea, createSerializationHooks, WireId, type Value, type Codec, type SerializationHooks } from './areas/serialization.js';
+export { SerializationArea, createSerializationHooks, WireId, type Value, type Codec, type DecodeLimits, type SerializationHooks } from './areas/serialization.js';
 export {
   DhtRoutingArea,
   createDhtRoutingHooks,

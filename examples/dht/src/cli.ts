@@ -2,8 +2,10 @@
  * `trellis dht`: run Chord nodes (`node`, `ring`) and talk to them with the reference protocol
  * (`put`, `get`, `info`, and `lookup`, which traces the path hop by hop).
  */
+import { readFileSync } from 'node:fs';
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
-import { createUdpNode, DhtClient, type HashName } from '@trellis/sdk/dht';
+import { TrellisError, type Value } from '@trellis/sdk';
+import { createUdpNode, DhtClient, type ChordNode, type HashName } from '@trellis/sdk/dht';
 import { startRing } from './ring.js';
 import { parseValue, toJson, toJsonLines } from './json-value.js';
 
@@ -14,10 +16,34 @@ const nodeOptions = {
   successors: { type: 'string', default: '4', description: 'successor list length r', placeholder: 'r' },
   replicas: { type: 'string', default: '2', description: 'successors holding a copy of each key (k)', placeholder: 'k' },
   'stabilize-ms': { type: 'string', default: '250', description: 'stabilize period', placeholder: 'ms' },
-  'identity-host': { type: 'string', description: 'host in the node id and advertised address (default: --host)', placeholder: 'host' },
+  'identity-host': { type: 'string', description: 'host in the node id and advertised address (default: localhost when --host is loopback, as the original; else --host)', placeholder: 'host' },
   host: { type: 'string', default: '127.0.0.1', description: 'address to bind', placeholder: 'host' },
   'plugin-dir': pluginDirOption,
+  'data-dir': { type: 'string', description: 'keep keys in an LMDB store here (ring: one sub-folder per port) and reload them on restart', placeholder: 'DIR' },
+  'ring-key': { type: 'string', description: 'file holding the shared ring key (≥ 16 bytes): node-to-node datagrams are HMAC-tagged', placeholder: 'FILE' },
+  'rate-limit': { type: 'string', default: '5000', description: 'datagrams/s accepted from one unverified source (0 = no limit)', placeholder: 'n' },
+  'reply-budget': { type: 'string', default: '2097152', description: 'reply bytes/s sent to one unverified address (0 = no limit)', placeholder: 'bytes' },
 } as const;
+
+/** One rule for `node` and `ring`: the original names nodes after 'localhost'; other binds name themselves. */
+export function defaultIdentityHost(bindHost: string): string {
+  return bindHost === '127.0.0.1' || bindHost === 'localhost' ? 'localhost' : bindHost;
+}
+
+function readRingKey(file: string | undefined): Uint8Array | undefined {
+  if (file === undefined) return undefined;
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`--ring-key: cannot read ${file}: ${(err as Error).message}`);
+  }
+  // a key written by `openssl rand -hex 32 > FILE` ends with a newline that is not part of it
+  let end = bytes.byteLength;
+  while (end > 0 && (bytes[end - 1] === 0x0a || bytes[end - 1] === 0x0d)) end--;
+  if (end < 16) throw new UsageError(`--ring-key: ${file} holds ${end} bytes; a ring key needs at least 16`);
+  return bytes.subarray(0, end);
+}
 
 function readNodeOptions(values: Record<string, string | boolean | string[] | undefined>) {
   const hash = values.hash as string;
@@ -32,8 +58,31 @@ function readNodeOptions(values: Record<string, string | boolean | string[] | un
     stabilizeMs,
     fixFingersMs: stabilizeMs * 2,
     checkPredecessorMs: stabilizeMs * 2,
-    identityHost: values['identity-host'] as string | undefined,
+    identityHost: (values['identity-host'] as string | undefined) ?? defaultIdentityHost(values.host as string),
+    ringKey: readRingKey(values['ring-key'] as string | undefined),
+    rateLimit: intOption('rate-limit', values['rate-limit'] as string, { min: 0 })!,
+    replyBudget: intOption('reply-budget', values['reply-budget'] as string, { min: 0 })!,
   };
+}
+
+/** The first line of an error's message: a failed start is reported in one line. */
+function oneLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = err instanceof TrellisError ? ` [${err.code}]` : '';
+  return message.split('\n')[0]! + code;
+}
+
+/** Resolves with `p`, or rejects as soon as `signal` aborts. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('interrupted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error(`interrupted (${(signal.reason as Error)?.message ?? 'aborted'})`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
 }
 
 const node = defineCommand({
@@ -48,14 +97,27 @@ const node = defineCommand({
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const join = values.join !== undefined ? addressOption('join', values.join) : undefined;
+    const options = readNodeOptions(values);
     const host = createCommandHost(import.meta.url, values['plugin-dir']);
-    const dht = await createUdpNode(host, readNodeOptions(values));
-    await dht.listen(port, values.host);
-    if (join) await dht.join(join);
+    let dht: ChordNode | undefined;
+    try {
+      const dataDir = values['data-dir'] as string | undefined;
+      const persistence = dataDir === undefined ? undefined : (await import('./lmdb-store.js')).openLmdbPersistence(dataDir, await host.serialization.codec('pickle'));
+      dht = await createUdpNode(host, { ...options, persistence });
+      await unlessAborted(dht.listen(port, values.host), io.signal);
+      if (join) await unlessAborted(dht.join(join), io.signal);
+    } catch (err) {
+      // a node that did not start or join must not linger: free the port, say why in one line
+      await dht?.close({ graceful: false }).catch(() => undefined);
+      await host.dispose();
+      io.stderr.write(`trellis dht node: ${join && !io.signal.aborted ? `join through ${join.host}:${join.port} failed: ` : ''}${oneLine(err)}\n`);
+      return io.signal.aborted ? 130 : 1;
+    }
     io.stdout.write(toJson({ id: dht.self.id, address: [dht.self.host, dht.self.port], joined: join ? `${join.host}:${join.port}` : null }) + '\n');
     await untilAborted(io.signal);
-    await dht.close();
+    await dht.close(); // graceful: keys to the successor, neighbours told; 2 s at most
     await host.dispose();
+    return 0;
   },
 });
 
@@ -66,7 +128,6 @@ const ring = defineCommand({
     nodes: { type: 'string', short: 'n', default: '5', description: 'number of nodes', placeholder: 'N' },
     'base-port': { type: 'string', default: '5000', description: 'first port; nodes use base..base+N-1', placeholder: 'port' },
     ...nodeOptions,
-    'identity-host': { type: 'string', default: 'localhost', description: 'host in node ids (the original uses localhost)', placeholder: 'host' },
   },
   examples: ['trellis dht ring --nodes 5 --base-port 5000'],
   async run({ values }, io) {
@@ -74,7 +135,7 @@ const ring = defineCommand({
     const base = portOption('base-port', values['base-port'])!;
     if (base + n - 1 > 65535 || base < 1) throw new UsageError(`--base-port ${base} leaves no room for ${n} nodes`);
     const pluginHost = createCommandHost(import.meta.url, values['plugin-dir']);
-    const r = await startRing({ ...readNodeOptions(values), pluginHost, ports: Array.from({ length: n }, (_, i) => base + i), host: values.host });
+    const r = await startRing({ ...readNodeOptions(values), pluginHost, ports: Array.from({ length: n }, (_, i) => base + i), host: values.host, dataDir: values['data-dir'] as string | undefined });
     for (const dht of r.nodes) io.stdout.write(toJson({ id: dht.self.id, address: [dht.self.host, dht.self.port] }) + '\n');
     await untilAborted(io.signal);
     for (const dht of r.nodes) await dht.close();
@@ -110,8 +171,10 @@ function clientCommand<const N extends string>(name: N, summary: string, positio
 
 const put = clientCommand('put', 'Store a value (JSON or text) under a key', 'KEY VALUE', async (client, target, args, out) => {
   if (args.length !== 2) throw new UsageError('put needs KEY and VALUE');
-  const ok = await client.put(target, args[0]!, parseValue(args[1]!));
-  out.write(ok ? 'ACK\n' : 'NACK\n');
+  const rep = await client.request(target, { method: 'PUT', args: { key: args[0]!, value: parseValue(args[1]!) } });
+  const ok = rep.method === 'ACK';
+  const reason = !ok && rep.args !== null && typeof rep.args === 'object' && typeof (rep.args as Record<string, Value>).error === 'string' ? (rep.args as Record<string, Value>).error : undefined;
+  out.write(ok ? 'ACK\n' : reason ? `NACK: ${reason}\n` : 'NACK\n');
   return ok ? 0 : 1;
 });
 

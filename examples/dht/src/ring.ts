@@ -2,7 +2,8 @@
  * Starting several UDP Chord nodes in one process, like the original `DHT.py`: the first node
  * starts the ring and every other node joins through it, one at a time.
  */
-import { createHost, type PluginHost } from '@trellis/sdk';
+import { join } from 'node:path';
+import { createHost, InvalidArgumentError, type PluginHost } from '@trellis/sdk';
 import { createUdpNode, type ChordNode, type UdpNodeOptions } from '@trellis/sdk/dht';
 
 export interface RingOptions extends UdpNodeOptions {
@@ -10,6 +11,8 @@ export interface RingOptions extends UdpNodeOptions {
   /** Address to bind (default 127.0.0.1). */
   host?: string;
   pluginHost?: PluginHost;
+  /** Keep each node's keys in DATA_DIR/<port> (LMDB); ports must then be given, not 0. */
+  dataDir?: string;
 }
 
 export interface Ring {
@@ -21,11 +24,14 @@ export interface Ring {
 }
 
 export async function startRing(options: RingOptions): Promise<Ring> {
-  const { ports, host = '127.0.0.1', pluginHost: given, ...nodeOptions } = options;
+  const { ports, host = '127.0.0.1', pluginHost: given, dataDir, ...nodeOptions } = options;
   const pluginHost = given ?? createHost();
   const nodes: ChordNode[] = [];
   const add = async (port: number) => {
-    const node = await createUdpNode(pluginHost, nodeOptions);
+    if (dataDir !== undefined && port === 0) throw new InvalidArgumentError('a ring with a data directory needs fixed ports');
+    // the native LMDB module loads only when a data directory is asked for
+    const persistence = dataDir === undefined ? undefined : (await import('./lmdb-store.js')).openLmdbPersistence(join(dataDir, String(port)), await pluginHost.serialization.codec('pickle'));
+    const node = await createUdpNode(pluginHost, { ...nodeOptions, persistence });
     await node.listen(port, host);
     nodes.push(node);
     if (nodes.length > 1) await node.join(nodes[0]!.address);

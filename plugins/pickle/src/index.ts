@@ -2,7 +2,7 @@
  * The pickle plugin: contributes the `pickle` codec (wire id 2), a safe subset of CPython's
  * pickle. The codec itself lives in `pickle.ts` so other code can use it without a host.
  */
-import type { PluginContext, Codec, Value } from '@trellis/sdk';
+import type { PluginContext, Codec, DecodeLimits, Value } from '@trellis/sdk';
 import { decode, encode, type PickleLimits } from './pickle.js';
 
 /** Builds the codec with the SDK's `CodecError` (taken from the context, never imported). */
@@ -13,7 +13,9 @@ export function createPickleCodec(errors: PluginContext['errors'], limits: Pickl
     wireId: 2,
     name: 'pickle',
     encode: (value: Value) => encode(value, options),
-    decode: (bytes: Uint8Array) => decode(bytes, options),
+    // per-call limits (the DHT's maxNodes per datagram) tighten the defaults, never loosen them
+    decode: (bytes: Uint8Array, limits?: DecodeLimits) =>
+      decode(bytes, limits?.maxNodes === undefined ? options : { ...options, maxNodes: Math.min(limits.maxNodes, options.maxNodes ?? limits.maxNodes) }),
   });
 }
 

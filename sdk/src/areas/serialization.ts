@@ -37,7 +37,16 @@ export interface Codec {
    * Throws `CodecError` for bytes that are malformed, truncated, forbidden or over a limit;
    * never any other error, whatever the input (the shipped codecs are fuzzed for it).
    */
-  decode(bytes: Uint8Array): Value;
+  decode(bytes: Uint8Array, limits?: DecodeLimits): Value;
+}
+
+/**
+ * Per-call decode limits a caller may pass to tighten a codec's defaults (a codec that has no such
+ * limit ignores them). The DHT bounds each datagram's decoded size this way.
+ */
+export interface DecodeLimits {
+  /** Most values the decoded result may expand to, shared references counted each time. */
+  readonly maxNodes?: number;
 }
 
 /** Well-known wire ids. */

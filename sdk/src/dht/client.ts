@@ -2,11 +2,19 @@
  * A client of the reference protocol: each request goes from the client's own UDP socket to any
  * node, and one reply datagram comes back on that socket (`ACK`, `ACK` + value, or `NACK`).
  * Requests are sent one at a time, like the original client, since replies carry no request id.
+ *
+ * A request too large for one datagram (a big value) goes over the node's stream side channel
+ * instead: TCP to the same port number, one `u32 length | u16 0 | pickle` frame each way. A GET
+ * whose value does not fit a datagram is NACKed with that reason and retried there.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { connect } from 'node:net';
 import type { Codec, Value } from '../areas/serialization.js';
 import { ProtocolError, TimeoutError } from '../errors.js';
 import type { Address } from './transport.js';
+
+/** The largest UDP payload over IPv4; larger requests take the stream side channel. */
+const MAX_DATAGRAM = 65_507;
 
 export interface DhtClientOptions {
   codec: Codec;
@@ -48,7 +56,10 @@ export class DhtClient {
 
   /** Reads `key`; undefined on `NACK` (the reference's `get`). */
   async get(node: Address, key: string): Promise<Value | undefined> {
-    const rep = await this.request(node, { method: 'GET', args: { key } });
+    let rep = await this.request(node, { method: 'GET', args: { key } });
+    if (rep.method === 'NACK' && /stream side channel/.test(String((rep.args as Record<string, Value> | undefined)?.error ?? ''))) {
+      rep = await this.streamRequest(node, { method: 'GET', args: { key } });
+    }
     return rep.method === 'ACK' ? rep.args : undefined;
   }
 
@@ -71,6 +82,7 @@ export class DhtClient {
     const run = async () => {
       await this.#ready;
       const bytes = this.#codec.encode(message as unknown as Value);
+      if (bytes.byteLength > MAX_DATAGRAM) return this.#stream(node, bytes, message.method);
       return new Promise<{ method: string; args: Value | undefined }>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.#waiter = undefined;
@@ -88,6 +100,51 @@ export class DhtClient {
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => undefined);
     return p;
+  }
+
+  /** Sends one request over the node's stream side channel (TCP, same port) and reads the one reply frame. */
+  streamRequest(node: Address, message: { method: string; args?: Value }): Promise<{ method: string; args: Value | undefined }> {
+    return this.#stream(node, this.#codec.encode(message as unknown as Value), message.method);
+  }
+
+  #stream(node: Address, bytes: Uint8Array, method: string): Promise<{ method: string; args: Value | undefined }> {
+    return new Promise((resolve, reject) => {
+      const sock = connect({ host: node.host === 'localhost' ? '127.0.0.1' : node.host, port: node.port });
+      let chunks: Buffer[] = [];
+      let have = 0;
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new TimeoutError(`${method} to ${node.host}:${node.port} (stream) got no reply within ${this.#timeoutMs} ms`));
+      }, this.#timeoutMs);
+      const done = (err: Error | undefined, value?: { method: string; args: Value | undefined }) => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(err);
+        else resolve(value!);
+      };
+      sock.on('error', (err) => done(new ProtocolError(`${method} to ${node.host}:${node.port} over the stream side channel failed: ${err.message}`)));
+      sock.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        have += chunk.byteLength;
+        if (have < 6) return;
+        const buf = Buffer.concat(chunks, have);
+        chunks = [buf];
+        const length = buf.readUInt32BE(0);
+        if (have < 6 + length) return;
+        let m: { method?: unknown; args?: Value };
+        try {
+          m = this.#codec.decode(buf.subarray(6, 6 + length)) as typeof m;
+        } catch (err) {
+          return done(err as Error);
+        }
+        if (typeof m !== 'object' || m === null || typeof m.method !== 'string') done(new ProtocolError('the reply is not a {method, args} dict'));
+        else done(undefined, { method: m.method, args: m.args });
+      });
+      const header = Buffer.alloc(6);
+      header.writeUInt32BE(bytes.byteLength, 0);
+      sock.write(header);
+      sock.write(bytes);
+    });
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,10 @@ export interface UdpNodeOptions extends Omit<ChordNodeOptions, 'transport' | 'ro
   codec?: string;
   /** Largest datagram accepted (default 65507). */
   maxDatagramBytes?: number;
+  /** Largest message sent or accepted over the stream side channel (default 8 MiB). */
+  maxStreamBytes?: number;
+  /** The shared ring key: every node-to-node datagram is HMAC-SHA256-tagged with it. */
+  ringKey?: Uint8Array;
 }
 
 /** Creates a `ChordNode` on UDP, not yet listening: call `listen(port, host)` then maybe `join`. */
@@ -25,7 +29,7 @@ export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = 
   const logger = options.logger ?? host.log.child('dht');
   return new ChordNode({
     ...options,
-    transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, logger }),
+    transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, maxStreamBytes: options.maxStreamBytes, ringKey: options.ringKey, logger }),
     routing,
     hooks: host.dhtRouting.hooks,
     logger,

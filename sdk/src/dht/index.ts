@@ -16,6 +16,7 @@
  * ```
  */
 export { ChordNode } from './node.js';
+export type { DhtPersistence } from './key-store.js';
 export type { ChordNodeOptions, ChordNodeEvents, LookupResult, DhtInfo } from './node-types.js';
 export { fnv1aHash, sha1Hash, resolveHash, addressRepr, hashes, type DhtHash, type HashName } from './hash.js';
 export { inHalfOpen, inOpen, ringDistance } from './ring.js';

@@ -5,6 +5,7 @@ import type { DhtNode, DhtRoutingFactory, DhtRoutingHooks } from '../areas/dht-r
 import type { Logger } from '../logger.js';
 import type { Clock } from './clock.js';
 import type { DhtHash, HashName } from './hash.js';
+import type { DhtPersistence } from './key-store.js';
 import type { Address, TransportFactory } from './transport.js';
 
 export interface ChordNodeOptions {
@@ -43,6 +44,19 @@ export interface ChordNodeOptions {
   maxHops?: number;
   /** Run maintenance timers (default true; simulations measuring lookups switch them off). */
   maintenance?: boolean;
+  /**
+   * Accept a node into the tables only when its id is the hash of its advertised address (default:
+   * true, unless `id` places this node at a chosen id, as simulations do).
+   */
+  verifyIds?: boolean;
+  /** Datagrams per second accepted from one source that is not a verified ring member (default 5000; 0 = no limit). */
+  rateLimit?: number;
+  /** Reply bytes per second sent to one address that is not a verified ring member (default 2 MiB; 0 = no limit). */
+  replyBudget?: number;
+  /** Keeps the node's keys across restarts (e.g. an LMDB store); absent = memory only. */
+  persistence?: DhtPersistence;
+  /** Largest value stored, in (approximate encoded) bytes (default 4 MiB); larger PUTs get a NACK with the reason. */
+  maxValueBytes?: number;
   /** Observer hooks to call (`host.dhtRouting.hooks`). */
   hooks?: DhtRoutingHooks;
   logger?: Logger;

@@ -9,9 +9,10 @@
  * node; without one it routes by successor only. Every forward is acknowledged hop by hop
  * (`HOP_ACK`), so a dead next hop is detected, dropped from the tables and routed around.
  */
+import { randomInt } from 'node:crypto';
 import type { Value } from '../areas/serialization.js';
 import type { DhtNode, DhtRoutingTable } from '../areas/dht-routing.js';
-import { DisposedError, InvalidArgumentError, ProtocolError, StateError, TimeoutError, TrellisError } from '../errors.js';
+import { DisposedError, InvalidArgumentError, JoinError, ProtocolError, SendError, StateError, TimeoutError, TrellisError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { SafeEmitter } from '../safe-emitter.js';
 import { realClock, type Clock, type TimerHandle } from './clock.js';
@@ -19,7 +20,7 @@ import { addressRepr, resolveHash, type DhtHash } from './hash.js';
 import { KeyStore } from './key-store.js';
 import { inHalfOpen, inOpen } from './ring.js';
 import { successorRouting } from './successor-routing.js';
-import type { Address, DhtTransport, WireMessage } from './transport.js';
+import { addressKey, type Address, type DhtTransport, type ReceiveMeta, type WireMessage } from './transport.js';
 import type { ChordNodeEvents, ChordNodeOptions, DhtInfo, LookupResult } from './node-types.js';
 import { ROUTED, forwardArgs, readRouted, type Routed, type RoutedMethod } from './routed.js';
 import {
@@ -29,8 +30,10 @@ import {
   readId,
   readInt,
   readNode,
+  readString,
   readNodes,
   chunkEntries,
+  approxSize,
   sameNode,
   wireAddr,
   wireId,
@@ -40,9 +43,33 @@ import {
 
 
 interface Pending {
-  resolve(args: Args): void;
+  resolve(args: Args, from: Address): void;
   reject(err: Error): void;
   timer: TimerHandle;
+  /** The node asked: the reply must come from this address (absent for routed requests). */
+  to?: Address;
+}
+
+/** A token bucket: `rate` tokens a second, holding at most `burst`. */
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** How long a verified source stays verified without a new round trip. */
+const MEMBER_TTL_MS = 300_000;
+/** Most sources tracked for rate limits and membership (oldest forgotten first). */
+const MAX_TRACKED = 8192;
+/** Methods a client (or, with a ring key, anyone without the key) may send. */
+const CLIENT_METHODS: ReadonlySet<string> = new Set(['PUT', 'GET', 'INFO', 'LOOKUP', 'ACK', 'NACK']);
+
+/**
+ * Random request ids: a stranger cannot guess one to forge a reply (2^31 values against a reply
+ * window of about a second). 31 bits keep them in pickle's 4-byte BININT: wider ids would travel
+ * as LONG1 and decode as big integers, which costs on every datagram.
+ */
+function newRid(): number {
+  return randomInt(1, 2 ** 31 - 1);
 }
 
 interface Forward {
@@ -54,11 +81,18 @@ interface Forward {
 
 export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly bits: number;
-  readonly #opt: Required<Omit<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'logger' | 'routingOptions'>> & Pick<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'routingOptions'>;
+  readonly #opt: Required<Omit<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'logger' | 'routingOptions' | 'persistence'>> & Pick<ChordNodeOptions, 'identityHost' | 'id' | 'routing' | 'hooks' | 'routingOptions' | 'persistence'>;
+  /** Verified ring members by socket address (`ip:port`): proven by a PING round trip. */
+  readonly #members = new Map<string, { node: DhtNode; until: number }>();
+  readonly #verifying = new Map<string, Promise<DhtNode | undefined>>();
+  /** Host names resolved to the IPs datagrams come from. */
+  readonly #ips = new Map<string, string>();
+  readonly #inBuckets = new Map<string, Bucket>();
+  readonly #outBuckets = new Map<string, Bucket>();
   readonly #hash: DhtHash;
   readonly #clock: Clock;
   readonly #log: Logger;
-  readonly #store = new KeyStore();
+  #store = new KeyStore();
   readonly #pending = new Map<number, Pending>();
   readonly #forwards = new Map<number, Forward>();
   readonly #timers = new Set<TimerHandle>();
@@ -75,7 +109,30 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #succMisses = 0;
   #predMisses = 0;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
-  readonly #counters = { received: 0, sent: 0, dropped: 0, forwarded: 0, lookups: 0, puts: 0, gets: 0, failuresDetected: 0 };
+  readonly #counters = {
+    received: 0,
+    sent: 0,
+    dropped: 0,
+    forwarded: 0,
+    lookups: 0,
+    puts: 0,
+    gets: 0,
+    failuresDetected: 0,
+    /** Datagrams refused by the per-source rate limit. */
+    rateLimited: 0,
+    /** Requests whose `from` was ignored (answered to the real source instead). */
+    reflectionRefused: 0,
+    /** Replies to unverified addresses dropped by the reply byte budget. */
+    replyBudgetDropped: 0,
+    /** Membership claims refused: id not the hash of the address, wrong source, no round trip. */
+    membershipRefused: 0,
+    /** Replies that did not come from the node asked. */
+    spoofedReplies: 0,
+    /** Node-to-node datagrams without a valid ring-key tag (keyed rings). */
+    unauthenticated: 0,
+    /** Messages that could not leave this host (encoding, size, local socket error). */
+    sendErrors: 0,
+  };
 
   constructor(options: ChordNodeOptions) {
     super();
@@ -106,6 +163,11 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       lookupTimeoutMs: positive('lookupTimeoutMs', options.lookupTimeoutMs, 3000),
       maxHops: positive('maxHops', options.maxHops, 4096),
       maintenance: options.maintenance ?? true,
+      verifyIds: options.verifyIds ?? options.id === undefined,
+      rateLimit: Math.max(0, options.rateLimit ?? 5000),
+      replyBudget: Math.max(0, options.replyBudget ?? 2 * 1024 * 1024),
+      maxValueBytes: Math.max(1, options.maxValueBytes ?? 4 * 1024 * 1024),
+      persistence: options.persistence,
       hooks: options.hooks,
     };
     this.#clock = this.#opt.clock;
@@ -126,10 +188,13 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const address = { host: this.#opt.identityHost ?? transport.address.host, port: transport.address.port };
     const id = this.#opt.id ?? this.hashOf(addressRepr(address.host, address.port));
     this.#self = Object.freeze({ id, host: address.host, port: address.port });
+    // a restarted node comes back with the keys it had (ids from the hash: bits/hash may differ)
+    if (this.#opt.persistence) this.#store = new KeyStore(this.#opt.persistence, (key) => this.hashOf(key));
     const init = { self: this.#self, bits: this.bits, options: Object.freeze({ ...this.#opt.routingOptions }) };
     this.#table = (this.#opt.routing ?? successorRouting)(init);
     this.#successors = [this.#self];
-    transport.onMessage((message, from) => this.#receive(message, from));
+    transport.onMessage((message, from, meta) => this.#receive(message, from, meta));
+    void this.#resolveHost(address.host);
     transport.onDrop?.((from, reason) => this.#dropped(from, reason));
     this.#state = 'running';
     if (this.#opt.maintenance) this.startMaintenance();
@@ -139,22 +204,38 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   /** Joins the ring that `bootstrap` belongs to (any member). Rejects after three unanswered tries. */
   async join(bootstrap: Address): Promise<DhtNode> {
     const self = this.#running();
+    const where = `${bootstrap.host}:${bootstrap.port}`;
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
+      let rep: Args;
+      let from: Address;
       try {
-        const rep = await this.#request(bootstrap, 'JOIN_REQ', { addr: wireAddr(self), id: wireId(self.id) }, this.#opt.lookupTimeoutMs);
-        if (typeof rep.error === 'string') throw new InvalidArgumentError(`join refused by the ring: ${rep.error}`);
-        const successor = { id: readId(rep.successor_id, 'successor_id'), ...readAddr(rep.successor_addr, 'successor_addr') };
-        this.#predecessor = undefined;
-        this.#setSuccessors([successor]);
-        await this.stabilize();
-        return successor;
+        ({ args: rep, from } = await this.#call(bootstrap, 'JOIN_REQ', { addr: wireAddr(self), id: wireId(self.id) }, this.#opt.lookupTimeoutMs, false));
       } catch (err) {
-        if (!(err instanceof TimeoutError)) throw err;
-        lastError = err;
+        if (err instanceof TimeoutError) {
+          lastError = err;
+          continue;
+        }
+        throw new JoinError(`cannot join through ${where}: ${(err as Error).message}`, { cause: err });
       }
+      if (typeof rep.error === 'string') throw new JoinError(`join refused by the ring at ${where}: ${rep.error}`);
+      let successor: DhtNode;
+      try {
+        successor = { id: readId(rep.successor_id, 'successor_id'), ...readAddr(rep.successor_addr, 'successor_addr') };
+      } catch (err) {
+        throw new JoinError(`malformed JOIN_REP from ${from.host}:${from.port}: ${(err as Error).message}`);
+      }
+      if (!this.#idOk(successor) || !(await this.#sameAddress(successor, from))) {
+        this.#counters.membershipRefused++;
+        throw new JoinError(`the JOIN_REP from ${from.host}:${from.port} names a successor (${successor.id} at ${successor.host}:${successor.port}) that does not check out`);
+      }
+      this.#remember(successor, from);
+      this.#predecessor = undefined;
+      this.#setSuccessors([successor]);
+      await this.stabilize();
+      return successor;
     }
-    throw lastError;
+    throw new JoinError(`no answer from ${where} after 3 tries: ${(lastError as Error)?.message ?? 'timeout'}`);
   }
 
   /** Starts the stabilize, check-predecessor and fix-fingers timers (on by default). */
@@ -208,6 +289,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     }
     this.#pending.clear();
     await this.#transport?.close();
+    await this.#opt.persistence?.close();
   }
 
   async #leave(): Promise<void> {
@@ -280,6 +362,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       successors: i.successors.map(wireNode),
       fingers: i.fingers.map((n) => (n ? wireNode(n) : null)),
       keys: i.keys,
+      counters: { ...this.#counters },
     };
   }
 
@@ -305,7 +388,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   /** Stores `value` under `key` on its owner (from inside the process, not over a client socket). */
   async put(key: string, value: Value): Promise<void> {
     const rep = await this.#originate('PUT', key, { key, value });
-    if (rep.method !== 'ACK') throw new ProtocolError(`PUT ${key} was refused (${rep.method})`);
+    if (rep.method !== 'ACK') throw new ProtocolError(`PUT ${key} was refused${rep.error ? `: ${rep.error}` : ` (${rep.method})`}`);
   }
 
   /** Reads `key` from its owner; undefined when it is not stored. */
@@ -335,18 +418,28 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
    */
   async stabilize(): Promise<void> {
     const self = this.#running();
+    /** A closer node the successor named: adopted only once it answers from its own address. */
+    let candidate: DhtNode | undefined;
     for (let step = 0; step < 16; step++) {
-      let succ = this.#successors[0]!;
+      let succ = candidate ?? this.#successors[0]!;
       if (sameNode(succ, self)) {
         if (!this.#predecessor) return;
         this.#setSuccessors([this.#predecessor]);
         succ = this.#predecessor;
       }
       let rep: Args;
+      const previous = this.#successors[0];
       try {
         rep = await this.#request(succ, 'PREDECESSOR', {}, this.#opt.rpcTimeoutMs);
-        this.#succMisses = 0;
+        if (!candidate) this.#succMisses = 0;
+        if (this.#idOk(succ)) this.#remember(succ); // it answered from its own address
       } catch (err) {
+        // a named node that never answers is simply not adopted; the successor still hears from us
+        if (candidate) {
+          const now = this.#successors[0]!;
+          if (!sameNode(now, self)) this.#send(now, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+          break;
+        }
         // a stalled peer (GC, a loaded machine) misses one deadline; a dead one misses two
         if (err instanceof TimeoutError && ++this.#succMisses >= 2) {
           this.#succMisses = 0;
@@ -354,12 +447,20 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         }
         return;
       }
-      if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
+      if (this.#state !== 'running' || !sameNode(this.#successors[0], previous)) return;
+      if (candidate) {
+        // the round trip proved the candidate holds its address
+        this.#setSuccessors([candidate, ...this.#successors]);
+        candidate = undefined;
+      }
       const x = rep.predecessor_id === null || rep.predecessor_id === undefined ? undefined : { id: readId(rep.predecessor_id, 'predecessor_id'), ...readAddr(rep.predecessor_addr, 'predecessor_addr') };
-      const list = readNodes(rep.successors ?? [], 'successors');
-      const closer = x !== undefined && !sameNode(x, self) && inOpen(self.id, succ.id, x.id);
-      this.#setSuccessors(closer ? [x, succ, ...list] : [succ, ...list]);
-      if (closer) continue;
+      const list = readNodes(rep.successors ?? [], 'successors').filter((n) => this.#idOk(n));
+      const closer = x !== undefined && !sameNode(x, self) && inOpen(self.id, succ.id, x.id) && this.#idOk(x);
+      this.#setSuccessors([succ, ...list]);
+      if (closer) {
+        candidate = x;
+        continue;
+      }
       const now = this.#successors[0]!;
       if (!sameNode(now, self)) this.#send(now, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
       break;
@@ -416,20 +517,53 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   // ------------------------------------------------------------------ receiving
 
-  #receive(message: unknown, from: Address): void {
+  #receive(message: unknown, from: Address, meta?: ReceiveMeta): void {
     if (this.#state !== 'running' && this.#state !== 'closing') return;
     this.#counters.received++;
+    const authenticated = meta?.authenticated === true;
+    const member = authenticated || this.#isMember(from);
+    if (!member && !this.#admit(from)) {
+      this.#counters.rateLimited++;
+      return;
+    }
     try {
       if (!isArgs(message) || typeof message.method !== 'string') throw new ProtocolError('a datagram must be a dict with a "method" string');
       const method = message.method;
       const args = message.args === undefined || message.args === null ? {} : message.args;
       if (!isArgs(args)) throw new ProtocolError(`${method}: "args" must be a dict`);
-      this.#dispatch(method, args, from);
+      if (this.#transport?.keyed && !authenticated && !CLIENT_METHODS.has(method)) {
+        this.#counters.unauthenticated++;
+        throw new ProtocolError(`${method.slice(0, 40)} without a valid ring-key tag`);
+      }
+      if (meta?.reply) return this.#streamClient(method, args, meta.reply);
+      this.#dispatch(method, args, from, member, authenticated);
     } catch (err) {
       if (err instanceof TrellisError) return this.#dropped(from, err.message);
       // a bug must not take the node down: report it and keep serving everyone else
       this.#log.error(`handling a datagram from ${from.host}:${from.port} failed`, err instanceof Error ? err.stack ?? err.message : String(err));
       this.#dropped(from, `internal error: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
+  /** A client's request over the stream side channel (large values): run here, answered on its connection. */
+  #streamClient(method: string, args: Args, reply: (message: WireMessage) => void): void {
+    const fail = (err: unknown) => reply({ method: 'NACK', args: { error: (err as Error)?.message ?? String(err) } });
+    switch (method) {
+      case 'PUT': {
+        const key = readString(args.key, 'key');
+        if (args.value === undefined) throw new ProtocolError('PUT needs a "value"');
+        const size = approxSize(args.value);
+        if (size > this.#opt.maxValueBytes) return reply({ method: 'NACK', args: { error: `the value is about ${size} bytes, over this ring's ${this.#opt.maxValueBytes}-byte limit` } });
+        this.put(key, args.value).then(() => reply({ method: 'ACK' }), fail);
+        return;
+      }
+      case 'GET':
+        this.get(readString(args.key, 'key')).then((v) => reply(v === undefined ? { method: 'NACK' } : { method: 'ACK', args: v }), fail);
+        return;
+      case 'INFO':
+        return reply({ method: 'ACK', args: this.wireInfo() });
+      default:
+        throw new ProtocolError(`${method.slice(0, 40)} is not a client request`);
     }
   }
 
@@ -439,18 +573,69 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.emit('dropped', from, reason);
   }
 
-  #dispatch(method: string, args: Args, from: Address): void {
+  /** Where a client-style request is answered: `from` only when it is the real source, else the source. */
+  #answerAddress(args: Args, from: Address): Address {
+    if (args.from === undefined || args.from === null) return from;
+    const claimed = readAddr(args.from, 'from');
+    // a name this node never resolved may still be the source: answer the source without counting
+    if (claimed.port !== from.port || (claimed.host !== from.host && (this.#ips.get(claimed.host) ?? from.host) !== from.host) || /^\d+\.\d+\.\d+\.\d+$/.test(claimed.host) && claimed.host !== from.host) {
+      this.#counters.reflectionRefused++;
+    }
+    return from;
+  }
+
+  #refuse(from: Address, reason: string): void {
+    this.#counters.membershipRefused++;
+    this.#dropped(from, reason);
+  }
+
+  /** Runs `fn` once `from` is a verified ring member; counts and drops the message otherwise. */
+  #asMember(from: Address, member: boolean, what: string, fn: (node: DhtNode | undefined) => void): void {
+    if (member) return fn(this.#members.get(addressKey(from))?.node);
+    void this.#verifySource(from).then((node) => {
+      if (this.#state !== 'running' && this.#state !== 'closing') return;
+      if (!node) {
+        this.#counters.membershipRefused++;
+        return this.#dropped(from, `${what} from a source that is not a verified ring member`);
+      }
+      try {
+        fn(node);
+      } catch (err) {
+        this.#dropped(from, (err as Error).message);
+      }
+    });
+  }
+
+  #dispatch(method: string, args: Args, from: Address, member: boolean, authenticated: boolean): void {
     if (ROUTED.has(method)) {
       if (this.#state !== 'running') return; // leaving: unacknowledged, so the sender routes around us
-      if (args.fwd !== undefined) this.#send(from, { method: 'HOP_ACK', args: { fwd: args.fwd } });
-      return this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
+      const forwarded = args.fwd !== undefined && args.fwd !== null;
+      if (!forwarded) {
+        // a client's request (or a joining node's): the answer goes back to where it came from
+        if (method === 'JOIN_REQ') {
+          const joiner = { id: readId(args.id, 'id'), ...readAddr(args.addr, 'addr') };
+          if (!this.#idOk(joiner)) {
+            this.#counters.membershipRefused++;
+            return this.#send(from, { method: 'JOIN_REP', args: { rid: args.rid ?? null, error: `id ${joiner.id} is not the hash of ${joiner.host}:${joiner.port}` } });
+          }
+        }
+        const answer = this.#answerAddress(method === 'JOIN_REQ' ? { from: args.addr! } : args, from);
+        return this.#route(readRouted(method as RoutedMethod, { ...args, from: wireAddr(answer) }, from, (key) => this.hashOf(key)));
+      }
+      this.#send(from, { method: 'HOP_ACK', args: { fwd: args.fwd! } });
+      // a forward: `from` (the answer address) is trusted only from a verified ring member
+      if (member) return this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
+      return this.#asMember(from, false, method, () => {
+        if (this.#state === 'running') this.#route(readRouted(method as RoutedMethod, args, from, (key) => this.hashOf(key)));
+      });
     }
     switch (method) {
       case 'HOP_ACK': {
-        const f = this.#forwards.get(readInt(args.fwd, 'fwd'));
-        if (f) {
+        const fwd = readInt(args.fwd, 'fwd');
+        const f = this.#forwards.get(fwd);
+        if (f && this.#sameAddressSync(f.next, from)) {
           f.timer.cancel();
-          this.#forwards.delete(readInt(args.fwd, 'fwd'));
+          this.#forwards.delete(fwd);
         }
         return;
       }
@@ -461,10 +646,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       case 'TRANSFER_REP':
       case 'REPLICATE_REP':
       case 'LEAVE_REP':
-        return this.#settle(args);
+        return this.#settle(args, from);
       case 'ACK':
       case 'NACK':
-        return this.#settle(args, method);
+        return this.#settle(args, from, method);
       case 'PREDECESSOR': {
         const p = this.#predecessor;
         return this.#reply(from, 'STABILIZE', args, {
@@ -473,34 +658,52 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
           successors: this.#successors.map(wireNode),
         });
       }
-      case 'NOTIFY':
-        return this.#notified({ id: readId(args.predecessor_id, 'predecessor_id'), ...readAddr(args.predecessor_addr, 'predecessor_addr') });
+      case 'NOTIFY': {
+        const x = { id: readId(args.predecessor_id, 'predecessor_id'), ...readAddr(args.predecessor_addr, 'predecessor_addr') };
+        if (!this.#idOk(x)) return this.#refuse(from, `NOTIFY names id ${x.id}, not the hash of ${x.host}:${x.port}`);
+        // the claimed predecessor must be the sender, proven by a round trip to the sender's address
+        return this.#asMember(from, false, 'NOTIFY', (node) => {
+          if (!node || !sameNode(node, x)) return this.#refuse(from, `NOTIFY for ${x.host}:${x.port} sent from ${from.host}:${from.port}`);
+          this.#notified(x);
+        });
+      }
       case 'PING':
-        return this.#reply(from, 'PONG', args, {});
+        return this.#reply(from, 'PONG', args, { node: wireNode(this.#self!) });
       case 'SUCCESSOR_HINT': {
-        // checked like a stabilize answer: only a node between us and our successor is adopted
+        // sent by our successor when a node joined between us; checked like a stabilize answer and
+        // adopted only after that node answers a round trip
         const x = { id: readId(args.successor_id, 'successor_id'), ...readAddr(args.successor_addr, 'successor_addr') };
         const self = this.#self!;
         const succ = this.#successors[0]!;
+        if (!this.#sameAddressSync(succ, from)) return this.#refuse(from, 'SUCCESSOR_HINT not from our successor');
+        if (!this.#idOk(x)) return this.#refuse(from, `SUCCESSOR_HINT names id ${x.id}, not the hash of ${x.host}:${x.port}`);
         if (sameNode(x, self) || !inOpen(self.id, succ.id, x.id)) return;
-        this.#setSuccessors([x, ...this.#successors]);
-        this.#send(x, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+        void this.#verifyNode(x).then((ok) => {
+          if (!ok || this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
+          this.#setSuccessors([x, ...this.#successors]);
+          this.#send(x, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+        });
         return;
       }
       case 'REPLICATE':
-        for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
-        if (args.rid !== undefined) this.#reply(from, 'REPLICATE_REP', args, {});
-        return;
-      case 'TRANSFER':
-        for (const [key, value, version] of readEntries(args.entries, 'entries')) this.#store.merge(key, this.hashOf(key), value, version);
-        this.#replicaSignature = ''; // newly owned keys go to the replicas at the next round
-        return this.#reply(from, 'TRANSFER_REP', args, {});
-      case 'LEAVE':
-        this.#neighbourLeft(readId(args.id, 'id'), args);
+      case 'TRANSFER': {
+        const entries = readEntries(args.entries, 'entries');
+        return this.#asMember(from, member, method, () => {
+          for (const [key, value, version] of entries) this.#store.merge(key, this.hashOf(key), value, version);
+          if (method === 'TRANSFER') this.#replicaSignature = ''; // newly owned keys go to the replicas at the next round
+          if (method === 'TRANSFER' || args.rid !== undefined) this.#reply(from, `${method}_REP`, args, {});
+        });
+      }
+      case 'LEAVE': {
+        const id = readId(args.id, 'id');
+        const gone = [this.#predecessor, ...this.#successors].find((n) => n?.id === id);
+        if (gone && !this.#sameAddressSync(gone, from)) return this.#refuse(from, `LEAVE for ${gone.host}:${gone.port} sent from ${from.host}:${from.port}`);
+        this.#neighbourLeft(id, args);
         return this.#reply(from, 'LEAVE_REP', args, {});
+      }
       case 'LOOKUP': {
         // a client asks for the owner of a key and the path the lookup took (visualisation, CLI)
-        const to = args.from !== undefined ? readAddr(args.from, 'from') : from;
+        const to = this.#answerAddress(args, from);
         const key = typeof args.key === 'string' ? args.key : readId(args.id, 'id');
         if (this.#state !== 'running') return;
         this.lookup(key).then(
@@ -514,7 +717,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         return;
       }
       case 'INFO':
-        return this.#send(args.from !== undefined ? readAddr(args.from, 'from') : from, { method: 'ACK', args: this.wireInfo() });
+        return this.#send(this.#answerAddress(args, from), { method: 'ACK', args: this.wireInfo() });
       default:
         throw new ProtocolError(`unknown method "${method.slice(0, 40)}"`);
     }
@@ -528,7 +731,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     if (this.owns(m.target) || (m.direct && this.#predecessor === undefined)) return this.#deliver(m);
     if (m.hops >= this.#opt.maxHops) {
       this.#log.warn(`dropped ${m.method} for id ${m.target} after ${m.hops} hops`);
-      if (m.method === 'PUT' || m.method === 'GET') this.#send(m.from, { method: 'NACK' });
+      if (m.method === 'PUT' || m.method === 'GET') this.#nack(m, `no route after ${m.hops} hops`);
       return;
     }
     const succ = this.#successors[0]!;
@@ -550,7 +753,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   #forward(m: Routed, next: DhtNode, direct: boolean): void {
     const self = this.#self!;
-    const fwd = ++this.#seq;
+    const fwd = newRid();
     const args = forwardArgs(m, self, fwd, direct);
     this.#counters.forwarded++;
     const timer = this.#clock.schedule(this.#opt.hopTimeoutMs, () => {
@@ -560,7 +763,22 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       else this.#log.warn(`gave up forwarding ${m.method} for id ${m.target}: no next hop answered`);
     });
     this.#forwards.set(fwd, { message: m, next, timer });
-    this.#send(next, { method: m.method, args });
+    // a message that cannot leave this host says nothing about the next hop: no eviction, no retry
+    this.#send(next, { method: m.method, args }, (err) => {
+      const f = this.#forwards.get(fwd);
+      if (!f) return;
+      f.timer.cancel();
+      this.#forwards.delete(fwd);
+      this.#log.warn(`could not forward ${m.method} for id ${m.target}: ${err.message}`);
+      if (m.method === 'PUT' || m.method === 'GET') this.#nack(m, `could not forward: ${err.message}`);
+    });
+  }
+
+  /** Refuses a routed PUT/GET with a reason (`error`; the original client only looks at the method). */
+  #nack(m: Routed, reason: string): void {
+    const args: Record<string, Value> = { error: reason };
+    if (m.args.rid !== undefined) args.rid = m.args.rid!;
+    this.#send(m.from, { method: 'NACK', args });
   }
 
   /** This node owns the target: answer to `from`. */
@@ -587,6 +805,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         return this.#send(m.from, { method: 'JOIN_REP', args: { rid: m.args.rid ?? null, successor_id: wireId(self.id), successor_addr: wireAddr(self) } });
       case 'PUT': {
         const key = m.args.key as string;
+        const size = approxSize(m.args.value!);
+        if (size > this.#opt.maxValueBytes) return this.#nack(m, `the value is about ${size} bytes, over this ring's ${this.#opt.maxValueBytes}-byte limit`);
         this.#counters.puts++;
         const entry = this.#store.write(key, m.target, m.args.value!);
         this.#replicate([[key, entry.value, entry.version]]);
@@ -597,7 +817,20 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
         const entry = this.#store.get(m.args.key as string);
         const rid = m.args.rid;
         if (!entry) return this.#send(m.from, rid !== undefined ? { method: 'NACK', args: { rid } } : { method: 'NACK' });
-        return this.#send(m.from, rid !== undefined ? { method: 'ACK', args: { rid, value: entry.value } } : { method: 'ACK', args: entry.value });
+        const reply: WireMessage = rid !== undefined ? { method: 'ACK', args: { rid, value: entry.value } } : { method: 'ACK', args: entry.value };
+        return this.#send(m.from, reply, (err) => {
+          const bytes = err instanceof SendError ? err.bytes : undefined;
+          if (bytes === undefined) return this.#nack(m, `could not send the value: ${err.message}`);
+          if (rid === undefined) {
+            // a UDP client: the value cannot reach it in one datagram, and it is told so
+            return this.#nack(m, `the value is ${bytes} bytes, too large for a datagram; read it over the stream side channel (TCP port ${self.port}; trellis dht get does)`);
+          }
+          // a node asked (it gave a rid): once it proves it holds its address, the value is streamed to it
+          void this.#verifyAddress(m.from).then((ok) => {
+            if (ok) this.#send(m.from, reply, (e) => this.#nack(m, `could not send the value: ${e.message}`));
+            else this.#nack(m, `the value is ${bytes} bytes and ${m.from.host}:${m.from.port} is not a verified ring member`);
+          });
+        });
       }
     }
   }
@@ -613,11 +846,18 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       let lastError: unknown;
       for (let attempt = 0; attempt < 2 && !result; attempt++) {
         try {
-          const rep = await this.#routeRequest('SUCCESSOR', id, { id: wireId(id) }, trace, !ownerShortcut);
+          const { args: rep, from } = await this.#routeRequest('SUCCESSOR', id, { id: wireId(id) }, trace, !ownerShortcut);
           const path = rep.path === undefined ? [] : readNodes(rep.path, 'path', this.#opt.maxHops + 2);
+          const node = { id: readId(rep.successor_id, 'successor_id'), ...readAddr(rep.successor_addr, 'successor_addr') };
+          // the owner answers for itself: its id must be its address's hash, sent from that address
+          if (!this.#idOk(node) || !(await this.#sameAddress(node, from))) {
+            this.#counters.membershipRefused++;
+            throw new ProtocolError(`SUCCESSOR_REP from ${from.host}:${from.port} names ${node.id} at ${node.host}:${node.port}, which does not check out`);
+          }
+          this.#remember(node);
           result = {
             id,
-            node: { id: readId(rep.successor_id, 'successor_id'), ...readAddr(rep.successor_addr, 'successor_addr') },
+            node,
             hops: readInt(rep.hops, 'hops'),
             routeHops: readInt(rep.route_hops ?? rep.hops, 'route_hops'),
             path,
@@ -638,14 +878,14 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   /** Starts a routed request at this node and waits for the reply carrying its rid. */
-  #routeRequest(method: Routed['method'], target: bigint, args: Record<string, Value>, trace: boolean, skipOwn = false): Promise<Args> {
+  #routeRequest(method: Routed['method'], target: bigint, args: Record<string, Value>, trace: boolean, skipOwn = false): Promise<{ args: Args; from: Address }> {
     const self = this.#self!;
-    return new Promise<Args>((resolve, reject) => {
-      const rid = ++this.#seq;
+    return new Promise<{ args: Args; from: Address }>((resolve, reject) => {
+      const rid = newRid();
       const timer = this.#clock.schedule(this.#opt.lookupTimeoutMs, () => {
         if (this.#pending.delete(rid)) reject(new TimeoutError(`${method} for id ${target} got no answer within ${this.#opt.lookupTimeoutMs} ms`));
       });
-      this.#pending.set(rid, { resolve, reject, timer });
+      this.#pending.set(rid, { resolve: (a, from) => resolve({ args: a, from }), reject, timer });
       const full: Args = { ...args, rid };
       const m: Routed = { method, target, from: self, args: full, hops: 0, routeHops: 0, direct: false, path: trace ? [] : undefined, attempt: 0 };
       if (skipOwn && this.owns(target) && !inHalfOpen(self.id, this.#successors[0]!.id, target)) {
@@ -657,9 +897,9 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   /** PUT/GET started inside the process: routed like a client's, answered with the rid. */
-  async #originate(method: 'PUT' | 'GET', key: string, args: Record<string, Value>): Promise<{ method: string; args: Value | undefined }> {
-    const rep = await this.#routeRequest(method, this.hashOf(key), args, false);
-    return { method: rep.__method as string, args: rep.value };
+  async #originate(method: 'PUT' | 'GET', key: string, args: Record<string, Value>): Promise<{ method: string; args: Value | undefined; error?: string }> {
+    const { args: rep } = await this.#routeRequest(method, this.hashOf(key), args, false);
+    return { method: rep.__method as string, args: rep.value, ...(typeof rep.error === 'string' ? { error: rep.error } : {}) };
   }
 
   // ----------------------------------------------------------- ring membership
@@ -798,44 +1038,211 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   // ----------------------------------------------------------------- messaging
 
   #request(to: Address, method: string, args: Record<string, Value>, timeoutMs: number): Promise<Args> {
-    return new Promise<Args>((resolve, reject) => {
-      const rid = ++this.#seq;
+    return this.#call(to, method, args, timeoutMs, true).then((r) => r.args);
+  }
+
+  /**
+   * Sends a request and waits for the reply carrying its (random) rid. With `fromTo`, only a reply
+   * from the address asked counts. A message that cannot be sent rejects at once with `SendError`
+   * (a local problem, not a sign the peer is dead); silence rejects with `TimeoutError`.
+   */
+  #call(to: Address, method: string, args: Record<string, Value>, timeoutMs: number, fromTo: boolean): Promise<{ args: Args; from: Address }> {
+    return new Promise<{ args: Args; from: Address }>((resolve, reject) => {
+      const rid = newRid();
       const timer = this.#clock.schedule(timeoutMs, () => {
         if (this.#pending.delete(rid)) reject(new TimeoutError(`${method} to ${to.host}:${to.port} got no answer within ${timeoutMs} ms`));
       });
-      this.#pending.set(rid, { resolve, reject, timer });
-      this.#send(to, { method, args: { ...args, rid } });
+      this.#pending.set(rid, { resolve: (a, from) => resolve({ args: a, from }), reject, timer, to: fromTo ? to : undefined });
+      const failed = (err: Error) => {
+        if (!this.#pending.delete(rid)) return;
+        timer.cancel();
+        reject(err);
+      };
+      this.#send(to, { method, args: { ...args, rid } }, failed);
     });
   }
 
-  #settle(args: Args, method?: string): void {
+  #settle(args: Args, from: Address, method?: string): void {
     const rid = args.rid;
     if (typeof rid !== 'number') return;
     const p = this.#pending.get(rid);
     if (!p) return;
+    if (p.to && !this.#sameAddressSync(p.to, from)) {
+      this.#counters.spoofedReplies++;
+      return this.#dropped(from, `a reply to a request sent to ${p.to.host}:${p.to.port}`);
+    }
     this.#pending.delete(rid);
     p.timer.cancel();
-    p.resolve(method ? { ...args, __method: method } : args);
+    p.resolve(method ? { ...args, __method: method } : args, from);
   }
 
   #reply(to: Address, method: string, request: Args, args: Record<string, Value>): void {
     this.#send(to, { method, args: { ...args, rid: request.rid ?? null } });
   }
 
-  #send(to: Address, message: WireMessage): void {
+  /**
+   * Sends one message. When it cannot be sent (encoding, size, budget, a local socket error
+   * reported later) `onFail` hears of it; the peer is never blamed for it.
+   */
+  #send(to: Address, message: WireMessage, onFail?: (err: Error) => void): void {
     const self = this.#self!;
     if (to.port === self.port && to.host === self.host) {
       // to ourselves (a lookup we started and answer): no datagram needed
-      if (message.method === 'ACK' || message.method === 'NACK') return this.#settle(isArgs(message.args) ? message.args : {}, message.method);
-      this.#later(0, () => this.#receive(message, to));
+      if (message.method === 'ACK' || message.method === 'NACK') {
+        this.#settle(isArgs(message.args) ? message.args : {}, to, message.method);
+        return;
+      }
+      this.#later(0, () => this.#receive(message, to, { authenticated: true }));
+      return;
+    }
+    if (!this.#ips.has(to.host)) void this.#resolveHost(to.host);
+    const member = this.#isMember(to);
+    if (this.#opt.replyBudget > 0 && !member && !this.#spend(to, 24 + (message.args === undefined ? 0 : approxSize(message.args)))) {
+      this.#counters.replyBudgetDropped++;
+      onFail?.(new SendError(`${message.method} to ${to.host}:${to.port} is over the reply budget for unverified addresses`));
       return;
     }
     this.#counters.sent++;
+    // (no closure per datagram unless the caller wants to hear of a late failure)
+    const late = onFail
+      ? (err: Error) => {
+          this.#lateError(err);
+          onFail(err);
+        }
+      : this.#lateError;
     try {
-      this.#transport!.send(to, message);
+      // replies to clients go untagged (a client has no ring key); node-to-node messages are tagged
+      const authenticate = message.method !== 'ACK' && message.method !== 'NACK';
+      this.#transport!.send(to, message, { authenticate, stream: member, onError: late });
+      return;
     } catch (err) {
-      this.#log.warn(`could not send ${message.method} to ${to.host}:${to.port}: ${(err as Error).message}`);
+      const e = err instanceof SendError ? err : new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${(err as Error).message}`, { cause: err });
+      this.#counters.sendErrors++;
+      this.#log.warn(`could not send ${message.method} to ${to.host}:${to.port}: ${e.message}`);
+      onFail?.(e);
+      return;
     }
+  }
+
+  readonly #lateError = (err: Error): void => {
+    this.#counters.sendErrors++;
+    this.#log.warn(err.message);
+  };
+
+  // ------------------------------------------------------------- verification
+
+  /** Whether `n`'s id is the hash of its advertised address (always true with `verifyIds: false`). */
+  #idOk(n: DhtNode): boolean {
+    return !this.#opt.verifyIds || n.id === this.hashOf(addressRepr(n.host, n.port));
+  }
+
+  /** The socket address key of an advertised address, names mapped to the IPs datagrams come from. */
+  #socketKey(a: Address): string {
+    return `${this.#ips.get(a.host) ?? a.host}:${a.port}`;
+  }
+
+  #sameAddressSync(a: Address, from: Address): boolean {
+    return a.port === from.port && (a.host === from.host || this.#ips.get(a.host) === from.host);
+  }
+
+  async #sameAddress(a: Address, from: Address): Promise<boolean> {
+    if (this.#sameAddressSync(a, from)) return true;
+    if (a.port !== from.port || this.#ips.has(a.host)) return false;
+    return (await this.#resolveHost(a.host)) === from.host;
+  }
+
+  async #resolveHost(host: string): Promise<string | undefined> {
+    const known = this.#ips.get(host);
+    if (known !== undefined) return known;
+    const resolve = this.#transport?.resolve;
+    if (!resolve) return undefined;
+    try {
+      const ip = await resolve.call(this.#transport, host);
+      this.#ips.set(host, ip);
+      return ip;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #isMember(a: Address): boolean {
+    const self = this.#self!;
+    if (a.port === self.port && a.host === self.host) return true;
+    const m = this.#members.get(this.#socketKey(a));
+    return m !== undefined && m.until > this.#clock.now();
+  }
+
+  /** Records `node` as verified, reachable at socket address `at` (default: its own address). */
+  #remember(node: DhtNode, at: Address = node): void {
+    if (this.#members.size >= MAX_TRACKED) this.#members.delete(this.#members.keys().next().value!);
+    this.#members.set(this.#socketKey(at), { node, until: this.#clock.now() + MEMBER_TTL_MS });
+  }
+
+  /**
+   * Proves who sits at socket address `from`: a PING with a random rid must be answered from that
+   * address by a node whose id is the hash of its advertised address, that address being `from`.
+   */
+  #verifySource(from: Address): Promise<DhtNode | undefined> {
+    const key = this.#socketKey(from);
+    const known = this.#members.get(key);
+    if (known && known.until > this.#clock.now()) return Promise.resolve(known.node);
+    let pending = this.#verifying.get(key);
+    if (!pending) {
+      pending = this.#request(from, 'PING', {}, this.#opt.rpcTimeoutMs)
+        .then(async (rep) => {
+          const node = readNode(rep.node, 'node');
+          if (!this.#idOk(node) || !(await this.#sameAddress(node, from))) return undefined;
+          this.#remember(node, from);
+          return node;
+        })
+        .catch(() => undefined)
+        .finally(() => this.#verifying.delete(key));
+      this.#verifying.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Proves that a ring member answers at advertised address `a`. */
+  async #verifyAddress(a: Address): Promise<boolean> {
+    const ip = (await this.#resolveHost(a.host)) ?? a.host;
+    const found = await this.#verifySource({ host: ip, port: a.port });
+    return found !== undefined && (await this.#sameAddress(found, { host: ip, port: a.port }));
+  }
+
+  /** Proves that `node` answers at its advertised address. */
+  async #verifyNode(node: DhtNode): Promise<boolean> {
+    const ip = (await this.#resolveHost(node.host)) ?? node.host;
+    const found = await this.#verifySource({ host: ip, port: node.port });
+    return found !== undefined && sameNode(found, node);
+  }
+
+  /** Token bucket per source that is not a verified member: false when it is over its rate. */
+  #admit(from: Address): boolean {
+    const rate = this.#opt.rateLimit;
+    if (rate <= 0) return true;
+    return this.#take(this.#inBuckets, addressKey(from), rate, rate, 1);
+  }
+
+  /** Byte budget per unverified destination, against reflection and amplification. */
+  #spend(to: Address, bytes: number): boolean {
+    const rate = this.#opt.replyBudget;
+    return this.#take(this.#outBuckets, this.#socketKey(to), rate, rate, bytes);
+  }
+
+  #take(buckets: Map<string, Bucket>, key: string, rate: number, burst: number, cost: number): boolean {
+    const now = this.#clock.now();
+    let b = buckets.get(key);
+    if (!b) {
+      if (buckets.size >= MAX_TRACKED) buckets.delete(buckets.keys().next().value!);
+      b = { tokens: burst, at: now };
+      buckets.set(key, b);
+    } else {
+      b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate);
+      b.at = now;
+    }
+    if (b.tokens < cost) return false;
+    b.tokens -= cost;
+    return true;
   }
 
   #later(ms: number, fn: () => void): void {

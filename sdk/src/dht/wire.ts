@@ -82,7 +82,8 @@ export function sameNode(a: DhtNode | undefined, b: DhtNode | undefined): boolea
 
 /** A rough upper bound of a value's pickled size, to keep key batches inside one datagram. */
 export function approxSize(v: Value): number {
-  if (typeof v === 'string') return 5 + v.length * 3;
+  // long strings are measured (pickle writes UTF-8); short ones bounded at 3 bytes a unit
+  if (typeof v === 'string') return 5 + (v.length > 1024 ? Buffer.byteLength(v, 'utf8') : v.length * 3);
   if (v instanceof Uint8Array) return 5 + v.byteLength;
   if (Array.isArray(v)) return v.reduce<number>((n, x) => n + approxSize(x), 4);
   if (v !== null && typeof v === 'object') {
