@@ -4,7 +4,9 @@
  */
 import { createInterface } from 'node:readline';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
-import { createBroker, createHost, connect, checkTopic, checkFilter, isWildcard, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createBroker, createHost, connect, openLmdbStore, memoryStore, checkTopic, checkFilter, isWildcard, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -49,15 +51,20 @@ export const broker = defineCommand({
     'max-frame-bytes': { type: 'string', default: String(1024 * 1024), description: 'largest frame a client may send', placeholder: 'bytes' },
     'max-buffer-bytes': { type: 'string', default: String(8 * 1024 * 1024), description: 'output a slow consumer may have waiting before it is disconnected', placeholder: 'bytes' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
+    'data-dir': { type: 'string', description: 'where last values and persistent sessions are kept (LMDB; default ~/.local/state/trellis/broker-PORT)', placeholder: 'dir' },
+    'in-memory': { type: 'boolean', description: 'keep everything in memory only: a restart loses last values and sessions' },
   },
-  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --dir ./my-codecs --stats'],
+  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --dir ./my-codecs --stats'],
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const maxFrameBytes = intOption('max-frame-bytes', values['max-frame-bytes'], { min: 64, max: 0xffffffff })!;
     const maxBufferBytes = intOption('max-buffer-bytes', values['max-buffer-bytes'], { min: 1024 })!;
     const plugins = pluginHost(values.dir);
     await plugins.scan();
-    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes });
+    if (values['in-memory'] && values['data-dir'] !== undefined) throw new UsageError('--in-memory and --data-dir exclude each other');
+    const dataDir = values['in-memory'] ? undefined : resolve(values['data-dir'] ?? join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'trellis', `broker-${port}`));
+    const store = dataDir ? await openLmdbStore(dataDir) : memoryStore();
+    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, store });
     engine.on('slow-consumer', (c, pending) => io.stderr.write(`broker: disconnected slow consumer ${c.remote} (${pending} bytes waiting)\n`));
     engine.on('client-error', (c, err) => io.stderr.write(`broker: dropped ${c.remote}: ${err.message}\n`));
     if (values.stats) {
@@ -71,6 +78,7 @@ export const broker = defineCommand({
       .map(({ n, id }) => `${n}(${id})`)
       .join(', ');
     io.stdout.write(`broker listening on ${address.host}:${address.port} (codecs: ${codecs || 'none installed'})\n`);
+    io.stderr.write(`broker: state ${dataDir ? `kept in ${dataDir}` : 'in memory only (--in-memory)'}; ${engine.stats().topics} last values, ${engine.stats().delivery.sessions} persistent sessions\n`);
     await untilAborted(io.signal);
     await engine.close({ timeoutMs: 3000 });
     await plugins.dispose();

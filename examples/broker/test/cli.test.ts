@@ -19,7 +19,7 @@ function io(signal = new AbortController().signal): CommandIO & { out(): string;
 async function startBrokerCommand(): Promise<{ port: number; stop(): Promise<number> }> {
   const controller = new AbortController();
   const brokerIo = io(controller.signal);
-  const running = runCommand('trellis broker', broker, ['--port', '0'], brokerIo);
+  const running = runCommand('trellis broker', broker, ['--port', '0', '--in-memory'], brokerIo);
   for (let i = 0; i < 500 && !/listening on/.test(brokerIo.out()); i++) await new Promise((r) => setTimeout(r, 10));
   const m = /listening on 127\.0\.0\.1:(\d+) \(codecs: (.*)\)/.exec(brokerIo.out());
   assert.ok(m, `broker did not start: ${brokerIo.out()} ${brokerIo.err()}`);

@@ -44,6 +44,8 @@ import {
   topicsFrame,
   welcomeFrame,
 } from './protocol.js';
+import { SessionEngine, type Link, type SessionOptions, type SessionStats } from './sessions.js';
+import { memoryStore, type BrokerStore } from './persistence.js';
 
 export interface BrokerOptions {
   /** The plugin host whose serializer plugins provide the codecs clients announce. */
@@ -72,6 +74,13 @@ export interface BrokerOptions {
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
   readonly lingerMs?: number;
   readonly logger?: Logger;
+  /**
+   * Where last values and persistent sessions are kept (`openLmdbStore(dir)` for durable state;
+   * default `memoryStore()`: nothing outlives the process). The broker closes it on `close()`.
+   */
+  readonly store?: BrokerStore;
+  /** Bounds of acknowledged delivery and persistent sessions (see `SessionOptions`). */
+  readonly sessions?: Omit<SessionOptions, 'store' | 'log'>;
 }
 
 /** What the broker knows about one client (events and `clients()`). */
@@ -120,6 +129,10 @@ export interface BrokerStats {
   readonly rates: { readonly in: number; readonly out: number };
   /** Encodings performed per codec name: one per message per target codec, never per subscriber. */
   readonly encodes: Readonly<Record<string, number>>;
+  /** Acknowledged delivery and persistent sessions. */
+  readonly delivery: SessionStats;
+  /** `memory` or where the durable store is. */
+  readonly store: string;
 }
 
 /** One node of `topicTree()`. */
@@ -185,6 +198,8 @@ class Session {
   readonly remote: string;
   /** Whose budgets this connection's last values count against (its address; later its user). */
   owner: string;
+  /** This connection as the session engine sees it, once it uses acknowledged delivery. */
+  link: Link | undefined;
 
   constructor(
     readonly id: number,
@@ -243,6 +258,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #encodes = new Map<string, number>();
   #rates = { in: 0, out: 0 };
   #last = { in: 0, out: 0, at: 0 };
+  readonly #store: BrokerStore;
+  readonly #acked: SessionEngine;
+  #restored = false;
 
   constructor(options: BrokerOptions) {
     super();
@@ -259,6 +277,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#lingerMs = options.lingerMs ?? 2_000;
+    this.#store = options.store ?? memoryStore();
+    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, ...options.sessions, store: this.#store, log: this.log });
   }
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
@@ -268,9 +288,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   // ------------------------------------------------------------------ lifecycle
 
   /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
-  listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
-    if (this.#server) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening'));
-    if (this.#closing) return Promise.reject(new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed'));
+  async listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    if (this.#server) throw new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening');
+    if (this.#closing) throw new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed');
+    if (!this.#restored) {
+      this.#restored = true;
+      await this.#restore();
+    }
     const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
     server.on('error', (err) => this.emit('error', err));
@@ -318,6 +342,33 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) s.socket.destroy();
     await stopped;
     this.#address = null;
+    this.#acked.checkpoint();
+    await this.#store.close();
+  }
+
+  /** Brings back the last values and sessions a durable store kept. */
+  async #restore(): Promise<void> {
+    const { retained, sessions } = await this.#store.load();
+    const codecs = new Map<number, Codec | undefined>();
+    for (const wire of new Set([...retained.map((r) => r.wire), ...sessions.map((s) => s.wire)])) {
+      codecs.set(wire, await this.#host.serialization.codec(wire).catch(() => undefined));
+    }
+    let kept = 0;
+    for (const r of retained) {
+      const codec = codecs.get(r.wire);
+      try {
+        if (!codec) throw new Error(`no serializer plugin provides codec ${r.wire}`);
+        const value = codec.decode(r.payload);
+        const payloads: (Buffer | undefined)[] = [];
+        payloads[r.wire] = r.payload;
+        this.#keep(this.#tree.ensure(r.topic), { value, size: r.payload.length, payloads, owner: r.owner }, false);
+        kept++;
+      } catch (err) {
+        this.log.warn(`stored last value of ${r.topic} not restored: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    this.#acked.restore(sessions, (wire) => codecs.get(wire));
+    if (this.#store.durable) this.log.info(`restored ${kept} last values and ${sessions.length} sessions from ${this.#store.where}`);
   }
 
   // ------------------------------------------------------------------ inspection
@@ -345,6 +396,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       ...this.#counters,
       rates: { ...this.#rates },
       encodes: Object.fromEntries(this.#encodes),
+      delivery: this.#acked.stats(),
+      store: this.#store.where,
     };
   }
 
@@ -386,6 +439,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#rates = { in: Math.round((c.messagesIn - this.#last.in) / secs), out: Math.round((c.messagesOut - this.#last.out) / secs) };
     }
     this.#last = { in: c.messagesIn, out: c.messagesOut, at: now };
+    this.#acked.expire();
     if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
   }
 
@@ -459,6 +513,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   #unsubscribeAll(s: Session): void {
+    if (s.link) this.#acked.detach(s.link);
     for (const node of s.subs) {
       node.subscribers.delete(s);
       this.#tree.prune(node);
@@ -569,6 +624,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       case FrameType.ERROR:
         throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `frame type 0x${type.toString(16)} is sent by the broker, not to it`);
       default:
+        if (this.#acked.handles(type)) return this.#acked.frame(this.#linkOf(s), type, body, (filter, codec) => this.#lastValues(filter, codec, s));
         throw new BrokerError(BrokerErrorCode.MALFORMED, `unknown frame type 0x${type.toString(16)}`);
     }
   }
@@ -617,19 +673,29 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
       const targets = this.#encodeFor(node, retained);
+      if (this.#acked.active) this.#acked.route(node.path.split('/'), (c) => this.#encodedFor(retained, c));
       // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
       this.#keep(node, retained);
       deliveries = this.#send(node, targets);
+      if (this.#acked.active) {
+        const acked = this.#acked.commit(node.pathBytes);
+        deliveries += acked;
+        this.#counters.messagesOut += acked;
+      }
     } catch (err) {
       this.#tree.prune(node);
       throw err;
     } finally {
       this.#release();
+      this.#acked.release();
     }
     this.#counters.messagesIn++;
     if (flags & 1) {
-      this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
       this.#counters.acks++;
+      // durable: acknowledged only once the last value and every session's copy are on disk
+      if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+      else this.#reply(s, puback);
     }
     if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
   }
@@ -638,7 +704,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * Stores `retained` as the node's last value if the budgets allow it (in total and for the
    * client that published it), releasing what the value it replaces held.
    */
-  #keep(node: Node, retained: Retained): void {
+  #keep(node: Node, retained: Retained, store = true): void {
     const old = node.retained;
     const total = this.#retainedBytes - (old?.size ?? 0) + retained.size;
     if (total > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
@@ -649,6 +715,62 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (old) this.#uncount(old);
     this.#count(retained, retained.size);
     this.#tree.retain(node, retained);
+    if (store && this.#store.durable) this.#storeRetained(node, retained);
+  }
+
+  // ------------------------------------------------------------------ acknowledged delivery hooks
+
+  #storeRetained(node: Node, retained: Retained): void {
+    const wire = retained.payloads.findIndex((p) => p !== undefined);
+    this.#store.putRetained({ topic: node.path, wire, payload: retained.payloads[wire]!, owner: retained.owner });
+  }
+
+  #storeFailed(s: Session, err: unknown): void {
+    this.log.error('the broker store failed to commit', err);
+    this.#drop(s, BrokerErrorCode.INTERNAL, 'the broker could not store the message');
+  }
+
+  #linkOf(s: Session): Link {
+    if (s.link) return s.link;
+    const link: Link = {
+      id: s.id,
+      get owner() {
+        return s.owner;
+      },
+      codec: s.codec!,
+      wire: s.wire,
+      consumer: (s.role & Role.CONSUMER) !== 0,
+      send: (frame) => {
+        if (s.state === 'open') this.#reply(s, frame);
+      },
+      isOpen: () => s.state === 'open',
+      drop: (code, message) => this.#drop(s, code, message),
+    };
+    s.link = link;
+    return link;
+  }
+
+  /** A message's payload in `codec` for an acknowledged subscriber; throws when it cannot be carried. */
+  #encodedFor(retained: Retained, codec: Codec): Buffer {
+    const payload = this.#payload(retained, codec, false);
+    if (payload instanceof CodecError) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${codec.name}: ${payload.message}`, { cause: payload });
+    if (payload === null) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the ${codec.name} codec plugin failed to encode the value`);
+    if (payload.length > this.#maxEncoded) throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${codec.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
+    return payload;
+  }
+
+  /** Last values matching a (trie-form) filter, encoded in `codec`; ones it cannot carry are skipped. */
+  #lastValues(filter: string, codec: Codec, s: Session): { pathBytes: Buffer; payload: Buffer }[] {
+    const out: { pathBytes: Buffer; payload: Buffer }[] = [];
+    for (const n of retainedMatching(this.#tree, filter)) {
+      const payload = this.#payload(n.retained!, codec, true);
+      if (payload === null || payload instanceof CodecError || payload.length > this.#maxEncoded) {
+        this.log.debug(`last value of ${n.path} not sent to client ${s.id} (acknowledged subscription): cannot be carried in ${codec.name}`);
+        continue;
+      }
+      out.push({ pathBytes: n.pathBytes, payload });
+    }
+    return out;
   }
 
   #count(retained: Retained, bytes: number): void {

@@ -4,3 +4,7 @@ export { BrokerClient, Subscription, connect, type ConnectOptions, type BrokerMe
 export { TopicTree, type TopicNode } from './topic-tree.js';
 export * from './protocol.js';
 export { measureValue, MAX_INTEGER_DIGITS, MAX_VALUE_DEPTH, type ValueBudget } from './value-budget.js';
+export { SessionEngine, type SessionOptions, type SessionStats, type Link, type LastValue } from './sessions.js';
+export { memoryStore, openLmdbStore, type BrokerStore, type StoredRetained, type StoredSession, type StoredMessage, type StoredSessionMeta } from './persistence.js';
+export * from './reliable-protocol.js';
+export { ReliableClient, AckedSubscription, connectReliable, type ReliableConnectOptions, type AckedMessage, type ReliableClientEvents } from './reliable-client.js';
