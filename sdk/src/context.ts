@@ -10,6 +10,7 @@ import type { ErrorClasses } from './errors.js';
 import type { StrategyFactory, RoutingHooks, RouteInfo, Outcome, Backend } from './areas/routing.js';
 import type { Codec, SerializationHooks } from './areas/serialization.js';
 import type { DhtRoutingFactory, DhtRoutingHooks, DhtNode } from './areas/dht-routing.js';
+import type { AccessFactory, AccessHooks } from './areas/access.js';
 
 /** Listener signatures of each area's observer hooks. */
 type HookListener<H> = H extends { tap(name: string, fn: infer F): void } ? F : never;
@@ -34,6 +35,12 @@ export interface DhtRoutingRegistry {
   tap<K extends keyof DhtRoutingHooks>(hook: K, listener: Listeners<DhtRoutingHooks>[K]): Disposable;
 }
 
+export interface AccessRegistry {
+  /** Provides access provider `id` (declared in `contributes.access`). */
+  registerAccess(id: string, factory: AccessFactory): Disposable;
+  tap<K extends keyof AccessHooks>(hook: K, listener: Listeners<AccessHooks>[K]): Disposable;
+}
+
 export interface PluginContext {
   /** The plugin id (its package name). */
   readonly pluginId: string;
@@ -48,6 +55,7 @@ export interface PluginContext {
   readonly routing: RoutingRegistry;
   readonly serialization: SerializationRegistry;
   readonly dhtRouting: DhtRoutingRegistry;
+  readonly access: AccessRegistry;
 }
 
 /** What a plugin module exports. */

@@ -41,6 +41,17 @@ export {
   type RefreshEntry,
   type DhtRoutingHooks,
 } from './areas/dht-routing.js';
+export {
+  AccessArea,
+  createAccessHooks,
+  type AccessAction,
+  type AccessCredentials,
+  type AccessFactory,
+  type AccessHooks,
+  type AccessIdentity,
+  type AccessInit,
+  type AccessProvider,
+} from './areas/access.js';
 export { SDK_VERSION } from './version.js';
 export * from './balancer/index.js';
 export * from './broker/index.js';

@@ -30,10 +30,18 @@ export interface DhtRoutingContribution {
   readonly description?: string;
 }
 
+/** An access provider (authenticate + authorize) a plugin contributes. */
+export interface AccessContribution {
+  readonly id: string;
+  readonly title: string;
+  readonly description?: string;
+}
+
 export interface Contributions {
   readonly strategies: readonly StrategyContribution[];
   readonly serializers: readonly SerializerContribution[];
   readonly dhtRouting: readonly DhtRoutingContribution[];
+  readonly access: readonly AccessContribution[];
 }
 
 /** The validated manifest. `activationEvents` already includes the events contributions imply. */
@@ -64,19 +72,21 @@ export interface ManifestInput {
     strategies?: StrategyContribution[];
     serializers?: SerializerContribution[];
     dhtRouting?: DhtRoutingContribution[];
+    access?: AccessContribution[];
   };
   pluginDependencies?: string[];
 }
 
 const ID = /^[a-z0-9][a-z0-9._-]*$/i;
 const PACKAGE_NAME = /^(@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/;
-const EVENT = /^(\*|onStartup|(onStrategy|onSerializer|onDhtRouting):[^\s:]+)$/;
+const EVENT = /^(\*|onStartup|(onStrategy|onSerializer|onDhtRouting|onAccess):[^\s:]+)$/;
 
 /** The activation event a contribution implies, as VS Code 1.74+ infers them. */
 export const activationEvent = {
   strategy: (id: string) => `onStrategy:${id}`,
   serializer: (id: string) => `onSerializer:${id}`,
   dhtRouting: (id: string) => `onDhtRouting:${id}`,
+  access: (id: string) => `onAccess:${id}`,
 } as const;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -112,9 +122,9 @@ export function validateManifest(raw: unknown, file: string, sdkVersion: string 
 
   const contributesRaw = raw.contributes ?? {};
   if (!isObject(contributesRaw)) throw new ManifestError(file, 'contributes', 'must be an object');
-  const allowed = new Set(['strategies', 'serializers', 'dhtRouting']);
+  const allowed = new Set(['strategies', 'serializers', 'dhtRouting', 'access']);
   for (const key of Object.keys(contributesRaw)) {
-    if (!allowed.has(key)) throw new ManifestError(file, `contributes.${key}`, 'is not a contribution point (use strategies, serializers or dhtRouting)');
+    if (!allowed.has(key)) throw new ManifestError(file, `contributes.${key}`, 'is not a contribution point (use strategies, serializers, dhtRouting or access)');
   }
 
   const list = <T>(key: string, check: (item: Record<string, unknown>, field: string) => T): T[] => {
@@ -155,6 +165,7 @@ export function validateManifest(raw: unknown, file: string, sdkVersion: string 
     wireIds.add(s.wireId);
   });
   const dhtRouting = list('dhtRouting', (item) => Object.freeze(base(item)));
+  const access = list('access', (item) => Object.freeze(base(item)));
 
   const events = raw.activationEvents ?? [];
   if (!Array.isArray(events)) throw new ManifestError(file, 'activationEvents', 'must be an array of strings');
@@ -168,6 +179,7 @@ export function validateManifest(raw: unknown, file: string, sdkVersion: string 
   for (const s of strategies) activationEvents.add(activationEvent.strategy(s.id));
   for (const s of serializers) activationEvents.add(activationEvent.serializer(s.id));
   for (const d of dhtRouting) activationEvents.add(activationEvent.dhtRouting(d.id));
+  for (const a of access) activationEvents.add(activationEvent.access(a.id));
 
   const depsRaw = raw.pluginDependencies ?? [];
   if (!Array.isArray(depsRaw)) throw new ManifestError(file, 'pluginDependencies', 'must be an array of plugin names');
@@ -194,6 +206,7 @@ export function validateManifest(raw: unknown, file: string, sdkVersion: string 
       strategies: Object.freeze(strategies),
       serializers: Object.freeze(serializers),
       dhtRouting: Object.freeze(dhtRouting),
+      access: Object.freeze(access),
     }),
     pluginDependencies: Object.freeze(pluginDependencies),
   });

@@ -31,6 +31,7 @@ import { SDK_VERSION } from './version.js';
 import { RoutingArea } from './areas/routing.js';
 import { SerializationArea } from './areas/serialization.js';
 import { DhtRoutingArea } from './areas/dht-routing.js';
+import { AccessArea } from './areas/access.js';
 import type { AreaHost, AreaName } from './areas/registry.js';
 import { tapSync } from './taps.js';
 import type { PluginContext, PluginModule } from './context.js';
@@ -107,12 +108,13 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   readonly routing: RoutingArea;
   readonly serialization: SerializationArea;
   readonly dhtRouting: DhtRoutingArea;
+  readonly access: AccessArea;
   readonly log: Logger;
   readonly sdkVersion: string;
 
   readonly #records = new Map<string, PluginRecord>();
   readonly #invalid: PluginInfo[] = [];
-  readonly #contributors: Record<AreaName, Map<string, string>> = { strategies: new Map(), serializers: new Map(), dhtRouting: new Map() };
+  readonly #contributors: Record<AreaName, Map<string, string>> = { strategies: new Map(), serializers: new Map(), dhtRouting: new Map(), access: new Map() };
   readonly #wireIds = new Map<number, string>();
   readonly #timeoutMs: number;
   readonly #dirs: string[];
@@ -136,6 +138,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     this.routing = new RoutingArea(areaHost);
     this.serialization = new SerializationArea(areaHost, () => this.#wireIds);
     this.dhtRouting = new DhtRoutingArea(areaHost);
+    this.access = new AccessArea(areaHost);
     for (const plugin of options.plugins ?? []) this.register(plugin);
   }
 
@@ -236,6 +239,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     index('strategies', manifest.contributes.strategies.map((s) => s.id));
     index('serializers', manifest.contributes.serializers.map((s) => s.id));
     index('dhtRouting', manifest.contributes.dhtRouting.map((s) => s.id));
+    index('access', (manifest.contributes.access ?? []).map((s) => s.id));
     for (const s of manifest.contributes.serializers) {
       if (!this.#wireIds.has(s.wireId)) this.#wireIds.set(s.wireId, s.id);
     }
@@ -368,9 +372,9 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   async #activateContributor(area: AreaName, id: string): Promise<string> {
     await this.scan();
     const plugin = this.#contributors[area].get(id);
-    const label = area === 'strategies' ? 'strategy' : area === 'serializers' ? 'serializer' : 'DHT routing';
+    const label = area === 'strategies' ? 'strategy' : area === 'serializers' ? 'serializer' : area === 'access' ? 'access provider' : 'DHT routing';
     if (plugin === undefined) throw new NoProviderError(label, id, [...this.#contributors[area].keys()]);
-    const event = area === 'strategies' ? activationEvent.strategy(id) : area === 'serializers' ? activationEvent.serializer(id) : activationEvent.dhtRouting(id);
+    const event = area === 'strategies' ? activationEvent.strategy(id) : area === 'serializers' ? activationEvent.serializer(id) : area === 'access' ? activationEvent.access(id) : activationEvent.dhtRouting(id);
     this.log.debug(`activation event ${event} -> ${plugin}`);
     await this.activate(plugin);
     return plugin;
@@ -392,6 +396,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     const strategies = declared('strategies');
     const serializers = declared('serializers');
     const dht = declared('dhtRouting');
+    const accessIds = new Set<string>((manifest.contributes.access ?? []).map((c) => c.id));
     const id = record.id;
 
     return Object.freeze({
@@ -439,6 +444,17 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
           return own(tapSync(this.dhtRouting.hooks[hook] as any, `dhtRouting.${hook}`, id, listener, sink));
+        },
+      }),
+      access: Object.freeze({
+        registerAccess: (aid: string, factory: Parameters<PluginContext['access']['registerAccess']>[1]) => {
+          alive();
+          if (typeof factory !== 'function') throw new ContributionError(id, 'access', aid, 'must be registered with a factory function');
+          return own(this.access.registry.register(id, accessIds, aid, factory));
+        },
+        tap: (hook: keyof AccessArea['hooks'], listener: (...args: any[]) => void) => {
+          alive();
+          return own(tapSync(this.access.hooks[hook] as any, `access.${hook}`, id, listener, sink));
         },
       }),
     }) as PluginContext;

@@ -15,7 +15,10 @@ Keeps the original course project's API so existing producers and consumers work
 It speaks the Trellis wire protocol v1 (examples/broker/PROTOCOL.md): length-prefixed frames,
 a HELLO announcing the codec (0 JSON, 1 XML, 2 Pickle) and the role. The broker address comes
 from the ``host``/``port`` arguments, else $TRELLIS_BROKER_HOST / $TRELLIS_BROKER_PORT, else
-localhost:7000. Values follow the Trellis value model: None, bool, int (any size), float, str,
+localhost:7000. On a broker with access control, pass ``username``/``password`` (or set
+$TRELLIS_BROKER_USER / $TRELLIS_BROKER_PASSWORD); on a TLS broker pass ``tls=True`` and
+``ca="ca.pem"`` (or set $TRELLIS_BROKER_TLS=1 / $TRELLIS_BROKER_CA). Every method may be called from any thread
+(e.g. ``list_topics()`` while another thread blocks in ``pull()``). Values follow the Trellis value model: None, bool, int (any size), float, str,
 bytes, list, dict with str keys (tuples are sent as lists).
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import pickle
 import re
 import socket
+import ssl
 import struct
 import threading
 import xml.etree.ElementTree as ET
@@ -45,7 +49,7 @@ DEFAULT_PORT = 7000
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 # frame types (PROTOCOL.md)
-HELLO, WELCOME = 0x01, 0x02
+HELLO, WELCOME, PING, PONG = 0x01, 0x02, 0x03, 0x04
 PUBLISH, PUBACK = 0x10, 0x11
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 0x20, 0x21, 0x22, 0x23
 LIST_TOPICS, TOPICS, STATS, STATS_REPLY = 0x30, 0x31, 0x32, 0x33
@@ -54,7 +58,7 @@ MESSAGE, ERROR = 0x40, 0x7F
 ERROR_NAMES = {
     1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "OUT_OF_ORDER", 4: "UNSUPPORTED_VERSION",
     5: "UNKNOWN_CODEC", 6: "BAD_TOPIC", 7: "BAD_PAYLOAD", 8: "SLOW_CONSUMER", 9: "NOT_ALLOWED",
-    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL",
+    10: "LIMIT", 11: "SHUTDOWN", 12: "INTERNAL", 13: "IDLE_TIMEOUT", 14: "AUTH_FAILED",
 }
 
 
@@ -91,7 +95,9 @@ class Queue:
 
     def __init__(self, topic: str, _type: MiddlewareType = MiddlewareType.CONSUMER,
                  host: Optional[str] = None, port: Optional[int] = None,
-                 timeout: Optional[float] = 10.0):
+                 timeout: Optional[float] = 10.0,
+                 username: Optional[str] = None, password: Optional[str] = None,
+                 tls: Optional[bool] = None, ca: Optional[str] = None):
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
@@ -113,9 +119,21 @@ class Queue:
         self._reading = False
         self._error: Optional[BaseException] = None
         self._sock = socket.create_connection((self._host, self._port), timeout=timeout)
+        if tls is None:
+            tls = os.environ.get("TRELLIS_BROKER_TLS", "") not in ("", "0")
+        ca = ca or os.environ.get("TRELLIS_BROKER_CA")
+        if tls or ca:
+            context = ssl.create_default_context(cafile=ca)  # verifies the broker's certificate and name
+            self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         role = 2 if _type == MiddlewareType.CONSUMER else 1
-        self._send(struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role))
+        hello = struct.pack(">BBBB", HELLO, PROTOCOL_VERSION, self.codec_id, role)
+        username = username if username is not None else os.environ.get("TRELLIS_BROKER_USER")
+        if username is not None:
+            if password is None:
+                password = os.environ.get("TRELLIS_BROKER_PASSWORD", "")
+            hello += _string(username.encode("utf-8")) + _string(password.encode("utf-8"))
+        self._send(hello)
         self._wait_for(WELCOME, None)
         self._sock.settimeout(None)  # pull() blocks until a message arrives
         if _type == MiddlewareType.CONSUMER:
@@ -269,6 +287,10 @@ class Queue:
             topic = body[4:4 + tlen].decode("utf-8")
             if self._subscribed:
                 self._messages.append((topic, self._decode(body[4 + tlen:])))
+        elif kind == PING:
+            self._send(struct.pack(">B", PONG))  # the broker checks that idle clients are alive
+        elif kind == PONG:
+            pass
         elif kind == WELCOME:
             self._replies[(WELCOME, None)] = struct.unpack_from(">I", body, 2)[0]
         elif kind in (PUBACK, UNSUBACK):

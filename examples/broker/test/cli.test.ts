@@ -19,7 +19,7 @@ function io(signal = new AbortController().signal): CommandIO & { out(): string;
 async function startBrokerCommand(): Promise<{ port: number; stop(): Promise<number> }> {
   const controller = new AbortController();
   const brokerIo = io(controller.signal);
-  const running = runCommand('trellis broker', broker, ['--port', '0', '--in-memory'], brokerIo);
+  const running = runCommand('trellis broker', broker, ['--port', '0'], brokerIo);
   for (let i = 0; i < 500 && !/listening on/.test(brokerIo.out()); i++) await new Promise((r) => setTimeout(r, 10));
   const m = /listening on 127\.0\.0\.1:(\d+) \(codecs: (.*)\)/.exec(brokerIo.out());
   assert.ok(m, `broker did not start: ${brokerIo.out()} ${brokerIo.err()}`);
@@ -97,6 +97,30 @@ test('pub refuses JSON the value model refuses and wildcard topics with the reas
     const subIo = io();
     await runCommand('trellis sub', sub, ['--port', port, '--topic', '/t', '--count', '1'], subIo);
     assert.is(subIo.out(), '{"topic":"/t","value":"{\\"__proto__\\":1}"}\n', '--string sends the text verbatim');
+  } finally {
+    assert.is(await b.stop(), 0);
+  }
+});
+
+test('pub --clear clears a last value; pub --expiry sets one that expires', async () => {
+  const b = await startBrokerCommand();
+  try {
+    const port = String(b.port);
+    const list = async () => {
+      const t = io();
+      await runCommand('trellis topics', topics, ['--port', port], t);
+      return JSON.parse(t.out()) as string[];
+    };
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '1'], io()), 0);
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'brief', '--expiry', '1', '2'], io()), 0);
+    assert.equal(await list(), ['brief', 'keep']);
+    const cleared = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '--clear'], cleared), 0, cleared.err());
+    assert.match(cleared.err(), /cleared the last value of keep/);
+    for (let i = 0; i < 60 && (await list()).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await list(), []);
+    const bad = io();
+    assert.is(await runCommand('trellis pub', pub, ['--port', port, '--topic', 'keep', '--clear', '1'], bad), 2);
   } finally {
     assert.is(await b.stop(), 0);
   }

@@ -74,4 +74,24 @@ test('cached translations of a last value count against the budget', async () =>
   }
 });
 
+test('publishes refused for their payload leave no empty topic nodes behind (the topic budget is not eaten)', async () => {
+  const r = await startBroker({ maxTopics: 50 });
+  try {
+    const { rawSocket } = await import('./helpers.js');
+    const { helloFrame, publishFrame, Role, FrameType } = await import('@trellis/sdk');
+    for (let i = 0; i < 100; i++) {
+      const raw = await rawSocket(r.port);
+      raw.socket.write(helloFrame(0, Role.PRODUCER));
+      raw.socket.write(publishFrame(`/junk/${i}/deep/er`, Buffer.from('{not json'), 1));
+      await raw.next(FrameType.ERROR);
+      raw.socket.destroy();
+    }
+    assert.is(r.broker.stats().nodes, 1, 'only the root');
+    const p = await r.client('json', 'producer');
+    await p.publish('/fine/topic', 1, { ack: true });
+  } finally {
+    await r.stop();
+  }
+});
+
 test.run();

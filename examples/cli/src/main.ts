@@ -18,6 +18,7 @@ export const commands: Record<string, { summary: string; load: Loader }> = {
   pub: { summary: 'publish values to a broker topic', load: () => import('@trellis/example-broker/cli').then((m) => m.pub) },
   sub: { summary: 'subscribe to a broker topic (one JSON line per message)', load: () => import('@trellis/example-broker/cli').then((m) => m.sub) },
   topics: { summary: 'list the broker topics that hold a value (JSON array)', load: () => import('@trellis/example-broker/cli').then((m) => m.topics) },
+  passwd: { summary: 'add, change or delete a user in a broker password file (salted scrypt)', load: () => import('@trellis/example-broker/cli').then((m) => m.passwd) },
   dht: { summary: 'Chord DHT: run nodes and rings, put/get keys, inspect nodes', load: () => import('@trellis/example-dht/cli').then((m) => m.dht) },
   plugins: { summary: 'list discovered plugins, versions, contributions and state', load: () => import('./plugins-command.js').then((m) => m.default) },
 };

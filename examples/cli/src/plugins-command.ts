@@ -9,6 +9,7 @@ function contributions(info: PluginInfo): string {
     ...c.strategies.map((s) => `strategy:${s.id}`),
     ...c.serializers.map((s) => `serializer:${s.id}(${s.wireId})`),
     ...c.dhtRouting.map((s) => `dhtRouting:${s.id}`),
+    ...(c.access ?? []).map((s) => `access:${s.id}`),
   ].join(' ');
 }
 

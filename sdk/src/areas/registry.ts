@@ -59,4 +59,4 @@ export interface AreaHost {
   reportPluginError(error: import('../errors.js').PluginError): void;
 }
 
-export type AreaName = 'strategies' | 'serializers' | 'dhtRouting';
+export type AreaName = 'strategies' | 'serializers' | 'dhtRouting' | 'access';

@@ -13,16 +13,19 @@
  * ```
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CodecError, TrellisError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
+import type { AccessIdentity, AccessProvider } from '../areas/access.js';
 import { FrameReader, FrameSizeError } from '../framing/frame-reader.js';
 import { FrameQueue } from '../framing/frame-writer.js';
 import { FilterTrie, TopicTree, retainedMatching, type FilterNode, type TopicNode } from './topic-tree.js';
 import { measureValue, type ValueBudget } from './value-budget.js';
+import { LineLimiter } from './line-limiter.js';
 import {
   BrokerError,
   BrokerErrorCode,
@@ -35,8 +38,11 @@ import {
   isWildcard,
   errorFrame,
   idFrame,
+  pingFrame,
+  PublishFlag,
   messageFrame,
   readHello,
+  type Hello,
   readId,
   readTopicRequest,
   statsReplyFrame,
@@ -69,6 +75,32 @@ export interface BrokerOptions {
   readonly maxEncodedBytes?: number;
   /** Most subscriptions one connection may hold (default 10,000). */
   readonly maxSubscriptionsPerClient?: number;
+  /** Most connections at once; more are refused with LIMIT (default 10,000). */
+  readonly maxConnections?: number;
+  /** Most connections at once from one address (default 1,000). */
+  readonly maxConnectionsPerAddress?: number;
+  /** Most topics one client (by address) may hold a last value on (default 10,000). */
+  readonly maxTopicsPerClient?: number;
+  /**
+   * A client that sends nothing for this long gets a PING; one that then sends nothing for
+   * `pingTimeoutMs` more is closed with IDLE_TIMEOUT (default 120 s; 0 turns it off).
+   */
+  readonly idleTimeoutMs?: number;
+  /** How long a pinged client has to answer (default 30 s). */
+  readonly pingTimeoutMs?: number;
+  /** Most lines of each kind (client errors, slow consumers, refusals) logged per second (default 10). */
+  readonly logLinesPerSecond?: number;
+  /**
+   * Who may connect, publish and subscribe: an access provider object, or the id of one a plugin
+   * contributes (`contributes.access`) with its options, e.g. `{ provider: 'file', options:
+   * { passwordFile, aclFile, allowAnonymous } }`. Without it every client may do everything.
+   */
+  readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
+  /**
+   * Serve TLS instead of plain TCP: at least `cert` and `key` (PEM), as for `tls.createServer`.
+   * Clients connect with `{ tls: true, ca }` (TS), `tls=True, ca=...` (Python) or `--tls --ca`.
+   */
+  readonly tls?: TlsOptions;
   /** A connection that sends no HELLO within this time is closed (default 10 s). */
   readonly helloTimeoutMs?: number;
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
@@ -200,6 +232,13 @@ class Session {
   owner: string;
   /** This connection as the session engine sees it, once it uses acknowledged delivery. */
   link: Link | undefined;
+  /** Who this client is, once authenticated (only with an access provider). */
+  identity: AccessIdentity | undefined;
+  /** Authorization answers by action and topic (bounded). */
+  readonly allowed = new Map<string, boolean>();
+  /** When the last bytes arrived (ms), and whether a PING is out. */
+  lastIn = Date.now();
+  pinged = false;
 
   constructor(
     readonly id: number,
@@ -237,6 +276,23 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   /** Bytes of last values kept per owner (client address). */
   readonly #retainedBy = new Map<string, number>();
   readonly #helloTimeoutMs: number;
+  readonly #maxConnections: number;
+  readonly #maxPerAddress: number;
+  readonly #maxTopicsPerClient: number;
+  readonly #idleMs: number;
+  readonly #pingMs: number;
+  readonly #perAddress = new Map<string, number>();
+  /** Last values kept per owner (topics per client). */
+  readonly #topicsBy = new Map<string, number>();
+  /** Last values with an expiry, and when (ms since epoch). */
+  readonly #expiring = new Map<Node, number>();
+  #liveTimer: NodeJS.Timeout | undefined;
+  readonly #limitedLog: LineLimiter;
+  readonly #accessOption: BrokerOptions['access'];
+  readonly #tls: TlsOptions | undefined;
+  #access: Promise<AccessProvider> | undefined;
+  /** The provider once created (the hot path reads it without awaiting). */
+  #accessResolved: AccessProvider | undefined;
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
   readonly #wild = new FilterTrie<Session>();
@@ -276,6 +332,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#budget = { maxValueBytes: options.maxValueBytes ?? this.#maxFrame };
     this.#maxEncoded = options.maxEncodedBytes ?? Math.max(16 * 1024 * 1024, 4 * this.#maxFrame);
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
+    this.#accessOption = options.access;
+    this.#tls = options.tls;
+    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
+    this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
+    this.#idleMs = options.idleTimeoutMs ?? 120_000;
+    this.#pingMs = options.pingTimeoutMs ?? 30_000;
+    this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
     this.#store = options.store ?? memoryStore();
     this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, ...options.sessions, store: this.#store, log: this.log });
@@ -288,14 +352,29 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   // ------------------------------------------------------------------ lifecycle
 
   /** Starts accepting connections (port 0 picks a free one). Resolves with the bound address. */
-  async listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+  listen(port = 0, host = '127.0.0.1'): Promise<{ host: string; port: number }> {
+    // the access provider is created first: a bad password file fails here, not at the first client
+    if (this.#accessOption && !this.#accessResolved) return this.#accessProvider().then(() => this.#listen(port, host));
+    return this.#listen(port, host);
+  }
+
+  async #listen(port: number, host: string): Promise<{ host: string; port: number }> {
     if (this.#server) throw new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is already listening');
     if (this.#closing) throw new TrellisError('TRELLIS_ERR_BROKER_STATE', 'the broker is closed');
     if (!this.#restored) {
       this.#restored = true;
       await this.#restore();
     }
-    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    const server: Server = this.#tls
+      ? createTlsServer({ ...this.#tls, noDelay: true }, (socket) => this.#accept(socket))
+      : createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (this.#tls) {
+      // a failed handshake is that client's problem only; counted, rate-limited in the log
+      server.on('tlsClientError', (err, socket) => {
+        this.#counters.protocolErrors++;
+        this.#limitedLog.line('tls', `TLS handshake with ${socket.remoteAddress} failed: ${err.message}`, 'debug');
+      });
+    }
     this.#server = server;
     server.on('error', (err) => this.emit('error', err));
     return new Promise((resolve, reject) => {
@@ -310,6 +389,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#address = { host: a.address, port: a.port };
         this.#started = Date.now();
         this.#rateTimer = setInterval(() => this.#tick(), 1000).unref();
+        const sweep = Math.max(10, Math.min(1000, this.#idleMs > 0 ? Math.min(this.#idleMs, this.#pingMs) / 2 : 1000));
+        this.#liveTimer = setInterval(() => this.#liveness(), sweep).unref();
         this.emit('listening', this.#address);
         resolve(this.#address);
       });
@@ -332,6 +413,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   async #close(timeoutMs: number): Promise<void> {
     clearInterval(this.#rateTimer);
+    clearInterval(this.#liveTimer);
+    this.#limitedLog.flush();
     const server = this.#server;
     const stopped = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     const closed = [...this.#sessions].map((s) => new Promise<void>((r) => (s.socket.destroyed ? r() : s.socket.once('close', () => r()))));
@@ -342,6 +425,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     for (const s of this.#sessions) s.socket.destroy();
     await stopped;
     this.#address = null;
+    if (this.#accessOption && !('authenticate' in this.#accessOption)) await this.#accessResolved?.dispose?.(); // made here, so released here
     this.#acked.checkpoint();
     await this.#store.close();
   }
@@ -443,6 +527,40 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
   }
 
+  /** Pings idle clients, closes those that did not answer, and drops expired last values. */
+  #liveness(): void {
+    const now = Date.now();
+    if (this.#idleMs > 0) {
+      for (const s of this.#sessions) {
+        if (s.state !== 'open' && s.state !== 'resolving') continue;
+        const idle = now - s.lastIn;
+        if (s.pinged) {
+          if (idle >= this.#idleMs + this.#pingMs) this.#drop(s, BrokerErrorCode.IDLE_TIMEOUT, `nothing received for ${idle} ms and no answer to PING`);
+        } else if (idle >= this.#idleMs) {
+          s.pinged = true;
+          s.queue.write(pingFrame(FrameType.PING));
+        }
+      }
+    }
+    for (const [node, at] of this.#expiring) if (at <= now) this.#clear(node);
+  }
+
+  /** Drops a topic's last value (and its bytes from the budgets); the topic is no longer listed. */
+  #clear(node: Node): boolean {
+    this.#expiring.delete(node);
+    const old = node.retained;
+    if (!old) return false;
+    this.#uncount(old);
+    this.#tree.retain(node, undefined);
+    return true;
+  }
+
+  /** Clears the last value of `topic`; true if it held one. */
+  clearLastValue(topic: string): boolean {
+    const node = this.#tree.get(topic);
+    return node ? this.#clear(node) : false;
+  }
+
   // ------------------------------------------------------------------ connections
 
   #accept(socket: Socket): void {
@@ -450,12 +568,26 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.#perAddress.get(address) ?? 0;
+    if (this.#sessions.size >= this.#maxConnections || fromAddress >= this.#maxPerAddress) {
+      const why = this.#sessions.size >= this.#maxConnections ? `the broker holds its maximum of ${this.#maxConnections} connections` : `at most ${this.#maxPerAddress} connections from one address`;
+      this.#limitedLog.line('refused', `refused a connection from ${address}: ${why}`);
+      socket.on('error', () => undefined);
+      socket.resume(); // read (and discard) until the peer's FIN, so the socket can finish closing
+      socket.end(errorFrame(BrokerErrorCode.LIMIT, why));
+      setTimeout(() => socket.destroy(), this.#lingerMs).unref();
+      return;
+    }
+    this.#perAddress.set(address, fromAddress + 1);
     const s = new Session(this.#nextId++, socket);
     s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
     this.#sessions.add(s);
     s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
       this.#counters.bytesIn += chunk.length;
+      s.lastIn = Date.now();
+      s.pinged = false;
       try {
         s.reader.push(chunk);
       } catch (err) {
@@ -490,7 +622,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (code !== BrokerErrorCode.SHUTDOWN) {
       this.#counters.protocolErrors += code === BrokerErrorCode.SLOW_CONSUMER ? 0 : 1;
       if (code !== BrokerErrorCode.SLOW_CONSUMER) this.emit('client-error', s.info(), new BrokerError(code, message));
-      this.log.debug(`client ${s.id} (${s.remote}) dropped: ${s.closeReason}`);
+      this.#limitedLog.line('dropped', `client ${s.id} (${s.remote}) dropped: ${s.closeReason}`, 'debug');
     }
     s.reader.stop(new BrokerError(code, message));
     s.backlog = [];
@@ -503,6 +635,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   #cleanup(s: Session): void {
     if (!this.#sessions.delete(s)) return;
+    const address = s.socket.remoteAddress ?? 'unknown';
+    const left = (this.#perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.#perAddress.set(address, left);
+    else this.#perAddress.delete(address);
     clearTimeout(s.helloTimer);
     clearTimeout(s.lingerTimer);
     s.reader.stop(new Error('closed'));
@@ -558,24 +694,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       pending.catch(() => this.#codecs.delete(hello.codec));
     }
     pending.then(
-      (codec) => {
-        if (s.state !== 'resolving') return;
-        s.codec = codec;
-        s.wire = hello.codec;
-        s.state = 'open';
-        s.queue.write(welcomeFrame(this.#maxFrame));
-        const backlog = s.backlog;
-        s.backlog = [];
-        try {
-          for (const frame of backlog) {
-            if (s.state !== 'open') break;
-            this.#onFrame(s, frame);
-          }
-        } catch (err) {
-          this.#fail(s, err);
-        }
-        if (s.state === 'open') s.socket.resume();
-      },
+      (codec) => void this.#admit(s, hello, codec),
       (err: unknown) => {
         if (s.state !== 'resolving') return;
         const known = this.#host.serialization.serializers().map((n) => `${n} (${this.#wireOf(n)})`).join(', ');
@@ -583,6 +702,98 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#drop(s, BrokerErrorCode.UNKNOWN_CODEC, `no serializer plugin provides codec ${hello.codec}${known ? `; available: ${known}` : ''}`);
       },
     );
+  }
+
+  /** Authenticates the client (when an access provider is set), then opens the session. */
+  async #admit(s: Session, hello: Hello, codec: Codec): Promise<void> {
+    if (s.state !== 'resolving') return;
+    if (this.#accessOption) {
+      let identity: AccessIdentity | undefined;
+      try {
+        const provider = await this.#accessProvider();
+        identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: s.socket.remoteAddress ?? 'unknown' });
+      } catch (err) {
+        this.log.error(`client ${s.id}: the access provider failed`, err);
+        identity = undefined;
+      }
+      if (s.state !== 'resolving') return;
+      if (!identity) {
+        const reason = hello.username === undefined ? 'this broker needs a user name and password (anonymous access is off)' : `user ${JSON.stringify(hello.username)} and this password are not accepted`;
+        this.#host.access.hooks.denied.call(s.remote, hello.username, reason);
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${reason}`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, reason);
+        return;
+      }
+      s.identity = identity;
+      if (identity.username !== undefined) s.owner = `user:${identity.username}`;
+      this.#host.access.hooks.authenticated.call(s.remote, identity.username);
+    }
+    s.codec = codec;
+    s.wire = hello.codec;
+    s.state = 'open';
+    s.queue.write(welcomeFrame(this.#maxFrame));
+    const backlog = s.backlog;
+    s.backlog = [];
+    try {
+      for (const frame of backlog) {
+        if (s.state !== 'open') break;
+        this.#onFrame(s, frame);
+      }
+    } catch (err) {
+      this.#fail(s, err);
+    }
+    if (s.state === 'open') s.socket.resume();
+  }
+
+  /** Whether the client may read exactly `topic` (for LIST_TOPICS; not cached: listing is rare). */
+  #mayRead(s: Session, topic: string): boolean {
+    try {
+      return this.#accessResolved?.authorize(s.identity ?? { username: undefined }, 'subscribe', topic) === true;
+    } catch (err) {
+      this.log.error('the access provider failed to authorize', err);
+      return false;
+    }
+  }
+
+  /** The NOT_ALLOWED error for a refused operation (and a rate-limited log line). */
+  #denied(s: Session, what: string, topic: string): BrokerError {
+    const who = s.identity?.username === undefined ? 'anonymous clients' : `user ${JSON.stringify(s.identity.username)}`;
+    const reason = `${who} may not ${what} ${JSON.stringify(topic.slice(0, 100))}`;
+    this.#host.access.hooks.denied.call(s.remote, s.identity?.username, reason);
+    this.#limitedLog.line('denied', `client ${s.id} (${s.remote}): ${reason}`, 'debug');
+    return new BrokerError(BrokerErrorCode.NOT_ALLOWED, reason);
+  }
+
+  /** The access provider, created once from `options.access`. */
+  #accessProvider(): Promise<AccessProvider> {
+    const option = this.#accessOption!;
+    this.#access ??= ('authenticate' in option ? Promise.resolve(option) : this.#host.access.create(option.provider, option.options ?? {})).then((p) => (this.#accessResolved = p));
+    this.#access.catch(() => (this.#access = undefined)); // a later listen() may try again
+    return this.#access;
+  }
+
+  /**
+   * Whether the client may publish to `topic` or subscribe to it (a topic with everything under
+   * it, `/` for all, or a wildcard filter). Asked once per topic and connection, then cached.
+   */
+  #may(s: Session, action: 'publish' | 'subscribe', topic: string): boolean {
+    if (!this.#accessOption) return true;
+    const provider = this.#accessResolved;
+    if (!provider) return false; // never open before the provider exists; fail closed all the same
+    const key = action === 'publish' ? `p${topic}` : `s${topic}`;
+    let ok = s.allowed.get(key);
+    if (ok === undefined) {
+      const filter = action === 'publish' || isWildcard(topic) ? topic : topic === '/' ? '#' : `${topic}/#`;
+      try {
+        ok = provider.authorize(s.identity ?? { username: undefined }, action, filter) === true;
+      } catch (err) {
+        this.log.error('the access provider failed to authorize', err);
+        ok = false;
+      }
+      if (s.allowed.size >= 1024) s.allowed.clear();
+      s.allowed.set(key, ok);
+    }
+    return ok;
   }
 
   /** The id of the plugin that contributes codec `name` (for PluginError reports). */
@@ -604,7 +815,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         return this.#unsubscribe(s, body);
       case FrameType.LIST_TOPICS: {
         const id = readId(body, 'LIST_TOPICS');
-        this.#reply(s, topicsFrame(id, this.#tree.topics()));
+        const all = this.#tree.topics();
+        // with access control, a client sees only the topics it may read
+        const visible = this.#accessOption ? all.filter((t) => this.#mayRead(s, t)) : all;
+        this.#reply(s, topicsFrame(id, visible));
         return;
       }
       case FrameType.STATS: {
@@ -612,6 +826,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         this.#reply(s, statsReplyFrame(id, JSON.stringify(this.stats())));
         return;
       }
+      case FrameType.PING:
+        if (body.length !== 1) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PING carries no body');
+        this.#reply(s, pingFrame(FrameType.PONG));
+        return;
+      case FrameType.PONG:
+        return; // its arrival already counted as activity
       case FrameType.HELLO:
         throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, 'HELLO was already received on this connection');
       case FrameType.WELCOME:
@@ -650,13 +870,41 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
     const rawTopic = body.subarray(8, tend);
     if (!isUtf8(rawTopic)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
-    const node = this.#node(rawTopic.toString('utf8'), false);
-    const payload = body.subarray(tend);
+    let start = tend;
+    let expiresAt = 0;
+    if (flags & PublishFlag.EXPIRY) {
+      if (body.length < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
+      const secs = body.readUInt32BE(tend);
+      if (secs === 0) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry must be at least 1 second');
+      expiresAt = Date.now() + secs * 1000;
+      start += 4;
+    }
+    if (flags & ~(PublishFlag.ACK | PublishFlag.CLEAR | PublishFlag.EXPIRY)) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH flags 0x${flags.toString(16)} has unknown bits`);
+    if (flags & PublishFlag.CLEAR) {
+      if (body.length !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
+      const topic = rawTopic.toString('utf8');
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
+      const node = this.#tree.get(topic);
+      if (node) this.#clear(node);
+      if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      return;
+    }
+    const topic = rawTopic.toString('utf8');
+    if (this.#accessOption && !this.#may(s, 'publish', topic)) {
+      const problem = checkTopic(topic);
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'publish to', topic);
+    }
+    const node = this.#node(topic, false);
+    const payload = body.subarray(start);
     const codec = s.codec!;
     let value: Value;
     try {
       value = codec.decode(payload);
     } catch (err) {
+      this.#tree.prune(node); // a refused publish must not leave an empty node behind
       if (!(err instanceof CodecError)) this.#host.pluginError(this.#pluginOf(codec), `serializer:${codec.name}.decode`, err);
       throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `payload does not decode as ${codec.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
@@ -676,6 +924,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (this.#acked.active) this.#acked.route(node.path.split('/'), (c) => this.#encodedFor(retained, c));
       // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
       this.#keep(node, retained);
+      if (expiresAt) this.#expiring.set(node, expiresAt);
+      else this.#expiring.delete(node);
       deliveries = this.#send(node, targets);
       if (this.#acked.active) {
         const acked = this.#acked.commit(node.pathBytes);
@@ -690,7 +940,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#acked.release();
     }
     this.#counters.messagesIn++;
-    if (flags & 1) {
+    if (flags & PublishFlag.ACK) {
       const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
       this.#counters.acks++;
       // durable: acknowledged only once the last value and every session's copy are on disk
@@ -712,8 +962,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (mine > this.#maxRetainedPerClient) {
       throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may keep at most ${this.#maxRetainedPerClient} bytes of last values per client; clear some or publish smaller values`);
     }
+    if (!old || old.owner !== retained.owner) {
+      const topics = this.#topicsBy.get(retained.owner) ?? 0;
+      if (topics >= this.#maxTopicsPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may hold last values on at most ${this.#maxTopicsPerClient} topics`);
+    }
     if (old) this.#uncount(old);
     this.#count(retained, retained.size);
+    this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
     this.#tree.retain(node, retained);
     if (store && this.#store.durable) this.#storeRetained(node, retained);
   }
@@ -783,6 +1038,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const left = (this.#retainedBy.get(retained.owner) ?? 0) - retained.size;
     if (left > 0) this.#retainedBy.set(retained.owner, left);
     else this.#retainedBy.delete(retained.owner);
+    const topics = (this.#topicsBy.get(retained.owner) ?? 1) - 1;
+    if (topics > 0) this.#topicsBy.set(retained.owner, topics);
+    else this.#topicsBy.delete(retained.owner);
   }
 
   /**
@@ -884,7 +1142,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #slowConsumer(s: Session): void {
     const pending = s.queue.pending;
     this.#counters.slowConsumers++;
-    this.log.warn(`client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
+    this.#limitedLog.line('slow', `client ${s.id} (${s.remote}) is a slow consumer: ${pending} bytes waiting > ${this.#maxBuffer}; disconnecting`);
     this.emit('slow-consumer', s.info(), pending);
     this.#drop(s, BrokerErrorCode.SLOW_CONSUMER, `${pending} bytes waiting for this consumer exceed the broker's limit of ${this.#maxBuffer}`);
   }
@@ -892,6 +1150,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #subscribe(s: Session, body: Buffer): void {
     if (!(s.role & Role.CONSUMER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; it may not subscribe');
     const { id, topic } = readTopicRequest(body, 'SUBSCRIBE');
+    if (this.#accessOption && !this.#may(s, 'subscribe', topic)) {
+      const problem = isWildcard(topic) ? checkFilter(topic) : checkTopic(topic, { root: true });
+      if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
+      throw this.#denied(s, 'subscribe to', topic);
+    }
     let matching: Iterable<Node>;
     if (isWildcard(topic)) {
       const problem = checkFilter(topic);

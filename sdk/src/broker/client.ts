@@ -12,6 +12,7 @@
  * ```
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { SafeEmitter } from '../safe-emitter.js';
 import { DisposedError, InvalidArgumentError, TimeoutError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
@@ -28,6 +29,7 @@ import {
   checkTopic,
   helloFrame,
   isWildcard,
+  pingFrame,
   idFrame,
   publishFrame,
   readError,
@@ -44,6 +46,16 @@ export interface ConnectOptions {
   readonly hostname?: string;
   /** Local address to connect from (e.g. another loopback address). */
   readonly localAddress?: string;
+  /**
+   * Connect with TLS: `true` verifies the broker against the system CAs (or `ca`); an object is
+   * passed to `tls.connect` (e.g. `{ ca, servername }`).
+   */
+  readonly tls?: boolean | ConnectionOptions;
+  /** Certificate authorities (PEM) to verify the broker with, when `tls` is on. */
+  readonly ca?: string | Buffer | (string | Buffer)[];
+  /** Credentials for a broker with access control (sent in HELLO). */
+  readonly username?: string;
+  readonly password?: string;
   /** The codec to speak: a `Codec`, or a name / wire id resolved through `plugins`. */
   readonly codec: Codec | string | number;
   /** Resolves a codec given by name or wire id. */
@@ -176,6 +188,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
   readonly #queue: FrameQueue;
   readonly #reader: FrameReader;
   readonly #pending = new Map<number, Pending>();
+  readonly #pings: Pending[] = [];
   readonly #subs: Subscription[] = [];
   readonly #highWater: number;
   #nextId = 1;
@@ -209,10 +222,10 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
   }
 
   /** @internal sends HELLO and waits for WELCOME. */
-  handshake(role: number): Promise<void> {
+  handshake(role: number, credentials?: { username: string; password: string }): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#welcome = { resolve: resolve as (v: unknown) => void, reject };
-      this.#queue.write(helloFrame(this.codec.wireId, role as 1 | 2 | 3));
+      this.#queue.write(helloFrame(this.codec.wireId, role as 1 | 2 | 3, PROTOCOL_VERSION, credentials));
     });
   }
 
@@ -246,15 +259,19 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
    * subscriber).
    */
   publish(topic: string, value: Value): void;
-  publish(topic: string, value: Value, options: { ack: true }): Promise<void>;
-  publish(topic: string, value: Value, options?: { ack?: boolean }): Promise<void> | void;
-  publish(topic: string, value: Value, options?: { ack?: boolean }): Promise<void> | void {
+  publish(topic: string, value: Value, options: { ack: true; expirySeconds?: number }): Promise<void>;
+  publish(topic: string, value: Value, options?: { ack?: boolean; expirySeconds?: number }): Promise<void> | void;
+  publish(topic: string, value: Value, options?: { ack?: boolean; expirySeconds?: number }): Promise<void> | void {
     this.#assertOpen();
     const problem = checkTopic(topic);
     if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
+    const expirySeconds = options?.expirySeconds;
+    if (expirySeconds !== undefined && !(Number.isInteger(expirySeconds) && expirySeconds >= 1 && expirySeconds <= 0xffffffff)) {
+      throw new InvalidArgumentError(`expirySeconds must be a whole number of seconds from 1 to 2^32-1, got ${expirySeconds}`);
+    }
     const payload = this.codec.encode(value);
     const id = options?.ack ? this.#id() : 0;
-    const frame = publishFrame(topic, payload, id);
+    const frame = publishFrame(topic, payload, id, expirySeconds !== undefined ? { expirySeconds } : {});
     // the broker would close the connection for it: refuse it here, the connection stays usable
     if (frame.length - 4 > this.maxFrameBytes) {
       throw new InvalidArgumentError(`a ${payload.length}-byte message exceeds the broker's ${this.maxFrameBytes}-byte frame limit`);
@@ -304,6 +321,26 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     const done = this.#request<void>(id);
     this.#queue.write(topicRequestFrame(FrameType.UNSUBSCRIBE, id, topic));
     await done;
+  }
+
+  /** Clears the last value of `topic` (it is no longer listed or sent to new subscribers); resolves once done. */
+  clear(topic: string): Promise<void> {
+    this.#assertOpen();
+    const problem = checkTopic(topic);
+    if (problem) throw new InvalidArgumentError(`topic ${JSON.stringify(topic)}: ${problem}`);
+    const id = this.#id();
+    const done = this.#request<void>(id);
+    this.#queue.write(publishFrame(topic, new Uint8Array(0), id, { clear: true }));
+    return done;
+  }
+
+  /** Sends a PING; resolves when the broker's PONG arrives (a liveness check). */
+  ping(): Promise<void> {
+    this.#assertOpen();
+    return new Promise<void>((resolve, reject) => {
+      this.#pings.push({ resolve: resolve as (v: unknown) => void, reject });
+      this.#queue.write(pingFrame(FrameType.PING));
+    });
   }
 
   /** Topics holding a value, sorted. */
@@ -417,6 +454,12 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
         }
         return;
       }
+      case FrameType.PING:
+        this.#queue.write(pingFrame(FrameType.PONG)); // the broker checks that idle clients are alive
+        return;
+      case FrameType.PONG:
+        this.#pings.shift()?.resolve(undefined);
+        return;
       case FrameType.PUBACK:
       case FrameType.UNSUBACK:
         return this.#settle(body.readUInt32BE(1), undefined);
@@ -460,6 +503,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     this.#welcome = undefined;
     for (const p of this.#pending.values()) p.reject(reason);
     this.#pending.clear();
+    for (const p of this.#pings.splice(0)) p.reject(reason);
     for (const s of this.#subs.splice(0)) s.end(err);
     if (err) this.emit('error', err);
     if (this.#paused) this.#socket.resume();
@@ -472,18 +516,23 @@ export async function connect(options: ConnectOptions): Promise<BrokerClient> {
   const codec = await resolveCodec(options);
   const role = options.role === 'producer' ? Role.PRODUCER : options.role === 'consumer' ? Role.CONSUMER : Role.BOTH;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const socket = netConnect({ port: options.port, host: options.hostname ?? '127.0.0.1', noDelay: true, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
+  const host = options.hostname ?? '127.0.0.1';
+  const base = { port: options.port, host, noDelay: true, ...(options.localAddress ? { localAddress: options.localAddress } : {}) };
+  const socket: Socket = options.tls
+    ? tlsConnect({ ...base, ...(options.ca !== undefined ? { ca: options.ca } : {}), ...(typeof options.tls === 'object' ? options.tls : {}) })
+    : netConnect(base);
+  const ready = options.tls ? 'secureConnect' : 'connect';
   let timer: NodeJS.Timeout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`no connection to the broker at ${options.hostname ?? '127.0.0.1'}:${options.port} within ${timeoutMs} ms`)), timeoutMs);
-      socket.once('connect', resolve);
+      socket.once(ready, resolve);
       socket.once('error', reject);
     });
     socket.removeAllListeners('error');
     const client = new BrokerClient(socket, codec, options);
     await Promise.race([
-      client.handshake(role),
+      client.handshake(role, options.username !== undefined ? { username: options.username, password: options.password ?? '' } : undefined),
       new Promise((_, reject) => {
         clearTimeout(timer);
         timer = setTimeout(() => reject(new TimeoutError(`the broker did not answer HELLO within ${timeoutMs} ms`)), timeoutMs);

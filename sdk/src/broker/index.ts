@@ -8,3 +8,4 @@ export { SessionEngine, type SessionOptions, type SessionStats, type Link, type 
 export { memoryStore, openLmdbStore, type BrokerStore, type StoredRetained, type StoredSession, type StoredMessage, type StoredSessionMeta } from './persistence.js';
 export * from './reliable-protocol.js';
 export { ReliableClient, AckedSubscription, connectReliable, type ReliableConnectOptions, type AckedMessage, type ReliableClientEvents } from './reliable-client.js';
+export { LineLimiter } from './line-limiter.js';

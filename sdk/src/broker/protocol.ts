@@ -15,6 +15,9 @@ export const PROTOCOL_VERSION = 1;
 export const FrameType = Object.freeze({
   HELLO: 0x01,
   WELCOME: 0x02,
+  /** Either side: "are you there?"; the other answers PONG. The broker pings idle clients. */
+  PING: 0x03,
+  PONG: 0x04,
   PUBLISH: 0x10,
   PUBACK: 0x11,
   SUBSCRIBE: 0x20,
@@ -48,6 +51,10 @@ export const BrokerErrorCode = Object.freeze({
   LIMIT: 10,
   SHUTDOWN: 11,
   INTERNAL: 12,
+  /** Nothing received for the idle timeout, and no answer to a PING. */
+  IDLE_TIMEOUT: 13,
+  /** The credentials in HELLO were refused (or missing where anonymous access is off). */
+  AUTH_FAILED: 14,
 } as const);
 export type BrokerErrorCodeValue = (typeof BrokerErrorCode)[keyof typeof BrokerErrorCode];
 
@@ -165,11 +172,24 @@ function control(type: number, bodyBytes: number): Buffer {
   return f;
 }
 
-export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION): Buffer {
-  const f = control(FrameType.HELLO, 3);
+/**
+ * HELLO: `u8 version | u8 codec wire id | u8 role`, then optionally credentials:
+ * `u16 user length | user | u16 password length | password` (UTF-8).
+ */
+export function helloFrame(codecWireId: number, role: RoleValue, version = PROTOCOL_VERSION, credentials?: { username: string; password: string }): Buffer {
+  const user = credentials ? Buffer.from(credentials.username, 'utf8') : undefined;
+  const pass = credentials ? Buffer.from(credentials.password, 'utf8') : undefined;
+  if (user && (user.length > 0xffff || pass!.length > 0xffff)) throw new RangeError('a user name or password is at most 65,535 bytes');
+  const f = control(FrameType.HELLO, 3 + (user ? 4 + user.length + pass!.length : 0));
   f[5] = version;
   f[6] = codecWireId;
   f[7] = role;
+  if (user) {
+    f.writeUInt16BE(user.length, 8);
+    f.set(user, 10);
+    f.writeUInt16BE(pass!.length, 10 + user.length);
+    f.set(pass!, 12 + user.length);
+  }
   return f;
 }
 
@@ -180,16 +200,40 @@ export function welcomeFrame(maxFrameBytes: number): Buffer {
   return f;
 }
 
-/** PUBLISH: `u8 flags (bit 0 = ack wanted) | u32 request id | u16 topic length | topic | payload`. */
-export function publishFrame(topic: string, payload: Uint8Array, ackId = 0): Buffer {
+/** PUBLISH flag bits. */
+export const PublishFlag = Object.freeze({
+  /** Answer PUBACK with the request id. */
+  ACK: 1,
+  /** Clear the topic's last value (the payload must be empty; nothing is delivered). */
+  CLEAR: 2,
+  /** A `u32` expiry in seconds follows the topic: the last value is dropped after it. */
+  EXPIRY: 4,
+} as const);
+
+/**
+ * PUBLISH: `u8 flags | u32 request id | u16 topic length | topic | [u32 expiry seconds] | payload`
+ * (flags: bit 0 ack wanted, bit 1 clear the last value, bit 2 expiry present).
+ */
+export function publishFrame(topic: string, payload: Uint8Array, ackId = 0, options: { clear?: boolean; expirySeconds?: number } = {}): Buffer {
   const tlen = Buffer.byteLength(topic);
-  const f = control(FrameType.PUBLISH, 7 + tlen + payload.length);
-  f[5] = ackId !== 0 ? 1 : 0;
+  const expiry = options.expirySeconds !== undefined;
+  const f = control(FrameType.PUBLISH, 7 + tlen + (expiry ? 4 : 0) + payload.length);
+  f[5] = (ackId !== 0 ? PublishFlag.ACK : 0) | (options.clear ? PublishFlag.CLEAR : 0) | (expiry ? PublishFlag.EXPIRY : 0);
   f.writeUInt32BE(ackId, 6);
   f.writeUInt16BE(tlen, 10);
   f.write(topic, 12, tlen, 'utf8');
-  f.set(payload, 12 + tlen);
+  let off = 12 + tlen;
+  if (expiry) {
+    f.writeUInt32BE(options.expirySeconds!, off);
+    off += 4;
+  }
+  f.set(payload, off);
   return f;
+}
+
+/** PING or PONG: the type byte alone. */
+export function pingFrame(type: typeof FrameType.PING | typeof FrameType.PONG): Buffer {
+  return control(type, 0);
 }
 
 /** MESSAGE: `u8 flags (bit 0 = retained value) | u16 topic length | topic | payload`. */
@@ -287,11 +331,18 @@ export interface Hello {
   version: number;
   codec: number;
   role: number;
+  username?: string;
+  password?: string;
 }
 
 export function readHello(body: Buffer): Hello {
-  if (body.length !== 4) malformed(`HELLO must be 4 bytes, got ${body.length}`);
-  return { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length < 4) malformed(`HELLO must be at least 4 bytes, got ${body.length}`);
+  const hello: Hello = { version: body[1]!, codec: body[2]!, role: body[3]! };
+  if (body.length === 4) return hello;
+  const [username, off] = readString(body, 4, 'HELLO');
+  const [password, end] = readString(body, off, 'HELLO');
+  if (end !== body.length) malformed(`HELLO frame has ${body.length - end} trailing bytes`);
+  return { ...hello, username, password };
 }
 
 export interface TopicRequest {
