@@ -445,7 +445,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
         const value = codec.decode(r.payload);
         const payloads: (Buffer | undefined)[] = [];
         payloads[r.wire] = r.payload;
-        this.#keep(this.#tree.ensure(r.topic), { value, size: r.payload.length, payloads, owner: r.owner }, false);
+        if (r.expiresAt !== undefined && r.expiresAt <= Date.now()) {
+          this.#store.deleteRetained(r.topic);
+          continue;
+        }
+        const node = this.#tree.ensure(r.topic);
+        this.#keep(node, { value, size: r.payload.length, payloads, owner: r.owner });
+        if (r.expiresAt !== undefined) this.#expiring.set(node, r.expiresAt);
         kept++;
       } catch (err) {
         this.log.warn(`stored last value of ${r.topic} not restored: ${err instanceof Error ? err.message : String(err)}`);
@@ -552,6 +558,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (!old) return false;
     this.#uncount(old);
     this.#tree.retain(node, undefined);
+    if (this.#store.durable) this.#store.deleteRetained(node.path);
     return true;
   }
 
@@ -888,7 +895,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
       const node = this.#tree.get(topic);
       if (node) this.#clear(node);
-      if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      if (flags & PublishFlag.ACK) {
+        const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+        if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+        else this.#reply(s, puback);
+      }
       return;
     }
     const topic = rawTopic.toString('utf8');
@@ -926,6 +937,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#keep(node, retained);
       if (expiresAt) this.#expiring.set(node, expiresAt);
       else this.#expiring.delete(node);
+      if (this.#store.durable) this.#storeRetained(node, retained, expiresAt || undefined);
       deliveries = this.#send(node, targets);
       if (this.#acked.active) {
         const acked = this.#acked.commit(node.pathBytes);
@@ -954,7 +966,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * Stores `retained` as the node's last value if the budgets allow it (in total and for the
    * client that published it), releasing what the value it replaces held.
    */
-  #keep(node: Node, retained: Retained, store = true): void {
+  #keep(node: Node, retained: Retained): void {
     const old = node.retained;
     const total = this.#retainedBytes - (old?.size ?? 0) + retained.size;
     if (total > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
@@ -970,14 +982,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#count(retained, retained.size);
     this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
     this.#tree.retain(node, retained);
-    if (store && this.#store.durable) this.#storeRetained(node, retained);
   }
 
   // ------------------------------------------------------------------ acknowledged delivery hooks
 
-  #storeRetained(node: Node, retained: Retained): void {
+  #storeRetained(node: Node, retained: Retained, expiresAt: number | undefined): void {
     const wire = retained.payloads.findIndex((p) => p !== undefined);
-    this.#store.putRetained({ topic: node.path, wire, payload: retained.payloads[wire]!, owner: retained.owner });
+    this.#store.putRetained({ topic: node.path, wire, payload: retained.payloads[wire]!, owner: retained.owner, ...(expiresAt !== undefined ? { expiresAt } : {}) });
   }
 
   #storeFailed(s: Session, err: unknown): void {

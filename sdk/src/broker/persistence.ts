@@ -14,6 +14,8 @@ export interface StoredRetained {
   readonly wire: number;
   readonly payload: Buffer;
   readonly owner: string;
+  /** When the value expires (ms since the epoch), if it was published with an expiry. */
+  readonly expiresAt?: number;
 }
 
 export interface StoredMessage {
@@ -103,8 +105,8 @@ export async function openLmdbStore(dir: string): Promise<BrokerStore> {
     async load() {
       const retained: StoredRetained[] = [];
       for (const { key, value } of db.getRange({ start: ['r'], end: ['s'] })) {
-        const v = value as { wire: number; payload: Uint8Array; owner: string };
-        retained.push({ topic: (key as [string, string])[1], wire: v.wire, payload: asBuffer(v.payload), owner: v.owner });
+        const v = value as { wire: number; payload: Uint8Array; owner: string; expiresAt?: number };
+        retained.push({ topic: (key as [string, string])[1], wire: v.wire, payload: asBuffer(v.payload), owner: v.owner, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt } : {}) });
       }
       const sessions: StoredSession[] = [];
       for (const { value } of db.getRange({ start: ['s'], end: ['t'] })) {
@@ -121,7 +123,7 @@ export async function openLmdbStore(dir: string): Promise<BrokerStore> {
       return { retained, sessions };
     },
     putRetained(r) {
-      track(db.put(['r', r.topic], { wire: r.wire, payload: r.payload, owner: r.owner }));
+      track(db.put(['r', r.topic], { wire: r.wire, payload: r.payload, owner: r.owner, ...(r.expiresAt !== undefined ? { expiresAt: r.expiresAt } : {}) }));
     },
     deleteRetained(topic) {
       track(db.remove(['r', topic]));
