@@ -1006,6 +1006,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       codec: s.codec!,
       wire: s.wire,
       consumer: (s.role & Role.CONSUMER) !== 0,
+      user: s.identity?.username,
+      authorizeSubscribe: (filter) => {
+        if (this.#accessOption && !this.#may(s, 'subscribe', filter)) throw this.#denied(s, 'subscribe to', filter);
+      },
       send: (frame) => {
         if (s.state === 'open') this.#reply(s, frame);
       },

@@ -30,6 +30,8 @@ export interface StoredSessionMeta {
   readonly clientId: string;
   readonly wire: number;
   readonly owner: string;
+  /** The authenticated user who owns it (access control), if any. */
+  readonly user?: string;
   readonly subs: readonly { readonly id: number; readonly filter: string; readonly next: number }[];
 }
 
@@ -129,7 +131,7 @@ export async function openLmdbStore(dir: string): Promise<BrokerStore> {
       track(db.remove(['r', topic]));
     },
     putSession(meta) {
-      track(db.put(['s', meta.clientId], { clientId: meta.clientId, wire: meta.wire, owner: meta.owner, subs: meta.subs.map((s) => ({ id: s.id, filter: s.filter, next: s.next })) }));
+      track(db.put(['s', meta.clientId], { clientId: meta.clientId, wire: meta.wire, owner: meta.owner, ...(meta.user !== undefined ? { user: meta.user } : {}), subs: meta.subs.map((s) => ({ id: s.id, filter: s.filter, next: s.next })) }));
     },
     deleteSession(clientId) {
       track(db.remove(['s', clientId]));

@@ -34,6 +34,10 @@ export interface Link {
   readonly codec: Codec;
   readonly wire: number;
   readonly consumer: boolean;
+  /** The authenticated user, when the broker has access control (a session is only resumed by its user). */
+  readonly user: string | undefined;
+  /** Whether the access provider lets this connection subscribe to `filter`; throws the refusal if not. */
+  authorizeSubscribe(filter: string): void;
   /** Queues a frame to the connection (bounded like every other output). */
   send(frame: Buffer): void;
   isOpen(): boolean;
@@ -113,6 +117,7 @@ class ClientSession {
     readonly clientId: string | undefined,
     readonly codec: Codec,
     readonly owner: string,
+    readonly user: string | undefined,
   ) {}
 }
 
@@ -208,6 +213,9 @@ export class SessionEngine {
       this.#discard(session);
       session = undefined;
     }
+    if (session && session.user !== link.user) {
+      throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} belongs to another user`);
+    }
     if (session && session.codec.wireId !== link.wire) {
       throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} speaks ${session.codec.name}; resume it with that codec, or start it clean`);
     }
@@ -215,7 +223,7 @@ export class SessionEngine {
       if (this.#byId.size >= this.#maxSessions) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxSessions} persistent sessions`);
       const mine = this.#perOwner.get(link.owner) ?? 0;
       if (mine >= this.#maxPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${link.owner}) may own at most ${this.#maxPerClient} persistent sessions`);
-      session = new ClientSession(clientId, link.codec, link.owner);
+      session = new ClientSession(clientId, link.codec, link.owner, link.user);
       this.#byId.set(clientId, session);
       this.#perOwner.set(link.owner, mine + 1);
       this.#persistSession(session);
@@ -248,9 +256,10 @@ export class SessionEngine {
     const { id, subId, filter } = readSubscribeAcked(body);
     const problem = isWildcard(filter) ? checkFilter(filter) : checkTopic(filter, { root: true });
     if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(filter.slice(0, 100))}: ${problem}`);
+    link.authorizeSubscribe(filter);
     let session = this.#byLink.get(link.id);
     if (!session) {
-      session = new ClientSession(undefined, link.codec, link.owner);
+      session = new ClientSession(undefined, link.codec, link.owner, link.user);
       this.#attach(session, link);
     }
     const old = session.subs.get(subId);
@@ -425,6 +434,7 @@ export class SessionEngine {
       clientId: session.clientId,
       wire: session.codec.wireId,
       owner: session.owner,
+      ...(session.user !== undefined ? { user: session.user } : {}),
       subs: [...session.subs.values()].map((s) => ({ id: s.id, filter: s.filter, next: s.next })),
     });
   }
@@ -438,7 +448,7 @@ export class SessionEngine {
         this.#store.deleteSession(rec.clientId);
         continue;
       }
-      const session = new ClientSession(rec.clientId, codec, rec.owner);
+      const session = new ClientSession(rec.clientId, codec, rec.owner, rec.user);
       this.#byId.set(rec.clientId, session);
       this.#perOwner.set(rec.owner, (this.#perOwner.get(rec.owner) ?? 0) + 1);
       for (const s of rec.subs) {
