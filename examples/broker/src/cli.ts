@@ -66,6 +66,7 @@ export const broker = defineCommand({
     'max-connections': { type: 'string', default: '10000', description: 'most connections at once', placeholder: 'n' },
     'max-connections-per-address': { type: 'string', default: '1000', description: 'most connections at once from one address', placeholder: 'n' },
     'max-topics-per-client': { type: 'string', default: '10000', description: 'most topics one client (address or user) may hold a last value on', placeholder: 'n' },
+    'max-topic-nodes-per-client': { type: 'string', default: '25000', description: 'topic segments one client may hold through its subscriptions and last values together', placeholder: 'n' },
     'max-retained-bytes-per-client': { type: 'string', default: String(32 * 1024 * 1024), description: 'bytes of last values one client may have kept', placeholder: 'bytes' },
     'tls-cert': { type: 'string', description: 'serve TLS with this certificate (PEM, chain included); needs --tls-key', placeholder: 'file' },
     'tls-key': { type: 'string', description: 'the private key (PEM) of --tls-cert', placeholder: 'file' },
@@ -85,6 +86,7 @@ export const broker = defineCommand({
     const maxConnections = intOption('max-connections', values['max-connections'], { min: 1 })!;
     const maxConnectionsPerAddress = intOption('max-connections-per-address', values['max-connections-per-address'], { min: 1 })!;
     const maxTopicsPerClient = intOption('max-topics-per-client', values['max-topics-per-client'], { min: 1 })!;
+    const maxTopicNodesPerClient = intOption('max-topic-nodes-per-client', values['max-topic-nodes-per-client'], { min: 1 })!;
     const maxRetainedBytesPerClient = intOption('max-retained-bytes-per-client', values['max-retained-bytes-per-client'], { min: 0 })!;
     const idleTimeoutMs = intOption('idle-timeout', values['idle-timeout'], { min: 0 })! * 1000;
     const plugins = pluginHost(values.dir);
@@ -103,7 +105,7 @@ export const broker = defineCommand({
       ? { provider: 'file', options: { ...(passwordFile !== undefined ? { passwordFile } : {}), ...(aclFile !== undefined ? { aclFile } : {}), allowAnonymous: values['allow-anonymous'] === true } }
       : undefined;
     const store = dataDir ? await openLmdbStore(dataDir) : memoryStore();
-    const engine = createBroker({ host: plugins, store, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}), ...(tls ? { tls } : {}) });
+    const engine = createBroker({ host: plugins, store, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxTopicNodesPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}), ...(tls ? { tls } : {}) });
     // a client provoking errors in a loop must not flood the terminal or the log file behind it
     const lines = new LineLimiter(10, (line) => io.stderr.write(`broker: ${line}\n`));
     engine.on('slow-consumer', (c, pending) => lines.line('slow consumers', `disconnected slow consumer ${c.remote} (${pending} bytes waiting)`));

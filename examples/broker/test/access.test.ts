@@ -264,6 +264,24 @@ test('trellis broker --password-file --acl-file; pub/sub/topics take --user and 
   }
 });
 
+test('password guessing is slowed: refusals wait, and logins in progress per address are capped', async () => {
+  const f = await files();
+  const r = await startBroker({ authFailureDelayMs: 500, maxLoginsInProgressPerAddress: 2, access: { provider: 'file', options: { passwordFile: f.passwordFile } } });
+  try {
+    const t0 = Date.now();
+    const results = await Promise.all(Array.from({ length: 5 }, () => login(r, 'alice', 'guess').then(() => 'in', (e: Error) => `${Date.now() - t0}ms ${e.message}`)));
+    const slow = results.filter((m) => /not accepted/.test(m));
+    const capped = results.filter((m) => /too many logins in progress/.test(m));
+    assert.is(slow.length + capped.length, 5, results.join('\n'));
+    assert.ok(slow.length >= 1 && slow.length <= 2 && capped.length >= 3, results.join('\n'));
+    for (const m of slow) assert.ok(Number.parseInt(m) >= 450, `a refusal came after ${m}`);
+    await login(r, 'alice', 'alice-pw'); // the right password still gets in afterwards
+  } finally {
+    await r.stop();
+    await rm(f.dir, { recursive: true, force: true });
+  }
+});
+
 test('a broker whose access provider cannot start refuses to listen', async () => {
   let err: unknown;
   try {

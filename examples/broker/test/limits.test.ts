@@ -65,6 +65,29 @@ test('topics holding a last value are limited per client; replacing and clearing
   }
 });
 
+test('topic-tree nodes are limited per client across its subscriptions and last values, and refunded', async () => {
+  const r = await startBroker({ maxTopicNodesPerClient: 20 });
+  try {
+    const c = await r.client('json', 'both');
+    for (let i = 0; i < 3; i++) await c.subscribe(`/deep/${i}/x/y`); // 5 segments each (the empty first one included)
+    await c.publish('a/b/c/d/e', 1, { ack: true }); // 5 more: 20
+    const err = await c.subscribe('/one/more').then(() => 'subscribed', (e: Error) => e.message);
+    assert.match(err, /LIMIT: .*at most 20 topic segments/);
+    const other = await connect({ port: r.port, codec: 'json', plugins: r.host, localAddress: '127.0.0.2' });
+    r.clients.push(other);
+    await other.subscribe('/deep/0/x/y/z'); // another client has its own share
+    await until(() => r.broker.stats().connections === 1, 3000, 'the refused client to go');
+    const again = await r.client('json', 'both');
+    await again.subscribe('/deep/9/x/y'); // the dropped connection's subscriptions were refunded; the last value (5) stays charged
+    await again.subscribe('/deep/8/x/y');
+    await again.subscribe('/deep/7/x/y');
+    const full = await again.subscribe('/deep/6/x/y').then(() => 'subscribed', (e: Error) => e.message);
+    assert.match(full, /LIMIT/);
+  } finally {
+    await r.stop();
+  }
+});
+
 test('clearing a last value: no longer listed, not sent to new subscribers, its bytes released', async () => {
   const r = await startBroker();
   try {

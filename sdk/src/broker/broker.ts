@@ -79,6 +79,12 @@ export interface BrokerOptions {
   readonly maxConnections?: number;
   /** Most connections at once from one address (default 1,000). */
   readonly maxConnectionsPerAddress?: number;
+  /**
+   * Topic-tree nodes one client (its user, else its address) may hold through all its
+   * subscriptions and last values together, each counting its number of segments, so no client
+   * can fill `maxTopics` for everyone (default 25,000).
+   */
+  readonly maxTopicNodesPerClient?: number;
   /** Most topics one client (by address) may hold a last value on (default 10,000). */
   readonly maxTopicsPerClient?: number;
   /**
@@ -96,6 +102,13 @@ export interface BrokerOptions {
    * { passwordFile, aclFile, allowAnonymous } }`. Without it every client may do everything.
    */
   readonly access?: AccessProvider | { readonly provider: string; readonly options?: Record<string, unknown> };
+  /**
+   * Password guessing is slowed down: a refused login is answered only after this delay (default
+   * 1 s), and one address may have at most `maxLoginsInProgressPerAddress` (default 8) logins
+   * being checked at once, so an address gets at most about 8 guesses a second.
+   */
+  readonly authFailureDelayMs?: number;
+  readonly maxLoginsInProgressPerAddress?: number;
   /**
    * Serve TLS instead of plain TCP: at least `cert` and `key` (PEM), as for `tls.createServer`.
    * Clients connect with `{ tls: true, ca }` (TS), `tls=True, ca=...` (Python) or `--tls --ca`.
@@ -201,8 +214,15 @@ interface Retained {
   size: number;
   /** Payload bytes by codec wire id. */
   readonly payloads: (Buffer | undefined)[];
-  /** Whose budget the bytes count against: the publishing client (its address). */
+  /** Whose budget the bytes count against: the publishing client (its user, else its address). */
   readonly owner: string;
+  /** Topic segments charged to the owner while the value is kept. */
+  readonly segments: number;
+}
+
+/** Topic-tree nodes a path holds below the root: `/a/b` → 3 (with the empty first segment), `qwerty` → 1, `/` → 0. */
+function segmentsOf(path: string): number {
+  return path === '/' ? 0 : path.split('/').length;
 }
 
 type Node = TopicNode<Session, Retained>;
@@ -279,6 +299,9 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #maxConnections: number;
   readonly #maxPerAddress: number;
   readonly #maxTopicsPerClient: number;
+  readonly #maxNodesPerClient: number;
+  /** Segments charged per owner for its subscriptions and last values. */
+  readonly #nodesBy = new Map<string, number>();
   readonly #idleMs: number;
   readonly #pingMs: number;
   readonly #perAddress = new Map<string, number>();
@@ -290,6 +313,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #limitedLog: LineLimiter;
   readonly #accessOption: BrokerOptions['access'];
   readonly #tls: TlsOptions | undefined;
+  readonly #authDelayMs: number;
+  readonly #maxLogins: number;
+  /** Logins being checked, per address. */
+  readonly #logins = new Map<string, number>();
   #access: Promise<AccessProvider> | undefined;
   /** The provider once created (the hot path reads it without awaiting). */
   #accessResolved: AccessProvider | undefined;
@@ -334,9 +361,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#helloTimeoutMs = options.helloTimeoutMs ?? 10_000;
     this.#accessOption = options.access;
     this.#tls = options.tls;
+    this.#authDelayMs = options.authFailureDelayMs ?? 1000;
+    this.#maxLogins = options.maxLoginsInProgressPerAddress ?? 8;
     this.#maxConnections = options.maxConnections ?? 10_000;
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? 1_000;
     this.#maxTopicsPerClient = options.maxTopicsPerClient ?? 10_000;
+    this.#maxNodesPerClient = options.maxTopicNodesPerClient ?? 25_000;
     this.#idleMs = options.idleTimeoutMs ?? 120_000;
     this.#pingMs = options.pingTimeoutMs ?? 30_000;
     this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
@@ -659,11 +689,30 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (s.link) this.#acked.detach(s.link);
     for (const node of s.subs) {
       node.subscribers.delete(s);
+      this.#refund(s.owner, segmentsOf(node.path));
       this.#tree.prune(node);
     }
     s.subs.clear();
-    for (const w of s.wilds.values()) this.#wild.remove(w, s);
+    for (const [filter, w] of s.wilds) {
+      this.#wild.remove(w, s);
+      this.#refund(s.owner, segmentsOf(filter));
+    }
     s.wilds.clear();
+  }
+
+  /** Charges `n` topic-tree nodes to `owner`, or throws LIMIT past its share. */
+  #charge(owner: string, n: number): void {
+    const now = (this.#nodesBy.get(owner) ?? 0) + n;
+    if (now > this.#maxNodesPerClient) {
+      throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${owner}) may hold at most ${this.#maxNodesPerClient} topic segments through its subscriptions and last values`);
+    }
+    this.#nodesBy.set(owner, now);
+  }
+
+  #refund(owner: string, n: number): void {
+    const left = (this.#nodesBy.get(owner) ?? 0) - n;
+    if (left > 0) this.#nodesBy.set(owner, left);
+    else this.#nodesBy.delete(owner);
   }
 
   // ------------------------------------------------------------------ frames
@@ -715,13 +764,29 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   async #admit(s: Session, hello: Hello, codec: Codec): Promise<void> {
     if (s.state !== 'resolving') return;
     if (this.#accessOption) {
+      const address = s.socket.remoteAddress ?? 'unknown';
+      const inProgress = this.#logins.get(address) ?? 0;
+      if (inProgress >= this.#maxLogins) {
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) refused: ${inProgress} logins from this address are being checked`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, `too many logins in progress from ${address}; try again later`);
+        return;
+      }
+      this.#logins.set(address, inProgress + 1);
       let identity: AccessIdentity | undefined;
       try {
-        const provider = await this.#accessProvider();
-        identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: s.socket.remoteAddress ?? 'unknown' });
-      } catch (err) {
-        this.log.error(`client ${s.id}: the access provider failed`, err);
-        identity = undefined;
+        try {
+          const provider = await this.#accessProvider();
+          identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: address });
+        } catch (err) {
+          this.log.error(`client ${s.id}: the access provider failed`, err);
+          identity = undefined;
+        }
+        // a refusal takes a while, so guessing passwords is slow (the slot stays taken meanwhile)
+        if (!identity && this.#authDelayMs > 0 && s.state === 'resolving') await new Promise((r) => setTimeout(r, this.#authDelayMs).unref());
+      } finally {
+        const left = (this.#logins.get(address) ?? 1) - 1;
+        if (left > 0) this.#logins.set(address, left);
+        else this.#logins.delete(address);
       }
       if (s.state !== 'resolving') return;
       if (!identity) {
@@ -927,7 +992,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     const payloads: (Buffer | undefined)[] = [];
     payloads[s.wire] = Buffer.from(payload);
-    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner };
+    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
@@ -978,7 +1043,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       const topics = this.#topicsBy.get(retained.owner) ?? 0;
       if (topics >= this.#maxTopicsPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may hold last values on at most ${this.#maxTopicsPerClient} topics`);
     }
+    // checked before anything changes; replacing one's own value costs nothing more
+    const extra = old?.owner === retained.owner ? 0 : retained.segments;
+    if ((this.#nodesBy.get(retained.owner) ?? 0) + extra > this.#maxNodesPerClient) this.#charge(retained.owner, extra);
     if (old) this.#uncount(old);
+    this.#charge(retained.owner, retained.segments); // refunded by #uncount with the value
     this.#count(retained, retained.size);
     this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
     this.#tree.retain(node, retained);
@@ -1049,6 +1118,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   #uncount(retained: Retained): void {
+    this.#refund(retained.owner, retained.segments);
     this.#retainedBytes -= retained.size;
     const left = (this.#retainedBy.get(retained.owner) ?? 0) - retained.size;
     if (left > 0) this.#retainedBy.set(retained.owner, left);
@@ -1176,6 +1246,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
       if (!s.wilds.has(topic)) {
         if (s.subs.size + s.wilds.size >= this.#maxSubs) throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+        this.#charge(s.owner, segmentsOf(topic));
         s.wilds.set(topic, this.#wild.add(topic, s));
       }
       matching = retainedMatching(this.#tree, topic);
@@ -1184,6 +1255,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!node.subscribers.has(s) && s.subs.size + s.wilds.size >= this.#maxSubs) {
         this.#tree.prune(node);
         throw new BrokerError(BrokerErrorCode.LIMIT, `a connection may hold at most ${this.#maxSubs} subscriptions`);
+      }
+      if (!node.subscribers.has(s)) {
+        try {
+          this.#charge(s.owner, segmentsOf(node.path));
+        } catch (err) {
+          this.#tree.prune(node);
+          throw err;
+        }
       }
       node.subscribers.add(s);
       s.subs.add(node);
@@ -1220,10 +1299,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (wild) {
       s.wilds.delete(topic);
       this.#wild.remove(wild, s);
+      this.#refund(s.owner, segmentsOf(topic));
       this.emit('unsubscribe', s.info(), topic);
     }
     const node = this.#tree.get(topic);
     if (node && s.subs.delete(node)) {
+      this.#refund(s.owner, segmentsOf(node.path));
       node.subscribers.delete(s);
       this.#tree.prune(node);
       this.emit('unsubscribe', s.info(), topic);

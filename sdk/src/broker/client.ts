@@ -95,6 +95,8 @@ export class Subscription implements AsyncIterableIterator<BrokerMessage> {
   /** How many retained values the broker announced for this subscription. */
   retained = 0;
   readonly #client: BrokerClient;
+  /** `topic/`, for the common prefix subscription; undefined for `/` and wildcard filters. */
+  readonly #prefix: string | undefined;
   #buffer: BrokerMessage[] = [];
   #head = 0;
   #waiter: { resolve(r: IteratorResult<BrokerMessage>): void; reject(err: Error): void } | undefined;
@@ -106,10 +108,12 @@ export class Subscription implements AsyncIterableIterator<BrokerMessage> {
     readonly topic: string,
   ) {
     this.#client = client;
+    this.#prefix = topic === '/' || isWildcard(topic) ? undefined : `${topic}/`;
   }
 
-  /** Whether `topic` is delivered to this subscription (its topic or under it; `/` is every topic). */
+  /** Whether `topic` is delivered to this subscription (its topic or under it; `/` is every topic; wildcards). */
   matches(topic: string): boolean {
+    if (this.#prefix !== undefined) return topic === this.topic || topic.startsWith(this.#prefix);
     return topicMatches(this.topic, topic);
   }
 
