@@ -480,7 +480,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
           continue;
         }
         const node = this.#tree.ensure(r.topic);
-        this.#keep(node, { value, size: r.payload.length, payloads, owner: r.owner });
+        this.#keep(node, { value, size: r.payload.length, payloads, owner: r.owner, segments: segmentsOf(r.topic) });
         if (r.expiresAt !== undefined) this.#expiring.set(node, r.expiresAt);
         kept++;
       } catch (err) {
