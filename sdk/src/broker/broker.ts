@@ -15,6 +15,7 @@
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
+import type { Duplex } from 'node:stream';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CodecError, TrellisError } from '../errors.js';
@@ -599,6 +600,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   // ------------------------------------------------------------------ connections
+
+  /**
+   * Serves a connection that arrived another way than the broker's TCP listener — a WebSocket
+   * stream (ws-transport.ts) — with the same frames, limits and access control.
+   */
+  acceptStream(stream: Duplex & { remoteAddress?: string | undefined; remotePort?: number | undefined }): void {
+    this.#accept(stream as unknown as Socket);
+  }
 
   #accept(socket: Socket): void {
     if (this.#closing) {

@@ -9,3 +9,4 @@ export { memoryStore, openLmdbStore, type BrokerStore, type StoredRetained, type
 export * from './reliable-protocol.js';
 export { ReliableClient, AckedSubscription, connectReliable, type ReliableConnectOptions, type AckedMessage, type ReliableClientEvents } from './reliable-client.js';
 export { LineLimiter } from './line-limiter.js';
+export { attachWebSocket, type WebSocketOptions, type WebSocketTransport } from './ws-transport.js';
