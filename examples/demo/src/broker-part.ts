@@ -3,7 +3,7 @@
  * topics of the reference (`/temp`, `/msg`, `/weather/…`, `/weather2/…`), and consumers in
  * different codecs subscribed to them, so every message is translated on its way.
  */
-import { createBroker, connect, type BrokerClient, type TopicSnapshot, type Value } from '@trellis/sdk';
+import { createBroker, connect, attachWebSocket, type BrokerClient, type TopicSnapshot, type Value, type WebSocketTransport } from '@trellis/sdk';
 import type { BrokerPart, PartContext } from './demo.js';
 import type { TopicView } from './view-model.js';
 import { jsonSafe } from './json-safe.js';
@@ -37,6 +37,13 @@ function drift(start: number, step: number, min: number, max: number): () => num
 export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
   const broker = createBroker({ host: ctx.host, logger: ctx.log });
   const address = await broker.listen(ctx.ports.broker, '127.0.0.1');
+  let ws: WebSocketTransport;
+  try {
+    ws = await attachWebSocket(broker, { port: ctx.ports.brokerWs, host: '127.0.0.1' });
+  } catch (err) {
+    await broker.close();
+    throw err;
+  }
   const meter = new RateMeter(5);
   broker.on('publish', (e) => meter.count(e.topic));
 
@@ -104,11 +111,13 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
     for (const t of timers) clearInterval(t);
     meter.close();
     await Promise.allSettled(clients.map((c) => c.close()));
+    await ws.close();
     await broker.close();
     throw err;
   }
 
   const url = `tcp://127.0.0.1:${address.port}`;
+  const wsUrl = `ws://127.0.0.1:${ws.address!.port}/`;
   const flatten = (node: TopicSnapshot, out: TopicView[]): TopicView[] => {
     if (node.path !== '/' && (node.hasValue || node.subscribers > 0)) {
       out.push({ topic: node.path, hasValue: node.hasValue, value: node.hasValue ? jsonSafe(node.value) : null, subscribers: node.subscribers, messages: meter.total(node.path), rate: meter.rate(node.path) });
@@ -120,7 +129,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
   return {
     name: 'broker',
     hints: [
-      `broker:       ${url}`,
+      `broker:       ${url}  (WebSocket: ${wsUrl})`,
       `  producers:  ${producing.join('; ') || 'none'}`,
       `  consumers:  ${consuming.join(', ') || 'none'}`,
       ...(skipped.length ? [`  not running: ${skipped.join('; ')}`] : []),
@@ -133,6 +142,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
       return {
         available: true,
         url,
+        wsUrl,
         totals: { clients: s.connections, subscriptions: s.subscriptions, messagesIn: s.messagesIn, messagesOut: s.messagesOut },
         encodes: s.encodes,
         topics: flatten(broker.topicTree(), []),
@@ -142,6 +152,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
       for (const t of timers) clearInterval(t);
       meter.close();
       await Promise.allSettled(clients.map((c) => c.close()));
+      await ws.close();
       await broker.close({ timeoutMs: 2_000 });
     },
   };
