@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { defineCommand, intOption, portOption, untilAborted, UsageError } from '@trellis/sdk/cli';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createBroker, createHost, connect, openLmdbStore, memoryStore, checkTopic, checkFilter, isWildcard, LineLimiter, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
+import { createBroker, createHost, connect, openLmdbStore, memoryStore, attachWebSocket, joinRedisCluster, checkTopic, checkFilter, isWildcard, LineLimiter, type PluginHost, type BrokerClient, type Value } from '@trellis/sdk';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -77,6 +77,8 @@ export const broker = defineCommand({
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
     'data-dir': { type: 'string', description: 'where last values and persistent sessions are kept (LMDB; default ~/.local/state/trellis/broker-PORT; in memory for --port 0)', placeholder: 'dir' },
     'in-memory': { type: 'boolean', description: 'keep everything in memory only: a restart loses last values and sessions' },
+    cluster: { type: 'string', description: 'serve one topic space with the other brokers on this Redis (redis://HOST:PORT): messages and last values are shared', placeholder: 'url' },
+    'ws-port': { type: 'string', description: 'also serve the protocol over WebSocket on this port (browsers)', placeholder: 'port' },
   },
   examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --dir ./my-codecs --stats'],
   async run({ values }, io) {
@@ -113,6 +115,8 @@ export const broker = defineCommand({
     if (values.stats) {
       engine.on('stats', (s) => io.stderr.write(`broker: ${s.connections} clients, ${s.topics} topics, ${s.subscriptions} subscriptions, ${s.rates.in} msg/s in, ${s.rates.out} msg/s out\n`));
     }
+    if (values.cluster !== undefined && !/^rediss?:\/\//.test(values.cluster)) throw new UsageError(`--cluster "${values.cluster}": expected redis://HOST:PORT`);
+    const cluster = values.cluster !== undefined ? await joinRedisCluster(engine, { url: values.cluster }) : undefined;
     const address = await engine.listen(port, values.host);
     const codecs = plugins.serialization
       .serializers()
@@ -120,10 +124,16 @@ export const broker = defineCommand({
       .sort((a, b) => Number(a.id) - Number(b.id))
       .map(({ n, id }) => `${n}(${id})`)
       .join(', ');
+    const wsPort = values['ws-port'] !== undefined ? portOption('ws-port', values['ws-port'])! : undefined;
+    const ws = wsPort !== undefined ? await attachWebSocket(engine, { port: wsPort, host: values.host }) : undefined;
     io.stdout.write(`broker listening on ${address.host}:${address.port}${tls ? ' with TLS' : ''} (codecs: ${codecs || 'none installed'})\n`);
     if (!access) io.stderr.write('broker: no --password-file or --acl-file: every client may publish and subscribe to every topic\n');
+    if (cluster) io.stderr.write(`broker: in the cluster on ${values.cluster} as node ${cluster.nodeId}\n`);
+    if (ws) io.stderr.write(`broker: WebSocket on ws://${ws.address!.host}:${ws.address!.port}/\n`);
     io.stderr.write(`broker: state ${dataDir ? `kept in ${dataDir}` : `in memory only (${values['in-memory'] ? '--in-memory' : 'port 0 without --data-dir'})`}; ${engine.stats().topics} last values, ${engine.stats().delivery.sessions} persistent sessions\n`);
     await untilAborted(io.signal);
+    await ws?.close();
+    await cluster?.close();
     await engine.close({ timeoutMs: 3000 });
     lines.flush();
     await plugins.dispose();

@@ -181,6 +181,13 @@ export interface BrokerStats {
   readonly store: string;
 }
 
+/** Hears of every publish and clear a broker accepts from its own clients (cluster-redis.ts). */
+export interface BrokerRelay {
+  /** `payload` is in codec `wire` (the producer's); `expiresAt` is 0 or ms since the epoch. */
+  published(topic: string, wire: number, payload: Buffer, expiresAt: number): void;
+  cleared(topic: string): void;
+}
+
 /** One node of `topicTree()`. */
 export interface TopicSnapshot {
   readonly path: string;
@@ -344,6 +351,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #last = { in: 0, out: 0, at: 0 };
   readonly #store: BrokerStore;
   readonly #acked: SessionEngine;
+  #relay: BrokerRelay | undefined;
   #restored = false;
 
   constructor(options: BrokerOptions) {
@@ -969,6 +977,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
       const node = this.#tree.get(topic);
       if (node) this.#clear(node);
+      this.#relay?.cleared(topic);
       if (flags & PublishFlag.ACK) {
         const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
         if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
@@ -1002,6 +1011,21 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const payloads: (Buffer | undefined)[] = [];
     payloads[s.wire] = Buffer.from(payload);
     const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
+    const deliveries = this.#distribute(node, retained, expiresAt);
+    this.#counters.messagesIn++;
+    this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
+    if (flags & PublishFlag.ACK) {
+      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+      this.#counters.acks++;
+      // durable: acknowledged only once the last value and every session's copy are on disk
+      if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+      else this.#reply(s, puback);
+    }
+    if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
+  }
+
+  /** Keeps a decoded message as the topic's last value and delivers it to every subscriber here; returns the deliveries. */
+  #distribute(node: Node, retained: Retained, expiresAt: number): number {
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
@@ -1025,15 +1049,49 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#release();
       this.#acked.release();
     }
-    this.#counters.messagesIn++;
-    if (flags & PublishFlag.ACK) {
-      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
-      this.#counters.acks++;
-      // durable: acknowledged only once the last value and every session's copy are on disk
-      if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
-      else this.#reply(s, puback);
+    return deliveries;
+  }
+
+  // ------------------------------------------------------------------ cluster hooks (cluster-redis.ts)
+
+  /** Sets who hears of every publish and clear accepted here (a cluster relay), or none. */
+  setRelay(relay: BrokerRelay | undefined): void {
+    this.#relay = relay;
+  }
+
+  /**
+   * Delivers a message another node accepted: kept as the last value and sent to every
+   * subscriber here, as if published locally (never relayed back). Resolves with the deliveries.
+   */
+  async deliverRemote(topic: string, wire: number, payload: Buffer, expiresAt = 0): Promise<number> {
+    let pending = this.#codecs.get(wire);
+    if (!pending) {
+      pending = this.#host.serialization.codec(wire);
+      this.#codecs.set(wire, pending);
+      pending.catch(() => this.#codecs.delete(wire));
     }
-    if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
+    const codec = await pending;
+    if (expiresAt && expiresAt <= Date.now()) return 0;
+    const node = this.#node(topic, false);
+    let value: Value;
+    try {
+      value = codec.decode(payload);
+      measureValue(value, this.#budget);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    }
+    const payloads: (Buffer | undefined)[] = [];
+    payloads[wire] = payload;
+    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt);
+    this.#counters.messagesIn++;
+    return deliveries;
+  }
+
+  /** Clears a last value another node cleared. */
+  clearRemote(topic: string): void {
+    const node = this.#tree.get(topic);
+    if (node) this.#clear(node);
   }
 
   /**
