@@ -78,7 +78,8 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
   const channel = `${prefix}:messages`;
   const lastValues = `${prefix}:retained`;
   const counters = { relayed: 0, received: 0, failures: 0 };
-  const pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
+  // auto-pipelining: the commands of one event-loop turn go to Redis in one write
+  const pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true });
   const sub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
   const report = (what: string) => (err: unknown) => {
     counters.failures++;
@@ -121,12 +122,14 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       entry.writeUInt8(wire, 0);
       entry.writeDoubleBE(expiresAt, 1);
       payload.copy(entry, 9);
-      // one MULTI per message on one connection: the hash and the channel see messages in order
-      pub.multi().hset(lastValues, topic, entry).publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload)).exec().catch(report(`relaying ${topic}`));
+      // one connection, commands in order: the hash and the channel see one producer's messages in order
+      pub.hset(lastValues, topic, entry).catch(report(`storing the last value of ${topic}`));
+      pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload)).catch(report(`relaying ${topic}`));
     },
     cleared(topic) {
       counters.relayed++;
-      pub.multi().hdel(lastValues, topic).publish(channel, encodeMessage(CLEAR, me, topic, 0, 0, Buffer.alloc(0))).exec().catch(report(`relaying the clear of ${topic}`));
+      pub.hdel(lastValues, topic).catch(report(`clearing the last value of ${topic}`));
+      pub.publish(channel, encodeMessage(CLEAR, me, topic, 0, 0, Buffer.alloc(0))).catch(report(`relaying the clear of ${topic}`));
     },
   });
   return {
