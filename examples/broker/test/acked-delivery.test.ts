@@ -101,6 +101,31 @@ test('a persistent session keeps collecting while its client is away and resumes
   assert.equal(summary(got), ['1:/w/1=1 dup', '2:/w/2=2', '3:/w/3=3', '4:/w/4=4', '5:/w/5=5']);
 });
 
+test('a backlog larger than the output limit is resumed as the connection drains, not dropped as a slow consumer', async () => {
+  const r = await startBroker({ maxBufferBytes: 64 * 1024, sessions: { maxSessionBytes: 4 * 1024 * 1024, maxSessionMessages: 10_000 } });
+  const clients: ReliableClient[] = [];
+  try {
+    const first = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, clientId: 'big', reconnect: false });
+    clients.push(first);
+    await first.subscribe('/big');
+    await first.close();
+    const producer = await r.client('json', 'producer');
+    const blob = 'x'.repeat(2000);
+    for (let i = 1; i <= 600; i++) producer.publish('/big', { i, blob }); // ~1.2 MB, 18x the output limit
+    await producer.publish('/big/end', 0, { ack: true });
+    const again = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, clientId: 'big', reconnect: false });
+    clients.push(again);
+    const sub = await again.subscribe('/big');
+    const got = await take(sub, 601, 20_000);
+    assert.equal(got.slice(0, 600).map((m) => (m.value as { i: number }).i), Array.from({ length: 600 }, (_, k) => k + 1));
+    assert.is(got[600]!.topic, '/big/end');
+    assert.is(r.broker.stats().slowConsumers, 0);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await r.stop();
+  }
+});
+
 test('a session without an id ends with its connection', async (ctx) => {
   const c = await reliable(ctx);
   await c.subscribe('/x');

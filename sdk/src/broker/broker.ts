@@ -381,7 +381,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
     this.#store = options.store ?? memoryStore();
-    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, ...options.sessions, store: this.#store, log: this.log });
+    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, ...options.sessions, store: this.#store, log: this.log });
   }
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
@@ -1149,6 +1149,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       send: (frame) => {
         if (s.state === 'open') this.#reply(s, frame);
       },
+      pending: () => (s.socket.destroyed ? 0 : s.queue.pending),
       isOpen: () => s.state === 'open',
       drop: (code, message) => this.#drop(s, code, message),
     };

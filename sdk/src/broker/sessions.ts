@@ -40,6 +40,8 @@ export interface Link {
   authorizeSubscribe(filter: string): void;
   /** Queues a frame to the connection (bounded like every other output). */
   send(frame: Buffer): void;
+  /** Output bytes waiting to be sent on the connection. */
+  pending(): number;
   isOpen(): boolean;
   /** Sends ERROR and closes the connection. */
   drop(code: number, message: string): void;
@@ -66,6 +68,8 @@ export interface SessionOptions {
   readonly maxSubscriptions?: number;
   /** A persistent session whose client stays away this long is discarded (default 1 hour). */
   readonly sessionExpiryMs?: number;
+  /** A resumed backlog is sent while the connection has less than this waiting (default 1 MiB). */
+  readonly resumeWindowBytes?: number;
 }
 
 export interface SessionStats {
@@ -91,6 +95,8 @@ interface Entry {
   readonly retained: boolean;
   /** Written to a connection at least once: a later send is marked duplicate. */
   sent: boolean;
+  /** To be written on the current connection (a resumed backlog, sent as the connection drains). */
+  due: boolean;
 }
 
 class AckedSub {
@@ -111,6 +117,9 @@ class ClientSession {
   readonly subs = new Map<number, AckedSub>();
   count = 0;
   bytes = 0;
+  /** Entries due on the current connection; new messages queue behind them to keep the order. */
+  backlog = 0;
+  pumpTimer: NodeJS.Timeout | undefined;
   lastSeen = Date.now();
   constructor(
     /** Undefined for the per-connection session of a client that named no id. */
@@ -136,6 +145,7 @@ export class SessionEngine {
   readonly #maxPerClient: number;
   readonly #maxSubs: number;
   readonly #expiryMs: number;
+  readonly #window: number;
   readonly #trie = new FilterTrie<AckedSub>();
   readonly #byId = new Map<string, ClientSession>();
   readonly #byLink = new Map<number, ClientSession>();
@@ -159,6 +169,7 @@ export class SessionEngine {
     this.#maxPerClient = options.maxSessionsPerClient ?? 100;
     this.#maxSubs = options.maxSubscriptions ?? 10_000;
     this.#expiryMs = options.sessionExpiryMs ?? 60 * 60 * 1000;
+    this.#window = options.resumeWindowBytes ?? 1024 * 1024;
   }
 
   /** Whether `type` is a frame this engine handles. */
@@ -240,9 +251,34 @@ export class SessionEngine {
     this.#attach(session, link);
     link.send(sessionAckFrame(id, true, [...session.subs.values()].map((s) => ({ id: s.id, filter: s.filter }))));
     // everything kept, in number order per subscription: unacked ones again (duplicates), then what queued while away
+    // everything kept is due on this connection, sent as fast as the connection drains it
+    session.backlog = 0;
     for (const sub of session.subs.values()) {
-      for (const e of sub.queue) this.#write(sub, e);
+      for (const e of sub.queue) e.due = true;
+      session.backlog += sub.queue.length;
       if (sub.dropped > 0) this.#report(sub);
+    }
+    this.#pump(session);
+  }
+
+  /** Sends the due backlog in number order per subscription while the connection keeps up. */
+  #pump(session: ClientSession): void {
+    clearTimeout(session.pumpTimer);
+    session.pumpTimer = undefined;
+    const link = session.link;
+    if (!link || !link.isOpen() || session.backlog === 0) return;
+    for (const sub of session.subs.values()) {
+      for (const e of sub.queue) {
+        if (!e.due) continue;
+        if (link.pending() > this.#window) {
+          session.pumpTimer = setTimeout(() => this.#pump(session), 5);
+          return;
+        }
+        e.due = false;
+        session.backlog--;
+        this.#write(sub, e);
+        if (session.link !== link) return;
+      }
     }
   }
 
@@ -305,6 +341,10 @@ export class SessionEngine {
   }
 
   #forget(session: ClientSession, e: Entry): void {
+    if (e.due) {
+      e.due = false;
+      session.backlog--;
+    }
     session.count--;
     session.bytes -= e.payload.length;
     this.#queued--;
@@ -352,7 +392,7 @@ export class SessionEngine {
       if (session.link) this.#report(sub);
       return false;
     }
-    const e: Entry = { seq: sub.next++, topic, payload, retained, sent: false };
+    const e: Entry = { seq: sub.next++, topic, payload, retained, sent: false, due: false };
     sub.queue.push(e);
     session.count++;
     session.bytes += payload.length;
@@ -361,12 +401,19 @@ export class SessionEngine {
     const online = session.link !== undefined && session.link.isOpen();
     if (session.clientId !== undefined) this.#store.putMessage(session.clientId, sub.id, { seq: e.seq, topic: topic.toString('utf8'), payload, retained, sent: online });
     if (!online) return false;
+    if (session.backlog > 0) {
+      // behind a resumed backlog: sent in order when it drains
+      e.due = true;
+      session.backlog++;
+      return false;
+    }
     this.#write(sub, e);
     return true;
   }
 
   #write(sub: AckedSub, e: Entry): void {
-    const link = sub.session.link!;
+    const link = sub.session.link;
+    if (!link || !link.isOpen()) return;
     let flags = e.retained ? DeliveryFlag.RETAINED : 0;
     if (e.sent) {
       flags |= DeliveryFlag.DUPLICATE;
@@ -401,6 +448,9 @@ export class SessionEngine {
     if (session.link !== link) return;
     session.link = undefined;
     session.lastSeen = Date.now();
+    clearTimeout(session.pumpTimer);
+    for (const sub of session.subs.values()) for (const e of sub.queue) e.due = false;
+    session.backlog = 0;
     if (session.clientId === undefined) {
       for (const sub of [...session.subs.values()]) this.#removeSub(session, sub);
     }
@@ -412,6 +462,7 @@ export class SessionEngine {
   }
 
   #discard(session: ClientSession): void {
+    clearTimeout(session.pumpTimer);
     for (const sub of [...session.subs.values()]) {
       this.#trie.remove(sub.node, sub);
       this.#subCount--;
@@ -459,7 +510,7 @@ export class SessionEngine {
         let next = s.next;
         for (const m of s.messages) {
           // after a restart nobody knows whether it reached the client: a possible duplicate
-          sub.queue.push({ seq: m.seq, topic: Buffer.from(m.topic, 'utf8'), payload: m.payload, retained: m.retained, sent: true });
+          sub.queue.push({ seq: m.seq, topic: Buffer.from(m.topic, 'utf8'), payload: m.payload, retained: m.retained, sent: true, due: false });
           session.count++;
           session.bytes += m.payload.length;
           this.#queued++;
