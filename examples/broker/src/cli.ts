@@ -148,7 +148,7 @@ function wireIdOf(plugins: PluginHost, name: string): number | string {
 export const pub = defineCommand({
   name: 'pub',
   summary: 'Publish values to a topic (each acknowledged by the broker)',
-  usage: '--topic T [--codec C] [--port P] [VALUE...]',
+  usage: '--topic T [--codec C] [--port P]',
   description: 'Each VALUE is parsed as JSON when it is JSON, else sent as a string (--string sends every VALUE as text). JSON the value model refuses (a __proto__ key, nesting deeper than 512, a lone surrogate) and text that looks like JSON but does not parse are errors (exit 2), never silently strings. Without VALUEs, one value per line is read from stdin.',
   positionals: '[VALUE...]',
   options: {
@@ -271,7 +271,7 @@ export const topics = defineCommand({
 export const passwd = defineCommand({
   name: 'passwd',
   summary: 'Add, change or delete a user in a broker password file (salted scrypt), like mosquitto_passwd',
-  usage: 'FILE USER [--password P | -D]',
+  usage: '[--password P | -D]',
   description: 'Without --password, the password is read from the first line of stdin. The file is created if missing, rewritten atomically, and readable by its owner only.',
   positionals: 'FILE USER',
   options: {

@@ -35,6 +35,8 @@ export class JsonCodecError extends Error {
 const defaultError: ErrorFactory = (message, offset) => new JsonCodecError(message, offset);
 const DEFAULT_MAX_DEPTH = 512;
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/** CPython's limit on decimal digits of an int read from text (as the xml and pickle codecs): a longer one costs superlinear time to convert, and Python consumers could not read it. */
+const MAX_INT_DIGITS = 4300;
 /** The key of the one-key object that carries bytes. */
 export const BYTES_KEY = '$bytes';
 
@@ -260,6 +262,8 @@ class ExactParser {
     this.#i += m[0].length;
     const text = m[0];
     if (m[1] === undefined && m[2] === undefined && text.length > 15) {
+      const digits = text.length - (text.charCodeAt(0) === 0x2d ? 1 : 0);
+      if (digits > MAX_INT_DIGITS) bad(`integer of ${digits} digits exceeds the ${MAX_INT_DIGITS}-digit limit at ${this.#i - text.length}`, this.#i - text.length);
       const big = BigInt(text);
       return big >= -9007199254740991n && big <= 9007199254740991n ? Number(big) : big;
     }

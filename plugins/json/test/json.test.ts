@@ -17,6 +17,15 @@ test('plain JSON decodes exactly as JSON.parse does', () => {
   for (const d of docs) assert.equal(codec.decode(utf8(d)), JSON.parse(d), d);
 });
 
+test('integers have at most 4,300 digits (as CPython reads them), refused before any slow conversion', () => {
+  assert.is(codec.decode(utf8('9'.repeat(4300))), 10n ** 4300n - 1n);
+  rejects('9'.repeat(4301), /integer of 4301 digits exceeds the 4300-digit limit/);
+  rejects(`[1, -${'9'.repeat(4301)}]`, /4301 digits/);
+  const t0 = performance.now();
+  rejects('9'.repeat(1_000_000), /1000000 digits/);
+  assert.ok(performance.now() - t0 < 3000, `${performance.now() - t0} ms`);
+});
+
 test('integers beyond 2^53 are exact bigints both ways; smaller ones are numbers', () => {
   assert.equal(codec.decode(utf8('[9007199254740991,9007199254740992,-12345678901234567890123]')), [9007199254740991, 9007199254740992n, -12345678901234567890123n]);
   assert.is(codec.decode(utf8('1234567890123456.5')), 1234567890123456.5); // 16 digits but a float

@@ -94,4 +94,57 @@ test('honest sharing below the limit still decodes: repeated dict keys, a string
   assert.throws(() => limited.decode(twice), /expands to more than 1500 bytes/);
 });
 
+test('fuzz: 300 random memo-alias pickles are refused or decode within the expanded-size limit, quickly', () => {
+  let seed = 0x5eed1e55;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed % n;
+  };
+  const limit = 8 * 1024 * 1024;
+  const limited = createPickleCodec(errors, { maxExpandedBytes: limit });
+  /** Text and bytes the value holds with every reference expanded, counted up to `cap`. */
+  const expanded = (v: unknown, cap: number): number => {
+    let total = 0;
+    const walk = (x: unknown): void => {
+      if (total > cap) return;
+      if (typeof x === 'string' || x instanceof Uint8Array) total += x.length;
+      else if (Array.isArray(x)) for (const y of x) walk(y);
+    };
+    walk(v);
+    return total;
+  };
+  let refused = 0;
+  let accepted = 0;
+  const heap0 = process.memoryUsage().heapUsed;
+  for (let i = 0; i < 300; i++) {
+    const parts: (number | number[])[] = [];
+    let memo = 0;
+    for (let k = 1 + rand(3); k > 0; k--) {
+      parts.push(rand(2) ? binunicode('s'.repeat(1 + rand(50_000))) : binbytes(1 + rand(50_000)), MEMOIZE, POP);
+      memo++;
+    }
+    for (let level = rand(5); level > 0; level--) {
+      parts.push(MARK);
+      for (let n = 1 + rand(150); n > 0; n--) parts.push(rand(4) === 0 ? [0x4b, rand(256)] : binget(rand(memo)));
+      parts.push(LIST, MEMOIZE, POP);
+      memo++;
+    }
+    parts.push(binget(memo - 1));
+    const bomb = pickle(...parts);
+    const t0 = performance.now();
+    let value: unknown;
+    try {
+      value = limited.decode(bomb);
+      accepted++;
+    } catch (err) {
+      assert.ok(err instanceof CodecError, String(err));
+      refused++;
+    }
+    assert.ok(performance.now() - t0 < 2000, `input ${i} took ${performance.now() - t0} ms`);
+    if (value !== undefined) assert.ok(expanded(value, limit + bomb.length) <= limit, `input ${i} was accepted but expands past the limit`);
+  }
+  assert.ok(refused > 20 && accepted > 20, `refused ${refused}, accepted ${accepted}`);
+  assert.ok((process.memoryUsage().heapUsed - heap0) / 1e6 < 300, 'heap stayed bounded');
+});
+
 test.run();

@@ -29,39 +29,69 @@ export interface ValueBudget {
 
 /** 10^15: numbers below it in magnitude have at most 15 digits (fast path, no string). */
 const SMALL = 1e15;
+/** The longest text of a double (`-2.2250738585072014e-308`): a bound, without making the string. */
+const FLOAT_CHARS = 24;
+
+/** The walk's state: module-level, so a check allocates nothing (the broker is single-threaded). */
+let size = 0;
+let max = 0;
+let maxDigits = 0;
+let maxDepth = 0;
 
 /**
  * The produced size of `value`; throws `BrokerError` (BAD_PAYLOAD for what no codec can carry,
  * LIMIT past the size budget) as soon as a limit is passed.
  */
 export function measureValue(value: unknown, budget: ValueBudget): number {
-  const max = budget.maxValueBytes;
-  const maxDigits = budget.maxIntegerDigits ?? MAX_INTEGER_DIGITS;
-  const maxDepth = budget.maxDepth ?? MAX_VALUE_DEPTH;
-  let size = 0;
-  const over = (): never => {
-    throw new BrokerError(BrokerErrorCode.LIMIT, `the value expands to more than ${max} bytes (shared references count each time they are used)`);
-  };
-  const str = (s: string): void => {
-    // UTF-16 length is a lower bound of UTF-8 bytes; good enough for a budget, exact for ASCII
-    size += s.length + 2;
-    if (size > max) over();
-    if (s.length > 0 && !(s as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, 'a string holds a lone surrogate (not Unicode text; pickle and XML consumers cannot carry it)');
-  };
-  const walk = (v: unknown, depth: number): void => {
-    size += 1; // a separator
-    if (v === null || typeof v === 'boolean') size += 4;
-    else if (typeof v === 'number') {
-      size += Number.isInteger(v) && v > -SMALL && v < SMALL ? digitsOf(v) : String(v).length;
-    } else if (typeof v === 'bigint') {
-      const digits = (v < 0n ? -v : v).toString().length; // bounded: decoders cap integer size
+  size = 0;
+  max = budget.maxValueBytes;
+  maxDigits = budget.maxIntegerDigits ?? MAX_INTEGER_DIGITS;
+  maxDepth = budget.maxDepth ?? MAX_VALUE_DEPTH;
+  walk(value, 0);
+  return size;
+}
+
+function over(): never {
+  throw new BrokerError(BrokerErrorCode.LIMIT, `the value expands to more than ${max} bytes (shared references count each time they are used)`);
+}
+
+function str(s: string): void {
+  // UTF-16 length is a lower bound of UTF-8 bytes; good enough for a budget, exact for ASCII
+  size += s.length + 2;
+  if (size > max) over();
+  if (s.length > 0 && !(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, 'a string holds a lone surrogate (not Unicode text; pickle and XML consumers cannot carry it)');
+  }
+}
+
+function walk(v: unknown, depth: number): void {
+  size += 1; // a separator
+  switch (typeof v) {
+    case 'string':
+      return str(v);
+    case 'number':
+      size += Number.isInteger(v) && v > -SMALL && v < SMALL ? digitsOf(v) : FLOAT_CHARS;
+      break;
+    case 'boolean':
+      size += 5;
+      break;
+    case 'bigint': {
+      const digits = digitsOfBig(v < 0n ? -v : v);
       if (digits > maxDigits) {
-        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `an integer of ${digits} digits exceeds the value model's ${maxDigits}-digit limit (Python consumers could not read it)`);
+        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `an integer of ${digits > 2 * maxDigits ? 'at least ' : ''}${digits} digits exceeds the value model's ${maxDigits}-digit limit (Python consumers could not read it)`);
       }
       size += digits;
-    } else if (typeof v === 'string') str(v);
-    else if (v instanceof Uint8Array) size += v.length + 2;
-    else if (typeof v === 'object') {
+      break;
+    }
+    case 'object': {
+      if (v === null) {
+        size += 4;
+        break;
+      }
+      if (v instanceof Uint8Array) {
+        size += v.length + 2;
+        break;
+      }
       if (depth >= maxDepth) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value nests deeper than ${maxDepth}`);
       size += 2;
       if (size > max) over();
@@ -76,10 +106,24 @@ export function measureValue(value: unknown, budget: ValueBudget): number {
       }
       return;
     }
-    if (size > max) over();
-  };
-  walk(value, 0);
-  return size;
+    default:
+      break;
+  }
+  if (size > max) over();
+}
+
+/** log10(16): decimal digits per hex digit. */
+const DIGITS_PER_HEX = Math.log10(16);
+
+/**
+ * Decimal digits of a non-negative bigint. Hex conversion is linear, decimal is not (a codec
+ * without a digit cap could hand over a million-digit integer), so far past the limit the count
+ * is the lower bound the hex length gives, and the decimal form is never made.
+ */
+function digitsOfBig(a: bigint): number {
+  const hex = a.toString(16).length;
+  const low = Math.floor((hex - 1) * DIGITS_PER_HEX) + 1; // a ≥ 16^(hex-1)
+  return low > 2 * maxDigits ? low : a.toString().length;
 }
 
 /** Decimal digits (and sign) of an integer below 10^15 in magnitude, without making a string. */
