@@ -126,6 +126,25 @@ test('a backlog larger than the output limit is resumed as the connection drains
   }
 });
 
+test("acknowledged subscriptions count against the client's topic-segment budget, across its sessions", async () => {
+  const r = await startBroker({ maxTopicNodesPerClient: 8 });
+  const clients: ReliableClient[] = [];
+  try {
+    const a = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, clientId: 'budget-a', reconnect: false });
+    clients.push(a);
+    await a.subscribe('/a/b/c'); // 3 segments + the leading empty one
+    await a.close();
+    const b = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, clientId: 'budget-b', reconnect: false });
+    clients.push(b);
+    await b.subscribe('/x/y'); // 3 more: 7 of 8
+    const err = await b.subscribe('/p/q').then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof BrokerError && err.wireCode === BrokerErrorCode.LIMIT, String(err));
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await r.stop();
+  }
+});
+
 test('a session without an id ends with its connection', async (ctx) => {
   const c = await reliable(ctx);
   await c.subscribe('/x');

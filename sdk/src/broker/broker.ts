@@ -381,7 +381,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
     this.#store = options.store ?? memoryStore();
-    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, ...options.sessions, store: this.#store, log: this.log });
+    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, charge: (owner, filter) => this.#charge(owner, segmentsOf(filter)), refund: (owner, filter) => this.#refund(owner, segmentsOf(filter)), ...options.sessions, store: this.#store, log: this.log });
   }
 
   protected override onListenerError(event: string | symbol, err: unknown): void {

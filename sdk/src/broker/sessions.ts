@@ -70,6 +70,9 @@ export interface SessionOptions {
   readonly sessionExpiryMs?: number;
   /** A resumed backlog is sent while the connection has less than this waiting (default 1 MiB). */
   readonly resumeWindowBytes?: number;
+  /** Charges an acknowledged subscription to its owner's per-client budget (throws LIMIT when over); `refund` gives it back. */
+  readonly charge?: (owner: string, filter: string) => void;
+  readonly refund?: (owner: string, filter: string) => void;
 }
 
 export interface SessionStats {
@@ -146,6 +149,8 @@ export class SessionEngine {
   readonly #maxSubs: number;
   readonly #expiryMs: number;
   readonly #window: number;
+  readonly #charge: (owner: string, filter: string) => void;
+  readonly #refund: (owner: string, filter: string) => void;
   readonly #trie = new FilterTrie<AckedSub>();
   readonly #byId = new Map<string, ClientSession>();
   readonly #byLink = new Map<number, ClientSession>();
@@ -170,6 +175,8 @@ export class SessionEngine {
     this.#maxSubs = options.maxSubscriptions ?? 10_000;
     this.#expiryMs = options.sessionExpiryMs ?? 60 * 60 * 1000;
     this.#window = options.resumeWindowBytes ?? 1024 * 1024;
+    this.#charge = options.charge ?? (() => undefined);
+    this.#refund = options.refund ?? (() => undefined);
   }
 
   /** Whether `type` is a frame this engine handles. */
@@ -303,6 +310,7 @@ export class SessionEngine {
     let sub = session.subs.get(subId);
     if (!sub) {
       if (session.subs.size >= this.#maxSubs) throw new BrokerError(BrokerErrorCode.LIMIT, `a session may hold at most ${this.#maxSubs} acknowledged subscriptions`);
+      this.#charge(session.owner, filter);
       sub = new AckedSub(session, subId, filter);
       sub.node = this.#trie.add(trieFilter(filter), sub);
       session.subs.set(subId, sub);
@@ -318,6 +326,7 @@ export class SessionEngine {
     if (session.subs.get(sub.id) !== sub) return;
     session.subs.delete(sub.id);
     this.#trie.remove(sub.node, sub);
+    this.#refund(session.owner, sub.filter);
     this.#subCount--;
     for (const e of sub.queue) {
       this.#forget(session, e);
@@ -465,6 +474,7 @@ export class SessionEngine {
     clearTimeout(session.pumpTimer);
     for (const sub of [...session.subs.values()]) {
       this.#trie.remove(sub.node, sub);
+      this.#refund(session.owner, sub.filter);
       this.#subCount--;
       for (const e of sub.queue) this.#forget(session, e);
       this.#toReport.delete(sub);
@@ -503,6 +513,13 @@ export class SessionEngine {
       this.#byId.set(rec.clientId, session);
       this.#perOwner.set(rec.owner, (this.#perOwner.get(rec.owner) ?? 0) + 1);
       for (const s of rec.subs) {
+        try {
+          this.#charge(rec.owner, s.filter);
+        } catch (err) {
+          this.#log.warn(`restored session ${JSON.stringify(rec.clientId)}: ${err instanceof Error ? err.message : String(err)}; subscription ${s.filter} dropped`);
+          this.#store.putSession({ ...rec, subs: rec.subs.filter((x) => x !== s) });
+          continue;
+        }
         const sub = new AckedSub(session, s.id, s.filter);
         sub.node = this.#trie.add(trieFilter(s.filter), sub);
         session.subs.set(s.id, sub);
