@@ -237,7 +237,7 @@ async function durableBroker(dir: string, extra: Partial<BrokerOptions> = {}) {
 }
 
 durable('last values and a persistent session with its queue survive a broker restart', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'trellis-broker-'));
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-broker.state-')); // a dot in the name: still a directory
   let b = await durableBroker(dir);
   const clients: ReliableClient[] = [];
   try {

@@ -95,7 +95,8 @@ interface LmdbDatabase {
 export async function openLmdbStore(dir: string): Promise<BrokerStore> {
   mkdirSync(dir, { recursive: true });
   const { open } = await import('lmdb');
-  const db = open({ path: dir, compression: false }) as unknown as LmdbDatabase;
+  // noSubdir false: a directory named like a file (`state.v1`) is still a directory
+  const db = open({ path: dir, compression: false, noSubdir: false }) as unknown as LmdbDatabase;
   let last: Promise<unknown> = Promise.resolve();
   const track = (p: Promise<unknown>): void => {
     last = p;
