@@ -70,6 +70,9 @@ async function startDaemon(cmd: string, args: (port: number) => string[], ready:
       out += c;
       if (ready.test(out)) {
         clearTimeout(timer);
+        // from here on its output is read and dropped
+        child.stdout!.off('data', seen).on('data', () => undefined);
+        child.stderr!.off('data', seen).on('data', () => undefined);
         resolve();
       }
     };
@@ -282,8 +285,10 @@ async function main(): Promise<void> {
       systems.push({ name: 'trellis 3 nodes', pids: [...nodes.map((n) => n.child.pid!), redis.child.pid!], acks: true, run: (n, a, ms) => runTrellis(nodes.map((x) => x.port), n, a, ms) });
     } else console.log('  (redis-server absent: no cluster scenario)');
     // mosquitto leaves Nagle on unless told (set_tcp_nodelay); every other system here sets TCP_NODELAY
+    // its log stays at connection level: -v would log every message, which is not the broker's work
     const mosquittoConf = join(mkdtempSync(join(tmpdir(), 'bench-mosquitto-')), 'mosquitto.conf');
-    const mosquitto = await startDaemon('mosquitto', (p) => (writeFileSync(mosquittoConf, `listener ${p} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n`), ['-c', mosquittoConf, '-v']), /running|Opening ipv4 listen socket/);
+    const conf = (p: number) => `listener ${p} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type information\n`;
+    const mosquitto = await startDaemon('mosquitto', (p) => (writeFileSync(mosquittoConf, conf(p)), ['-c', mosquittoConf]), /running|Opening ipv4 listen socket/);
     if (mosquitto) {
       children.push(mosquitto.child);
       systems.push({ name: 'mosquitto', pids: [mosquitto.child.pid!], acks: true, run: (n, a, ms) => runAedes(mosquitto.port, n, a, ms) });
