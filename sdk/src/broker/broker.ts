@@ -184,7 +184,7 @@ export interface BrokerStats {
 /** Hears of every publish and clear a broker accepts from its own clients (cluster-redis.ts). */
 export interface BrokerRelay {
   /** `payload` is in codec `wire` (the producer's); `expiresAt` is 0 or ms since the epoch. */
-  published(topic: string, wire: number, payload: Buffer, expiresAt: number): void;
+  published(topic: string, wire: number, payload: Buffer, expiresAt: number): Promise<unknown> | void;
   cleared(topic: string): void;
 }
 
@@ -1013,12 +1013,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
     const deliveries = this.#distribute(node, retained, expiresAt);
     this.#counters.messagesIn++;
-    this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
+    const relayed = this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
     if (flags & PublishFlag.ACK) {
       const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
       this.#counters.acks++;
-      // durable: acknowledged only once the last value and every session's copy are on disk
-      if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+      // durable: acknowledged only once the last value and every session's copy are on disk,
+      // and in a cluster once Redis has it (then it reaches every node even if this one dies)
+      if (this.#store.durable || relayed) Promise.all([this.#store.flushed(), relayed]).then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
       else this.#reply(s, puback);
     }
     if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
@@ -1128,8 +1129,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   #storeFailed(s: Session, err: unknown): void {
-    this.log.error('the broker store failed to commit', err);
-    this.#drop(s, BrokerErrorCode.INTERNAL, 'the broker could not store the message');
+    this.log.error('the broker store (or the cluster relay) failed to commit', err);
+    this.#drop(s, BrokerErrorCode.INTERNAL, 'the broker could not store or relay the message');
   }
 
   #linkOf(s: Session): Link {

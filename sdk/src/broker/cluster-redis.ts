@@ -1,7 +1,8 @@
 /**
  * Several broker processes serving one topic space through Redis (`ioredis`): every publish or
  * clear a node accepts is published on a Redis channel, and every other node delivers it to its
- * own subscribers (plain and acknowledged) as if it had been published there; last values live
+ * own subscribers (plain and acknowledged) as if it had been published there (a producer's PUBACK
+ * waits until Redis has the message); last values live
  * in a Redis hash, so a node that starts — or restarts — serves them at once. Redis keeps the
  * order of one connection's messages, so one producer's messages reach every node in order.
  *
@@ -123,8 +124,13 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       entry.writeDoubleBE(expiresAt, 1);
       payload.copy(entry, 9);
       // one connection, commands in order: the hash and the channel see one producer's messages in order
-      pub.hset(lastValues, topic, entry).catch(report(`storing the last value of ${topic}`));
-      pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload)).catch(report(`relaying ${topic}`));
+      const stored = pub.hset(lastValues, topic, entry);
+      const sent = pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload));
+      // the producer's PUBACK waits for both (a failure is reported and fails that ack)
+      return Promise.all([stored, sent]).catch((err: unknown) => {
+        report(`relaying ${topic}`)(err);
+        throw err;
+      });
     },
     cleared(topic) {
       counters.relayed++;
