@@ -54,6 +54,10 @@ PUBLISH, PUBACK = 0x10, 0x11
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 0x20, 0x21, 0x22, 0x23
 LIST_TOPICS, TOPICS, STATS, STATS_REPLY = 0x30, 0x31, 0x32, 0x33
 MESSAGE, ERROR = 0x40, 0x7F
+# acknowledged delivery and persistent sessions (PROTOCOL.md, "Acknowledged delivery")
+SESSION, SESSION_ACK, SUBSCRIBE_ACKED, UNSUBSCRIBE_ACKED = 0x50, 0x51, 0x52, 0x53
+DELIVERY, ACK, OVERFLOW = 0x54, 0x55, 0x56
+_SUB_ID = 1  # the one acknowledged subscription of a queue
 
 ERROR_NAMES = {
     1: "MALFORMED", 2: "FRAME_TOO_LARGE", 3: "OUT_OF_ORDER", 4: "UNSUPPORTED_VERSION",
@@ -97,7 +101,13 @@ class Queue:
                  host: Optional[str] = None, port: Optional[int] = None,
                  timeout: Optional[float] = 10.0,
                  username: Optional[str] = None, password: Optional[str] = None,
-                 tls: Optional[bool] = None, ca: Optional[str] = None):
+                 tls: Optional[bool] = None, ca: Optional[str] = None,
+                 acked: bool = False, client_id: Optional[str] = None, clean: bool = False):
+        """``acked=True`` (consumers): at-least-once delivery: each message is acknowledged when the
+        next ``pull()`` is called, and one that was not is delivered again (``self.last_duplicate``).
+        ``client_id`` names a persistent session: the broker keeps the subscription and queues
+        messages while no queue with this id is connected, and a new queue with the id resumes it
+        (``clean=True`` discards what was kept). """
         if not isinstance(topic, str) or not topic:
             raise ValueError("a topic is a non-empty string such as 'qwerty' or '/weather/temperature', got %r" % (topic,))
         self.topic = topic
@@ -105,11 +115,16 @@ class Queue:
         self._host = host or os.environ.get("TRELLIS_BROKER_HOST", "localhost")
         self._port = int(port or os.environ.get("TRELLIS_BROKER_PORT", DEFAULT_PORT))
         self._buffer = bytearray()
-        self._messages: Deque[Tuple[str, Any]] = deque()
+        self._messages: Deque[Any] = deque()
         self._replies: dict = {}
         self._next_id = 1
         self._subscribed = False
         self._closed = False
+        self._acked = bool(acked or client_id)
+        self._to_ack = 0  # the number of the message pull() handed out last (acked at the next pull)
+        self.last_number = 0
+        self.last_duplicate = False
+        self.dropped = 0  # messages the broker dropped because the session's queue was full
         # Thread safety: one thread at a time reads the socket (the "reader"); the others wait on
         # the condition for their reply or message, which the reader files for them. Sends are
         # serialized by their own lock, so list_topics() in one thread while pull() blocks in
@@ -136,7 +151,18 @@ class Queue:
         self._send(hello)
         self._wait_for(WELCOME, None)
         self._sock.settimeout(None)  # pull() blocks until a message arrives
-        if _type == MiddlewareType.CONSUMER:
+        if _type == MiddlewareType.CONSUMER and self._acked:
+            self._subscribed = True  # deliveries that follow SESSION_ACK are kept
+            kept = []
+            if client_id:
+                rid = self._id()
+                self._send(struct.pack(">BIB", SESSION, rid, 1 if clean else 0) + _string(client_id.encode("utf-8")))
+                kept = self._wait_for(SESSION_ACK, rid)
+            if (_SUB_ID, topic) not in kept:
+                rid = self._id()
+                self._send(struct.pack(">BII", SUBSCRIBE_ACKED, rid, _SUB_ID) + _string(topic.encode("utf-8")))
+                self._wait_for(SUBACK, rid)
+        elif _type == MiddlewareType.CONSUMER:
             rid = self._id()
             self._send(struct.pack(">BI", SUBSCRIBE, rid) + _string(topic.encode("utf-8")))
             self._wait_for(SUBACK, rid)
@@ -157,7 +183,16 @@ class Queue:
         """Blocks until a message arrives on the topic (or under it); returns ``(topic, value)``."""
         if self.type != MiddlewareType.CONSUMER:
             raise RuntimeError("pull() needs a CONSUMER queue; this one is a PRODUCER")
-        return self._wait(lambda: self._messages.popleft() if self._messages else _NOTHING)
+        if not self._acked:
+            return self._wait(lambda: self._messages.popleft() if self._messages else _NOTHING)
+        if self._to_ack:
+            # asking for the next message means the previous one was handled
+            self._send(struct.pack(">BII", ACK, _SUB_ID, self._to_ack))
+            self._to_ack = 0
+        topic, value, number, duplicate = self._wait(lambda: self._messages.popleft() if self._messages else _NOTHING)
+        self._to_ack = number
+        self.last_number, self.last_duplicate = number, duplicate
+        return topic, value
 
     def list_topics(self, callback: Callable[[List[str]], Any]) -> Any:
         """Asks the broker for the topics holding a value and calls ``callback(topics)``."""
@@ -171,7 +206,10 @@ class Queue:
         if not self._subscribed:
             return
         rid = self._id()
-        self._send(struct.pack(">BI", UNSUBSCRIBE, rid) + _string(self.topic.encode("utf-8")))
+        if self._acked:
+            self._send(struct.pack(">BII", UNSUBSCRIBE_ACKED, rid, _SUB_ID))
+        else:
+            self._send(struct.pack(">BI", UNSUBSCRIBE, rid) + _string(self.topic.encode("utf-8")))
         with self._cond:
             self._subscribed = False  # what arrives from now on is dropped, not queued
         self._wait_for(UNSUBACK, rid)
@@ -287,6 +325,22 @@ class Queue:
             topic = body[4:4 + tlen].decode("utf-8")
             if self._subscribed:
                 self._messages.append((topic, self._decode(body[4 + tlen:])))
+        elif kind == DELIVERY:
+            flags, _sub, number, tlen = struct.unpack_from(">BIIH", body, 1)
+            topic = body[12:12 + tlen].decode("utf-8")
+            if self._subscribed:
+                self._messages.append((topic, self._decode(body[12 + tlen:]), number, bool(flags & 2)))
+        elif kind == SESSION_ACK:
+            rid, _resumed, count = struct.unpack_from(">IBI", body, 1)
+            off, kept = 10, []
+            for _ in range(count):
+                sid, _flags, n = struct.unpack_from(">IBH", body, off)
+                kept.append((sid, body[off + 7:off + 7 + n].decode("utf-8")))
+                off += 7 + n
+            self._replies[(SESSION_ACK, rid)] = kept
+        elif kind == OVERFLOW:
+            _sub, dropped = struct.unpack_from(">II", body, 1)
+            self.dropped += dropped
         elif kind == PING:
             self._send(struct.pack(">B", PONG))  # the broker checks that idle clients are alive
         elif kind == PONG:

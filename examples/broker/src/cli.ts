@@ -4,9 +4,11 @@
  */
 import { createInterface } from 'node:readline';
 import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { defineCommand, intOption, portOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
 import type { PluginHost, Value } from '@trellis/sdk';
-import { createBroker, connect, checkTopic, checkFilter, isWildcard, LineLimiter, type BrokerClient } from '@trellis/sdk/broker';
+import { createBroker, connect, openLmdbStore, memoryStore, attachWebSocket, joinRedisCluster, checkTopic, checkFilter, isWildcard, LineLimiter, type BrokerClient } from '@trellis/sdk/broker';
 import { fromCommandLine, toJsonText, ValueTextError } from './json-text.js';
 
 /** The port every broker command uses unless told otherwise. */
@@ -74,8 +76,12 @@ export const broker = defineCommand({
     'allow-anonymous': { type: 'boolean', description: 'with --password-file/--acl-file: also admit clients without credentials (the ACL lines before any "user" line say what they may do)' },
     'idle-timeout': { type: 'string', default: '120', description: 'seconds of silence before a client is pinged (closed if it then stays silent 30 s more); 0 = off', placeholder: 'seconds' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
+    'data-dir': { type: 'string', description: 'where last values and persistent sessions are kept (LMDB; default ~/.local/state/trellis/broker-PORT; in memory for --port 0)', placeholder: 'dir' },
+    'in-memory': { type: 'boolean', description: 'keep everything in memory only: a restart loses last values and sessions' },
+    cluster: { type: 'string', description: 'serve one topic space with the other brokers on this Redis (redis://HOST:PORT): messages and last values are shared', placeholder: 'url' },
+    'ws-port': { type: 'string', description: 'also serve the protocol over WebSocket on this port (browsers)', placeholder: 'port' },
   },
-  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --plugin-dir ./my-codecs --stats'],
+  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --plugin-dir ./my-codecs --stats'],
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const maxFrameBytes = intOption('max-frame-bytes', values['max-frame-bytes'], { min: 64, max: 0xffffffff })!;
@@ -88,6 +94,9 @@ export const broker = defineCommand({
     const idleTimeoutMs = intOption('idle-timeout', values['idle-timeout'], { min: 0 })! * 1000;
     const plugins = pluginHost(values['plugin-dir']);
     await plugins.scan();
+    if (values['in-memory'] && values['data-dir'] !== undefined) throw new UsageError('--in-memory and --data-dir exclude each other');
+    // durable by default; a broker on an ephemeral port (0) has no stable name to keep state under
+    const dataDir = values['in-memory'] ? undefined : values['data-dir'] !== undefined ? resolve(values['data-dir']) : port === 0 ? undefined : join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'trellis', `broker-${port}`);
     if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
     const readPem = (flag: string, file: string) => readFile(file, 'utf8').catch((err: Error) => { throw new UsageError(`--${flag}: ${err.message}`); });
     const tls = values['tls-cert'] !== undefined ? { cert: await readPem('tls-cert', values['tls-cert']), key: await readPem('tls-key', values['tls-key']!) } : undefined;
@@ -98,7 +107,8 @@ export const broker = defineCommand({
     const access = passwordFile !== undefined || aclFile !== undefined
       ? { provider: 'file', options: { ...(passwordFile !== undefined ? { passwordFile } : {}), ...(aclFile !== undefined ? { aclFile } : {}), allowAnonymous: values['allow-anonymous'] === true } }
       : undefined;
-    const engine = createBroker({ host: plugins, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxTopicNodesPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}), ...(tls ? { tls } : {}) });
+    const store = dataDir ? await openLmdbStore(dataDir) : memoryStore();
+    const engine = createBroker({ host: plugins, store, maxFrameBytes, maxBufferBytes, maxConnections, maxConnectionsPerAddress, maxTopicsPerClient, maxTopicNodesPerClient, maxRetainedBytesPerClient, idleTimeoutMs, ...(access ? { access } : {}), ...(tls ? { tls } : {}) });
     // a client provoking errors in a loop must not flood the terminal or the log file behind it
     const lines = new LineLimiter(10, (line) => io.stderr.write(`broker: ${line}\n`));
     engine.on('slow-consumer', (c, pending) => lines.line('slow consumers', `disconnected slow consumer ${c.remote} (${pending} bytes waiting)`));
@@ -106,6 +116,8 @@ export const broker = defineCommand({
     if (values.stats) {
       engine.on('stats', (s) => io.stderr.write(`broker: ${s.connections} clients, ${s.topics} topics, ${s.subscriptions} subscriptions, ${s.rates.in} msg/s in, ${s.rates.out} msg/s out\n`));
     }
+    if (values.cluster !== undefined && !/^rediss?:\/\//.test(values.cluster)) throw new UsageError(`--cluster "${values.cluster}": expected redis://HOST:PORT`);
+    const cluster = values.cluster !== undefined ? await joinRedisCluster(engine, { url: values.cluster }) : undefined;
     const address = await engine.listen(port, values.host);
     const codecs = plugins.serialization
       .serializers()
@@ -113,9 +125,16 @@ export const broker = defineCommand({
       .sort((a, b) => Number(a.id) - Number(b.id))
       .map(({ n, id }) => `${n}(${id})`)
       .join(', ');
+    const wsPort = values['ws-port'] !== undefined ? portOption('ws-port', values['ws-port'])! : undefined;
+    const ws = wsPort !== undefined ? await attachWebSocket(engine, { port: wsPort, host: values.host }) : undefined;
     io.stdout.write(`broker listening on ${address.host}:${address.port}${tls ? ' with TLS' : ''} (codecs: ${codecs || 'none installed'})\n`);
     if (!access) io.stderr.write('broker: no --password-file or --acl-file: every client may publish and subscribe to every topic\n');
+    if (cluster) io.stderr.write(`broker: in the cluster on ${values.cluster} as node ${cluster.nodeId}\n`);
+    if (ws) io.stderr.write(`broker: WebSocket on ws://${ws.address!.host}:${ws.address!.port}/\n`);
+    io.stderr.write(`broker: state ${dataDir ? `kept in ${dataDir}` : `in memory only (${values['in-memory'] ? '--in-memory' : 'port 0 without --data-dir'})`}; ${engine.stats().topics} last values, ${engine.stats().delivery.sessions} persistent sessions\n`);
     await untilAborted(io.signal);
+    await ws?.close();
+    await cluster?.close();
     await engine.close({ timeoutMs: 3000 });
     lines.flush();
     await plugins.dispose();

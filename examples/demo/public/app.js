@@ -173,28 +173,103 @@ $('#strategy').addEventListener('change', async (e) => {
 
 // -------------------------------------------------------------------- broker
 
+// The topic tree's values come straight from the broker over its WebSocket transport: the page is
+// a broker client (protocol v1 frames, JSON codec) subscribed to "/", so it sees every last value
+// and every message as a subscriber does. The snapshot adds the meta (subscribers, rates).
+const live = { url: null, values: new Map(), messages: 0, pending: new Uint8Array(0), snapshot: undefined, scheduled: false };
+
+function brokerFrame(type, body) {
+  const f = new Uint8Array(5 + body.length);
+  new DataView(f.buffer).setUint32(0, 1 + body.length);
+  f[4] = type;
+  f.set(body, 5);
+  return f;
+}
+
+function connectBrokerWs(url) {
+  if (live.url === url) return;
+  live.url = url;
+  const status = (s) => {
+    const e = $('#broker-ws');
+    e.dataset.state = s;
+    e.textContent = `WebSocket: ${s}`;
+  };
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => {
+    status('open');
+    ws.send(brokerFrame(0x01, new Uint8Array([1, 0, 2]))); // HELLO v1, JSON, consumer
+    const topic = new TextEncoder().encode('/');
+    const body = new Uint8Array(6 + topic.length);
+    new DataView(body.buffer).setUint32(0, 1);
+    new DataView(body.buffer).setUint16(4, topic.length);
+    body.set(topic, 6);
+    ws.send(brokerFrame(0x20, body)); // SUBSCRIBE id 1 "/"
+  };
+  ws.onmessage = (ev) => {
+    const chunk = new Uint8Array(ev.data);
+    const buf = new Uint8Array(live.pending.length + chunk.length);
+    buf.set(live.pending);
+    buf.set(chunk, live.pending.length);
+    const view = new DataView(buf.buffer);
+    let off = 0;
+    const text = new TextDecoder();
+    while (buf.length - off >= 4) {
+      const len = view.getUint32(off);
+      if (buf.length - off - 4 < len) break;
+      const type = buf[off + 4];
+      if (type === 0x40) {
+        const tlen = view.getUint16(off + 6);
+        const topic = text.decode(buf.subarray(off + 8, off + 8 + tlen));
+        live.values.set(topic, JSON.parse(text.decode(buf.subarray(off + 8 + tlen, off + 4 + len))));
+        live.messages++;
+      }
+      off += 4 + len;
+    }
+    live.pending = buf.slice(off);
+    $('#broker-ws').dataset.messages = String(live.messages);
+    if (!live.scheduled && live.snapshot) {
+      live.scheduled = true;
+      requestAnimationFrame(() => {
+        live.scheduled = false;
+        renderBroker(live.snapshot);
+      });
+    }
+  };
+  ws.onclose = () => {
+    status('closed');
+    live.url = null;
+    setTimeout(() => live.snapshot && connectBrokerWs(live.snapshot.wsUrl), 1000);
+  };
+}
+
 function renderBroker(b) {
   if (!showPanel('broker', b)) return;
+  live.snapshot = b;
+  if (b.wsUrl) connectBrokerWs(b.wsUrl);
   $('#broker-url').textContent = b.url;
   const encodes = Object.entries(b.encodes).map(([codec, n]) => `${codec} ${n}`).join(', ');
   $('#broker-totals').textContent = `${b.totals.clients} clients · ${b.totals.subscriptions} subscriptions · ${b.totals.messagesIn} messages in · ${b.totals.messagesOut} out · encodings: ${encodes || 'none yet'}`;
   // Build the tree of path segments; topics holding a value carry it, parents are just folders.
   const root = { children: new Map() };
-  for (const topic of b.topics) {
+  const nodeOf = (path) => {
     let node = root;
-    for (const seg of topic.topic.split('/').filter(Boolean)) {
+    for (const seg of path.split('/').filter(Boolean)) {
       if (!node.children.has(seg)) node.children.set(seg, { children: new Map() });
       node = node.children.get(seg);
     }
-    node.topic = topic;
-  }
+    return node;
+  };
+  for (const topic of b.topics) nodeOf(topic.topic).topic = topic;
+  for (const [path, value] of live.values) nodeOf(path).live = { value };
   const render = (node, path) =>
     [...node.children.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([seg, child]) => {
       const full = `${path}/${seg}`;
       const t = child.topic;
-      const li = el('li', { 'data-topic': full },
+      const v = child.live;
+      const li = el('li', { 'data-topic': full, ...(v ? { 'data-ws': 'true' } : {}) },
         el('span', { class: 'seg', text: `/${seg}` }),
-        t && t.hasValue ? el('span', { class: 'val', 'data-testid': 'topic-value', text: JSON.stringify(t.value).slice(0, 60) }) : null,
+        v ? el('span', { class: 'val', 'data-testid': 'topic-value', text: JSON.stringify(v.value).slice(0, 60) }) : null,
         t ? el('span', { class: 'meta', text: `${t.subscribers} sub · ${fmt(t.rate)} msg/s · ${t.messages} msgs` }) : null,
       );
       if (child.children.size) li.append(el('ul', {}, ...render(child, full)));

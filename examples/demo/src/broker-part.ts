@@ -4,7 +4,7 @@
  * different codecs subscribed to them, so every message is translated on its way.
  */
 import type { Value } from '@trellis/sdk';
-import { createBroker, connect, type BrokerClient, type TopicSnapshot } from '@trellis/sdk/broker';
+import { createBroker, connect, attachWebSocket, type BrokerClient, type TopicSnapshot, type WebSocketTransport } from '@trellis/sdk/broker';
 import type { BrokerPart, PartContext } from './demo.js';
 import type { TopicView } from './view-model.js';
 import { jsonSafe } from './json-safe.js';
@@ -38,6 +38,13 @@ function drift(start: number, step: number, min: number, max: number): () => num
 export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
   const broker = createBroker({ host: ctx.host, logger: ctx.log });
   const address = await broker.listen(ctx.ports.broker, '127.0.0.1');
+  let ws: WebSocketTransport;
+  try {
+    ws = await attachWebSocket(broker, { port: ctx.ports.brokerWs, host: '127.0.0.1' });
+  } catch (err) {
+    await broker.close();
+    throw err;
+  }
   const meter = new RateMeter(5);
   broker.on('publish', (e) => meter.count(e.topic));
 
@@ -105,11 +112,13 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
     for (const t of timers) clearInterval(t);
     meter.close();
     await Promise.allSettled(clients.map((c) => c.close()));
+    await ws.close();
     await broker.close();
     throw err;
   }
 
   const url = `tcp://127.0.0.1:${address.port}`;
+  const wsUrl = `ws://127.0.0.1:${ws.address!.port}/`;
   const flatten = (node: TopicSnapshot, out: TopicView[]): TopicView[] => {
     if (node.path !== '/' && (node.hasValue || node.subscribers > 0)) {
       out.push({ topic: node.path, hasValue: node.hasValue, value: node.hasValue ? jsonSafe(node.value) : null, subscribers: node.subscribers, messages: meter.total(node.path), rate: meter.rate(node.path) });
@@ -121,7 +130,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
   return {
     name: 'broker',
     hints: [
-      `broker:       ${url}`,
+      `broker:       ${url}  (WebSocket: ${wsUrl})`,
       `  producers:  ${producing.join('; ') || 'none'}`,
       `  consumers:  ${consuming.join(', ') || 'none'}`,
       ...(skipped.length ? [`  not running: ${skipped.join('; ')}`] : []),
@@ -134,6 +143,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
       return {
         available: true,
         url,
+        wsUrl,
         totals: { clients: s.connections, subscriptions: s.subscriptions, messagesIn: s.messagesIn, messagesOut: s.messagesOut },
         encodes: s.encodes,
         topics: flatten(broker.topicTree(), []),
@@ -143,6 +153,7 @@ export async function startBrokerPart(ctx: PartContext): Promise<BrokerPart> {
       for (const t of timers) clearInterval(t);
       meter.close();
       await Promise.allSettled(clients.map((c) => c.close()));
+      await ws.close();
       await broker.close({ timeoutMs: 2_000 });
     },
   };

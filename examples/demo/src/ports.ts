@@ -10,6 +10,8 @@ export interface PortPlan {
   readonly balancer: number;
   readonly admin: number;
   readonly broker: number;
+  /** The broker's WebSocket transport (the page's live topic tree). */
+  readonly brokerWs: number;
   readonly pi: readonly number[];
   readonly chord: readonly number[];
 }
@@ -25,6 +27,7 @@ export function portPlan(base: number, { backends = 4, nodes = 8 } = {}): PortPl
     balancer: at(1),
     admin: at(2),
     broker: at(3),
+    brokerWs: at(4),
     pi: Object.freeze(Array.from({ length: backends }, (_, i) => at(10 + i))),
     chord: Object.freeze(Array.from({ length: nodes }, (_, i) => at(20 + i))),
   });

@@ -44,6 +44,8 @@ export interface TopicView {
 export interface BrokerView {
   readonly available: true;
   readonly url: string;
+  /** The broker's WebSocket endpoint: the page subscribes to `/` through it. */
+  readonly wsUrl: string;
   readonly totals: { readonly clients: number; readonly subscriptions: number; readonly messagesIn: number; readonly messagesOut: number };
   /** Encodings made per codec name. */
   readonly encodes: Readonly<Record<string, number>>;

@@ -110,6 +110,21 @@ if (!existsSync(CHROMIUM)) {
       const msgs = await page.textContent('#broker-totals');
       assert.match(msgs!, /[1-9]\d* messages in/);
 
+      // The topic tree's values arrive over the broker's WebSocket transport: the page is a broker
+      // client subscribed to "/". A value published over TCP now shows up through it.
+      await page.waitForSelector('#broker-ws[data-state="open"]');
+      assert.ok(await page.$('#topics li[data-topic="/temp"][data-ws="true"]'), 'values come from the WebSocket subscription');
+      const { connect } = await import('@trellis/sdk/broker');
+      const producer = await connect({ port: Number(brokerView.url.split(':').pop()), codec: 'xml', plugins: demo.host, role: 'producer' });
+      try {
+        await producer.publish('/from-test/greeting', { text: 'over WebSocket', n: 7 }, { ack: true });
+        await page.waitForSelector('#topics li[data-topic="/from-test/greeting"][data-ws="true"] [data-testid="topic-value"]');
+        const shown = await page.textContent('#topics li[data-topic="/from-test/greeting"] [data-testid="topic-value"]');
+        assert.equal(JSON.parse(shown!), { text: 'over WebSocket', n: 7 });
+      } finally {
+        await producer.close();
+      }
+
       // Chord: one circle node per ring member; clicking one draws its finger arrows and table.
       await page.waitForSelector('#chord[data-ready="true"]');
       await page.waitForFunction(() => document.querySelectorAll('#ring g.node').length === 6);

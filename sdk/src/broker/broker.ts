@@ -15,6 +15,7 @@
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
+import type { Duplex } from 'node:stream';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
 import { CodecError, InvalidArgumentError, StateError } from '../errors.js';
@@ -50,6 +51,8 @@ import {
   topicsFrame,
   welcomeFrame,
 } from './protocol.js';
+import { SessionEngine, type Link, type SessionOptions, type SessionStats } from './sessions.js';
+import { memoryStore, type BrokerStore } from './persistence.js';
 
 export interface BrokerOptions {
   /** The plugin host whose serializer plugins provide the codecs clients announce. */
@@ -117,6 +120,13 @@ export interface BrokerOptions {
   /** After an ERROR frame, how long the peer has to read it before the socket is destroyed (default 2 s). */
   readonly lingerMs?: number;
   readonly logger?: Logger;
+  /**
+   * Where last values and persistent sessions are kept (`openLmdbStore(dir)` for durable state;
+   * default `memoryStore()`: nothing outlives the process). The broker closes it on `close()`.
+   */
+  readonly store?: BrokerStore;
+  /** Bounds of acknowledged delivery and persistent sessions (see `SessionOptions`). */
+  readonly sessions?: Omit<SessionOptions, 'store' | 'log'>;
 }
 
 /** What the broker knows about one client (events and `clients()`). */
@@ -165,6 +175,17 @@ export interface BrokerStats {
   readonly rates: { readonly in: number; readonly out: number };
   /** Encodings performed per codec name: one per message per target codec, never per subscriber. */
   readonly encodes: Readonly<Record<string, number>>;
+  /** Acknowledged delivery and persistent sessions. */
+  readonly delivery: SessionStats;
+  /** `memory` or where the durable store is. */
+  readonly store: string;
+}
+
+/** Hears of every publish and clear a broker accepts from its own clients (cluster-redis.ts). */
+export interface BrokerRelay {
+  /** `payload` is in codec `wire` (the producer's); `expiresAt` is 0 or ms since the epoch. */
+  published(topic: string, wire: number, payload: Buffer, expiresAt: number): Promise<unknown> | void;
+  cleared(topic: string): void;
 }
 
 /** One node of `topicTree()`. */
@@ -237,6 +258,8 @@ class Session {
   readonly remote: string;
   /** Whose budgets this connection's last values count against (its address; later its user). */
   owner: string;
+  /** This connection as the session engine sees it, once it uses acknowledged delivery. */
+  link: Link | undefined;
   /** Who this client is, once authenticated (only with an access provider). */
   identity: AccessIdentity | undefined;
   /** Authorization answers by action and topic (bounded). */
@@ -326,6 +349,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #encodes = new Map<string, number>();
   #rates = { in: 0, out: 0 };
   #last = { in: 0, out: 0, at: 0 };
+  readonly #store: BrokerStore;
+  readonly #acked: SessionEngine;
+  #relay: BrokerRelay | undefined;
+  #restored = false;
 
   constructor(options: BrokerOptions) {
     super();
@@ -353,6 +380,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#pingMs = options.pingTimeoutMs ?? 30_000;
     this.#limitedLog = new LineLimiter(options.logLinesPerSecond ?? 10, (line, level) => (level === 'debug' ? this.log.debug(line) : this.log.warn(line)));
     this.#lingerMs = options.lingerMs ?? 2_000;
+    this.#store = options.store ?? memoryStore();
+    this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, charge: (owner, filter) => this.#charge(owner, segmentsOf(filter)), refund: (owner, filter) => this.#refund(owner, segmentsOf(filter)), ...options.sessions, store: this.#store, log: this.log });
   }
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
@@ -368,9 +397,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     return this.#listen(port, host);
   }
 
-  #listen(port: number, host: string): Promise<{ host: string; port: number }> {
-    if (this.#server) return Promise.reject(new StateError('the broker is already listening'));
-    if (this.#closing) return Promise.reject(new StateError('the broker is closed'));
+  async #listen(port: number, host: string): Promise<{ host: string; port: number }> {
+    if (this.#server) throw new StateError('the broker is already listening');
+    if (this.#closing) throw new StateError('the broker is closed');
+    if (!this.#restored) {
+      this.#restored = true;
+      await this.#restore();
+    }
     const server: Server = this.#tls
       ? createTlsServer({ ...this.#tls, noDelay: true }, (socket) => this.#accept(socket))
       : createServer({ noDelay: true }, (socket) => this.#accept(socket));
@@ -432,6 +465,39 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     await stopped;
     this.#address = null;
     if (this.#accessOption && !('authenticate' in this.#accessOption)) await this.#accessResolved?.dispose?.(); // made here, so released here
+    this.#acked.checkpoint();
+    await this.#store.close();
+  }
+
+  /** Brings back the last values and sessions a durable store kept. */
+  async #restore(): Promise<void> {
+    const { retained, sessions } = await this.#store.load();
+    const codecs = new Map<number, Codec | undefined>();
+    for (const wire of new Set([...retained.map((r) => r.wire), ...sessions.map((s) => s.wire)])) {
+      codecs.set(wire, await this.#host.serialization.codec(wire).catch(() => undefined));
+    }
+    let kept = 0;
+    for (const r of retained) {
+      const codec = codecs.get(r.wire);
+      try {
+        if (!codec) throw new Error(`no serializer plugin provides codec ${r.wire}`);
+        const value = codec.decode(r.payload);
+        const payloads: (Buffer | undefined)[] = [];
+        payloads[r.wire] = r.payload;
+        if (r.expiresAt !== undefined && r.expiresAt <= Date.now()) {
+          this.#store.deleteRetained(r.topic);
+          continue;
+        }
+        const node = this.#tree.ensure(r.topic);
+        this.#keep(node, { value, size: r.payload.length, payloads, owner: r.owner, segments: segmentsOf(r.topic) });
+        if (r.expiresAt !== undefined) this.#expiring.set(node, r.expiresAt);
+        kept++;
+      } catch (err) {
+        this.log.warn(`stored last value of ${r.topic} not restored: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    this.#acked.restore(sessions, (wire) => codecs.get(wire));
+    if (this.#store.durable) this.log.info(`restored ${kept} last values and ${sessions.length} sessions from ${this.#store.where}`);
   }
 
   // ------------------------------------------------------------------ inspection
@@ -459,6 +525,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       ...this.#counters,
       rates: { ...this.#rates },
       encodes: Object.fromEntries(this.#encodes),
+      delivery: this.#acked.stats(),
+      store: this.#store.where,
     };
   }
 
@@ -500,6 +568,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       this.#rates = { in: Math.round((c.messagesIn - this.#last.in) / secs), out: Math.round((c.messagesOut - this.#last.out) / secs) };
     }
     this.#last = { in: c.messagesIn, out: c.messagesOut, at: now };
+    this.#acked.expire();
     if (this.listenerCount('stats') > 0) this.emit('stats', this.stats());
   }
 
@@ -528,6 +597,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (!old) return false;
     this.#uncount(old);
     this.#tree.retain(node, undefined);
+    if (this.#store.durable) this.#store.deleteRetained(node.path);
     return true;
   }
 
@@ -538,6 +608,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   // ------------------------------------------------------------------ connections
+
+  /**
+   * Serves a connection that arrived another way than the broker's TCP listener — a WebSocket
+   * stream (ws-transport.ts) — with the same frames, limits and access control.
+   */
+  acceptStream(stream: Duplex & { remoteAddress?: string | undefined; remotePort?: number | undefined }): void {
+    this.#accept(stream as unknown as Socket);
+  }
 
   #accept(socket: Socket): void {
     if (this.#closing) {
@@ -625,6 +703,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   #unsubscribeAll(s: Session): void {
+    if (s.link) this.#acked.detach(s.link);
     for (const node of s.subs) {
       node.subscribers.delete(s);
       this.#refund(s.owner, segmentsOf(node.path));
@@ -854,6 +933,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       case FrameType.ERROR:
         throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `frame type 0x${type.toString(16)} is sent by the broker, not to it`);
       default:
+        if (this.#acked.handles(type)) return this.#acked.frame(this.#linkOf(s), type, body, (filter, codec) => this.#lastValues(filter, codec, s));
         throw new BrokerError(BrokerErrorCode.MALFORMED, `unknown frame type 0x${type.toString(16)}`);
     }
   }
@@ -897,7 +977,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
       const node = this.#tree.get(topic);
       if (node) this.#clear(node);
-      if (flags & PublishFlag.ACK) this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
+      this.#relay?.cleared(topic);
+      if (flags & PublishFlag.ACK) {
+        const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+        if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+        else this.#reply(s, puback);
+      }
       return;
     }
     const topic = rawTopic.toString('utf8');
@@ -926,27 +1011,88 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     const payloads: (Buffer | undefined)[] = [];
     payloads[s.wire] = Buffer.from(payload);
     const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
+    const deliveries = this.#distribute(node, retained, expiresAt);
+    this.#counters.messagesIn++;
+    const relayed = this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
+    if (flags & PublishFlag.ACK) {
+      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+      this.#counters.acks++;
+      // durable: acknowledged only once the last value and every session's copy are on disk,
+      // and in a cluster once Redis has it (then it reaches every node even if this one dies)
+      if (this.#store.durable || relayed) Promise.all([this.#store.flushed(), relayed]).then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
+      else this.#reply(s, puback);
+    }
+    if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
+  }
+
+  /** Keeps a decoded message as the topic's last value and delivers it to every subscriber here; returns the deliveries. */
+  #distribute(node: Node, retained: Retained, expiresAt: number): number {
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
       const targets = this.#encodeFor(node, retained);
+      if (this.#acked.active) this.#acked.route(node.path.split('/'), (c) => this.#encodedFor(retained, c));
       // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
       this.#keep(node, retained);
       if (expiresAt) this.#expiring.set(node, expiresAt);
       else this.#expiring.delete(node);
+      if (this.#store.durable) this.#storeRetained(node, retained, expiresAt || undefined);
       deliveries = this.#send(node, targets);
+      if (this.#acked.active) {
+        const acked = this.#acked.commit(node.pathBytes);
+        deliveries += acked;
+        this.#counters.messagesOut += acked;
+      }
     } catch (err) {
       this.#tree.prune(node);
       throw err;
     } finally {
       this.#release();
+      this.#acked.release();
     }
+    return deliveries;
+  }
+
+  // ------------------------------------------------------------------ cluster hooks (cluster-redis.ts)
+
+  /** Sets who hears of every publish and clear accepted here (a cluster relay), or none. */
+  setRelay(relay: BrokerRelay | undefined): void {
+    this.#relay = relay;
+  }
+
+  /**
+   * Delivers a message another node accepted: kept as the last value and sent to every
+   * subscriber here, as if published locally (never relayed back). Resolves with the deliveries.
+   */
+  async deliverRemote(topic: string, wire: number, payload: Buffer, expiresAt = 0): Promise<number> {
+    let pending = this.#codecs.get(wire);
+    if (!pending) {
+      pending = this.#host.serialization.codec(wire);
+      this.#codecs.set(wire, pending);
+      pending.catch(() => this.#codecs.delete(wire));
+    }
+    const codec = await pending;
+    if (expiresAt && expiresAt <= Date.now()) return 0;
+    const node = this.#node(topic, false);
+    let value: Value;
+    try {
+      value = codec.decode(payload);
+      measureValue(value, this.#budget);
+    } catch (err) {
+      this.#tree.prune(node);
+      throw err;
+    }
+    const payloads: (Buffer | undefined)[] = [];
+    payloads[wire] = payload;
+    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt);
     this.#counters.messagesIn++;
-    if (flags & PublishFlag.ACK) {
-      this.#reply(s, idFrame(FrameType.PUBACK, body.readUInt32BE(2)));
-      this.#counters.acks++;
-    }
-    if (this.listenerCount('publish') > 0) this.emit('publish', { topic: node.path, value, codec: codec.name, clientId: s.id, deliveries });
+    return deliveries;
+  }
+
+  /** Clears a last value another node cleared. */
+  clearRemote(topic: string): void {
+    const node = this.#tree.get(topic);
+    if (node) this.#clear(node);
   }
 
   /**
@@ -973,6 +1119,66 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#count(retained, retained.size);
     this.#topicsBy.set(retained.owner, (this.#topicsBy.get(retained.owner) ?? 0) + 1);
     this.#tree.retain(node, retained);
+  }
+
+  // ------------------------------------------------------------------ acknowledged delivery hooks
+
+  #storeRetained(node: Node, retained: Retained, expiresAt: number | undefined): void {
+    const wire = retained.payloads.findIndex((p) => p !== undefined);
+    this.#store.putRetained({ topic: node.path, wire, payload: retained.payloads[wire]!, owner: retained.owner, ...(expiresAt !== undefined ? { expiresAt } : {}) });
+  }
+
+  #storeFailed(s: Session, err: unknown): void {
+    this.log.error('the broker store (or the cluster relay) failed to commit', err);
+    this.#drop(s, BrokerErrorCode.INTERNAL, 'the broker could not store or relay the message');
+  }
+
+  #linkOf(s: Session): Link {
+    if (s.link) return s.link;
+    const link: Link = {
+      id: s.id,
+      get owner() {
+        return s.owner;
+      },
+      codec: s.codec!,
+      wire: s.wire,
+      consumer: (s.role & Role.CONSUMER) !== 0,
+      user: s.identity?.username,
+      authorizeSubscribe: (filter) => {
+        if (this.#accessOption && !this.#may(s, 'subscribe', filter)) throw this.#denied(s, 'subscribe to', filter);
+      },
+      send: (frame) => {
+        if (s.state === 'open') this.#reply(s, frame);
+      },
+      pending: () => (s.socket.destroyed ? 0 : s.queue.pending),
+      isOpen: () => s.state === 'open',
+      drop: (code, message) => this.#drop(s, code, message),
+    };
+    s.link = link;
+    return link;
+  }
+
+  /** A message's payload in `codec` for an acknowledged subscriber; throws when it cannot be carried. */
+  #encodedFor(retained: Retained, codec: Codec): Buffer {
+    const payload = this.#payload(retained, codec, false);
+    if (payload instanceof CodecError) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${codec.name}: ${payload.message}`, { cause: payload });
+    if (payload === null) throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the ${codec.name} codec plugin failed to encode the value`);
+    if (payload.length > this.#maxEncoded) throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${codec.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
+    return payload;
+  }
+
+  /** Last values matching a (trie-form) filter, encoded in `codec`; ones it cannot carry are skipped. */
+  #lastValues(filter: string, codec: Codec, s: Session): { pathBytes: Buffer; payload: Buffer }[] {
+    const out: { pathBytes: Buffer; payload: Buffer }[] = [];
+    for (const n of retainedMatching(this.#tree, filter)) {
+      const payload = this.#payload(n.retained!, codec, true);
+      if (payload === null || payload instanceof CodecError || payload.length > this.#maxEncoded) {
+        this.log.debug(`last value of ${n.path} not sent to client ${s.id} (acknowledged subscription): cannot be carried in ${codec.name}`);
+        continue;
+      }
+      out.push({ pathBytes: n.pathBytes, payload });
+    }
+    return out;
   }
 
   #count(retained: Retained, bytes: number): void {

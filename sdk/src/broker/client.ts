@@ -384,6 +384,35 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
     this.#socket.resume();
   }
 
+  // ------------------------------------------------------------------ extension hooks (reliable-client.ts)
+
+  /** @internal frames the base client does not know go here first (true = handled). */
+  extension: ((body: Buffer) => boolean) | undefined;
+
+  /** @internal queues a request built with a fresh id; resolves with what its reply settles. */
+  sendRequest<T>(build: (id: number) => Buffer): Promise<T> {
+    this.#assertOpen();
+    const id = this.#id();
+    const done = this.#request<T>(id);
+    this.#queue.write(build(id));
+    return done;
+  }
+
+  /** @internal queues a frame that has no reply. */
+  sendFrame(frame: Buffer): void {
+    if (!this.#closed) this.#queue.write(frame);
+  }
+
+  /** @internal settles the request `id` (for extension replies). */
+  settleRequest(id: number, value: unknown): void {
+    this.#settle(id, value);
+  }
+
+  /** Destroys the connection at once, as a crash would (nothing queued is sent). */
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
   #id(): number {
     const id = this.#nextId;
     this.#nextId = id >= 0xffffffff ? 1 : id + 1;
@@ -461,6 +490,7 @@ export class BrokerClient extends SafeEmitter<ClientEvents> {
         return;
       }
       default:
+        if (this.extension?.(body)) return;
         throw new BrokerError(BrokerErrorCode.MALFORMED, `unexpected frame type 0x${body[0]!.toString(16)} from the broker`);
     }
   }

@@ -1,0 +1,149 @@
+/**
+ * Cluster mode on a real redis-server (Debian package; skipped with a note when absent): several
+ * brokers serve one topic space — a publish on any node reaches plain and acknowledged
+ * subscribers on every node, last values live in Redis (a node started later serves them, clears
+ * propagate), and a node killed under load leaves the others serving.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
+import { testHost, take, until } from './helpers.js';
+
+const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis(): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server did not start within 15 s')), 15_000);
+    let out = '';
+    child.stdout!.on('data', (c) => {
+      out += c;
+      if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
+  });
+  return {
+    child,
+    url: `redis://127.0.0.1:${port}`,
+    stop: () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGKILL')))),
+  };
+}
+
+interface Node {
+  broker: Broker;
+  cluster: RedisCluster;
+  port: number;
+}
+
+const test = suite<{ redis: Awaited<ReturnType<typeof startRedis>>; nodes: Node[]; clients: (BrokerClient | ReliableClient)[]; host: ReturnType<typeof testHost> }>('cluster on redis');
+
+test.before.each(async (ctx) => {
+  ctx.redis = await startRedis();
+  ctx.nodes = [];
+  ctx.clients = [];
+  ctx.host = testHost();
+});
+test.after.each(async (ctx) => {
+  await Promise.allSettled(ctx.clients.map((c) => c.close()));
+  for (const n of ctx.nodes) {
+    await n.cluster.close();
+    await n.broker.close({ timeoutMs: 500 });
+  }
+  await ctx.host.dispose();
+  await ctx.redis.stop();
+});
+
+async function node(ctx: { redis: { url: string }; nodes: Node[]; host: ReturnType<typeof testHost> }): Promise<Node> {
+  const broker = createBroker({ host: ctx.host, lingerMs: 200 });
+  const cluster = await joinRedisCluster(broker, { url: ctx.redis.url });
+  const { port } = await broker.listen(0);
+  const n = { broker, cluster, port };
+  ctx.nodes.push(n);
+  return n;
+}
+
+async function client(ctx: { clients: (BrokerClient | ReliableClient)[]; host: ReturnType<typeof testHost> }, port: number, codec: string, role: 'producer' | 'consumer'): Promise<BrokerClient> {
+  const c = await connect({ port, codec, plugins: ctx.host, role });
+  ctx.clients.push(c);
+  return c;
+}
+
+if (!HAVE_REDIS) {
+  console.log('SKIP cluster tests: redis-server is absent (apt-get install -y redis-server)');
+} else {
+  test('a publish on one node reaches plain and acknowledged subscribers on every node, in order', async (ctx) => {
+    const [a, b, c] = [await node(ctx), await node(ctx), await node(ctx)];
+    const onB = await client(ctx, b.port, 'xml', 'consumer');
+    const subB = await onB.subscribe('/orders');
+    const ackedC = await connectReliable({ port: c.port, codec: 'pickle', plugins: ctx.host, clientId: 'c-1', reconnect: false });
+    ctx.clients.push(ackedC);
+    const subC = await ackedC.subscribe('/orders');
+    const producer = await client(ctx, a.port, 'json', 'producer');
+    for (let i = 1; i <= 50; i++) await producer.publish(`/orders/${i % 3}`, i, { ack: true });
+    assert.equal((await take(subB, 50, 10_000)).map((m) => m.value), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.equal((await take(subC, 50, 10_000)).map((m) => m.value), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.is(a.cluster.stats().relayed, 50);
+    assert.is(b.cluster.stats().received, 50);
+  });
+
+  test('last values live in Redis: a node started later serves them; a clear reaches every node', async (ctx) => {
+    const a = await node(ctx);
+    const producer = await client(ctx, a.port, 'json', 'producer');
+    await producer.publish('/weather/temperature', 21.5, { ack: true });
+    await producer.publish('/weather/humidity', { pct: 55 }, { ack: true });
+    await until(() => a.cluster.stats().relayed === 2, 5000, 'the relay');
+    await new Promise((r) => setTimeout(r, 100)); // the MULTI reaches Redis
+    const late = await node(ctx);
+    assert.equal(late.broker.topics(), ['/weather/humidity', '/weather/temperature']);
+    const reader = await client(ctx, late.port, 'xml', 'consumer');
+    const sub = await reader.subscribe('/weather');
+    const got = (await take(sub, 2)).map((m) => [m.topic, m.value, m.retained]).sort((x, y) => String(x[0]).localeCompare(String(y[0])));
+    assert.equal(got, [['/weather/humidity', { pct: 55 }, true], ['/weather/temperature', 21.5, true]]);
+    await producer.clear('/weather/humidity');
+    await until(() => late.broker.topics().length === 1, 5000, 'the clear on the other node');
+    const third = await node(ctx);
+    assert.equal(third.broker.topics(), ['/weather/temperature']);
+  });
+
+  test('a node killed under load: the other node keeps serving and a client moves over', async (ctx) => {
+    const [a, b] = [await node(ctx), await node(ctx)];
+    const mover = await connectReliable({ servers: [{ port: a.port }, { port: b.port }], codec: 'json', plugins: ctx.host, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
+    ctx.clients.push(mover);
+    const sub = await mover.subscribe('/load');
+    const producer = await client(ctx, b.port, 'json', 'producer');
+    let n = 0;
+    const timer = setInterval(() => void producer.publish('/load', ++n), 5);
+    try {
+      await take(sub, 20, 10_000);
+      const moved = new Promise<{ server: { port: number } }>((r) => mover.once('connect', r));
+      await a.cluster.close();
+      await a.broker.close({ timeoutMs: 200 });
+      ctx.nodes.splice(ctx.nodes.indexOf(a), 1);
+      assert.is((await moved).server.port, b.port);
+      const before = n;
+      const after = await take(sub, 30, 10_000);
+      assert.ok(after.some((m) => (m.value as number) > before), 'messages published after the failover arrive through the other node');
+    } finally {
+      clearInterval(timer);
+    }
+  });
+}
+
+test.run();

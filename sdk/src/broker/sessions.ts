@@ -1,0 +1,548 @@
+/**
+ * Acknowledged (at-least-once) delivery and persistent sessions for the broker. A subscription
+ * made with SUBSCRIBE_ACKED numbers its messages (1, 2, 3, … per subscription), keeps each one
+ * until the client ACKs it (cumulatively), and sends again, marked duplicate, whatever was not
+ * acked when the client comes back. A session named by a client id (SESSION) outlives its
+ * connection: its subscriptions keep collecting messages, bounded in count and bytes, while the
+ * client is away, and a connection that names the id again resumes it. Everything a session
+ * holds is written to the broker's store, so a durable store keeps it across restarts.
+ *
+ * The broker engine calls in at a few hook points (`frame`, `route`/`commit`, `detach`); this
+ * module never touches sockets, only the `Link` the engine gives it for each connection.
+ */
+import type { Codec } from '../areas/serialization.js';
+import type { Logger } from '../logger.js';
+import { FilterTrie, type FilterNode } from './topic-tree.js';
+import { BrokerError, BrokerErrorCode, FrameType, checkFilter, checkTopic, idFrame, isWildcard, subackFrame } from './protocol.js';
+import {
+  DeliveryFlag,
+  ReliableFrame,
+  SESSION_TAKEN_OVER,
+  deliveryFrame,
+  overflowFrame,
+  readIdPair,
+  readSession,
+  readSubscribeAcked,
+  sessionAckFrame,
+} from './reliable-protocol.js';
+import type { BrokerStore, StoredSession } from './persistence.js';
+
+/** One connection as the session engine sees it. */
+export interface Link {
+  readonly id: number;
+  readonly owner: string;
+  readonly codec: Codec;
+  readonly wire: number;
+  readonly consumer: boolean;
+  /** The authenticated user, when the broker has access control (a session is only resumed by its user). */
+  readonly user: string | undefined;
+  /** Whether the access provider lets this connection subscribe to `filter`; throws the refusal if not. */
+  authorizeSubscribe(filter: string): void;
+  /** Queues a frame to the connection (bounded like every other output). */
+  send(frame: Buffer): void;
+  /** Output bytes waiting to be sent on the connection. */
+  pending(): number;
+  isOpen(): boolean;
+  /** Sends ERROR and closes the connection. */
+  drop(code: number, message: string): void;
+}
+
+/** A last value as handed to a new acknowledged subscription. */
+export interface LastValue {
+  readonly pathBytes: Buffer;
+  readonly payload: Buffer;
+}
+
+export interface SessionOptions {
+  readonly store: BrokerStore;
+  readonly log: Logger;
+  /** Messages one session may hold unacknowledged or queued, over all its subscriptions (default 10,000). */
+  readonly maxSessionMessages?: number;
+  /** Payload bytes one session may hold (default 8 MiB). */
+  readonly maxSessionBytes?: number;
+  /** Persistent sessions the broker keeps (default 10,000). */
+  readonly maxSessions?: number;
+  /** Persistent sessions one client address may own (default 100). */
+  readonly maxSessionsPerClient?: number;
+  /** Subscriptions per session (default 10,000). */
+  readonly maxSubscriptions?: number;
+  /** A persistent session whose client stays away this long is discarded (default 1 hour). */
+  readonly sessionExpiryMs?: number;
+  /** A resumed backlog is sent while the connection has less than this waiting (default 1 MiB). */
+  readonly resumeWindowBytes?: number;
+  /** Charges an acknowledged subscription to its owner's per-client budget (throws LIMIT when over); `refund` gives it back. */
+  readonly charge?: (owner: string, filter: string) => void;
+  readonly refund?: (owner: string, filter: string) => void;
+}
+
+export interface SessionStats {
+  /** Persistent sessions kept (connected or not). */
+  readonly sessions: number;
+  readonly sessionsConnected: number;
+  /** Acknowledged subscriptions (persistent and per-connection). */
+  readonly ackedSubscriptions: number;
+  /** Messages held for acknowledged subscriptions (unacked or waiting for their client). */
+  readonly queued: number;
+  readonly queuedBytes: number;
+  /** Messages dropped because a session's queue was full. */
+  readonly overflows: number;
+  /** Messages sent again, marked duplicate, to a resuming client. */
+  readonly redeliveries: number;
+  readonly acked: number;
+}
+
+interface Entry {
+  readonly seq: number;
+  readonly topic: Buffer;
+  readonly payload: Buffer;
+  readonly retained: boolean;
+  /** Written to a connection at least once: a later send is marked duplicate. */
+  sent: boolean;
+  /** To be written on the current connection (a resumed backlog, sent as the connection drains). */
+  due: boolean;
+}
+
+class AckedSub {
+  next = 1;
+  readonly queue: Entry[] = [];
+  /** Dropped on overflow since the client was last told. */
+  dropped = 0;
+  node!: FilterNode<AckedSub>;
+  constructor(
+    readonly session: ClientSession,
+    readonly id: number,
+    readonly filter: string,
+  ) {}
+}
+
+class ClientSession {
+  link: Link | undefined;
+  readonly subs = new Map<number, AckedSub>();
+  count = 0;
+  bytes = 0;
+  /** Entries due on the current connection; new messages queue behind them to keep the order. */
+  backlog = 0;
+  pumpTimer: NodeJS.Timeout | undefined;
+  lastSeen = Date.now();
+  constructor(
+    /** Undefined for the per-connection session of a client that named no id. */
+    readonly clientId: string | undefined,
+    readonly codec: Codec,
+    readonly owner: string,
+    readonly user: string | undefined,
+  ) {}
+}
+
+/** The filter as matched in the trie: a prefix subscription `P` is `P/#` (`/` is `#`). */
+export function trieFilter(filter: string): string {
+  if (filter === '/') return '#';
+  return isWildcard(filter) ? filter : `${filter}/#`;
+}
+
+export class SessionEngine {
+  readonly #store: BrokerStore;
+  readonly #log: Logger;
+  readonly #maxMessages: number;
+  readonly #maxBytes: number;
+  readonly #maxSessions: number;
+  readonly #maxPerClient: number;
+  readonly #maxSubs: number;
+  readonly #expiryMs: number;
+  readonly #window: number;
+  readonly #charge: (owner: string, filter: string) => void;
+  readonly #refund: (owner: string, filter: string) => void;
+  readonly #trie = new FilterTrie<AckedSub>();
+  readonly #byId = new Map<string, ClientSession>();
+  readonly #byLink = new Map<number, ClientSession>();
+  readonly #perOwner = new Map<string, number>();
+  readonly #toReport = new Set<AckedSub>();
+  #reportScheduled = false;
+  #subCount = 0;
+  #queued = 0;
+  #queuedBytes = 0;
+  readonly #counters = { overflows: 0, redeliveries: 0, acked: 0 };
+  /** Per-publish scratch: the subscriptions a message goes to and its payload for each. */
+  readonly #planSubs: AckedSub[] = [];
+  readonly #planPayloads: Buffer[] = [];
+
+  constructor(options: SessionOptions) {
+    this.#store = options.store;
+    this.#log = options.log;
+    this.#maxMessages = options.maxSessionMessages ?? 10_000;
+    this.#maxBytes = options.maxSessionBytes ?? 8 * 1024 * 1024;
+    this.#maxSessions = options.maxSessions ?? 10_000;
+    this.#maxPerClient = options.maxSessionsPerClient ?? 100;
+    this.#maxSubs = options.maxSubscriptions ?? 10_000;
+    this.#expiryMs = options.sessionExpiryMs ?? 60 * 60 * 1000;
+    this.#window = options.resumeWindowBytes ?? 1024 * 1024;
+    this.#charge = options.charge ?? (() => undefined);
+    this.#refund = options.refund ?? (() => undefined);
+  }
+
+  /** Whether `type` is a frame this engine handles. */
+  handles(type: number): boolean {
+    return type === ReliableFrame.SESSION || type === ReliableFrame.SUBSCRIBE_ACKED || type === ReliableFrame.UNSUBSCRIBE_ACKED || type === ReliableFrame.ACK;
+  }
+
+  /** Whether any acknowledged subscription exists (the publish path skips `route` otherwise). */
+  get active(): boolean {
+    return this.#subCount > 0;
+  }
+
+  stats(): SessionStats {
+    let connected = 0;
+    for (const s of this.#byId.values()) if (s.link) connected++;
+    return { sessions: this.#byId.size, sessionsConnected: connected, ackedSubscriptions: this.#subCount, queued: this.#queued, queuedBytes: this.#queuedBytes, ...this.#counters };
+  }
+
+  /** Handles one of the extension's client frames. `lastValues` lists retained values for a filter, encoded for the link. */
+  frame(link: Link, type: number, body: Buffer, lastValues: (trieFilter: string, codec: Codec) => LastValue[]): void {
+    if (!link.consumer) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; acknowledged subscriptions and sessions are for consumers');
+    switch (type) {
+      case ReliableFrame.SESSION:
+        return this.#session(link, body);
+      case ReliableFrame.SUBSCRIBE_ACKED:
+        return this.#subscribe(link, body, lastValues);
+      case ReliableFrame.UNSUBSCRIBE_ACKED: {
+        const [id, subId] = readIdPair(body, 'UNSUBSCRIBE_ACKED');
+        const session = this.#byLink.get(link.id);
+        const sub = session?.subs.get(subId);
+        if (session && sub) this.#removeSub(session, sub);
+        link.send(idFrame(FrameType.UNSUBACK, id));
+        return;
+      }
+      case ReliableFrame.ACK: {
+        const [subId, seq] = readIdPair(body, 'ACK');
+        const sub = this.#byLink.get(link.id)?.subs.get(subId);
+        if (sub) this.#ack(sub, seq);
+        return;
+      }
+    }
+  }
+
+  #session(link: Link, body: Buffer): void {
+    const { id, clean, clientId } = readSession(body);
+    const current = this.#byLink.get(link.id);
+    if (current) {
+      throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, current.clientId !== undefined ? 'this connection already has a session' : 'SESSION must come before any acknowledged subscription on the connection');
+    }
+    let session = this.#byId.get(clientId);
+    if (session && clean) {
+      this.#discard(session);
+      session = undefined;
+    }
+    if (session && session.user !== link.user) {
+      throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} belongs to another user`);
+    }
+    if (session && session.codec.wireId !== link.wire) {
+      throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} speaks ${session.codec.name}; resume it with that codec, or start it clean`);
+    }
+    if (!session) {
+      if (this.#byId.size >= this.#maxSessions) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxSessions} persistent sessions`);
+      const mine = this.#perOwner.get(link.owner) ?? 0;
+      if (mine >= this.#maxPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${link.owner}) may own at most ${this.#maxPerClient} persistent sessions`);
+      session = new ClientSession(clientId, link.codec, link.owner, link.user);
+      this.#byId.set(clientId, session);
+      this.#perOwner.set(link.owner, mine + 1);
+      this.#persistSession(session);
+      this.#attach(session, link);
+      link.send(sessionAckFrame(id, false, []));
+      return;
+    }
+    const previous = session.link;
+    if (previous) {
+      this.#byLink.delete(previous.id);
+      session.link = undefined;
+      previous.drop(SESSION_TAKEN_OVER, `session ${JSON.stringify(clientId)} was resumed by another connection`);
+    }
+    this.#attach(session, link);
+    link.send(sessionAckFrame(id, true, [...session.subs.values()].map((s) => ({ id: s.id, filter: s.filter }))));
+    // everything kept, in number order per subscription: unacked ones again (duplicates), then what queued while away
+    // everything kept is due on this connection, sent as fast as the connection drains it
+    session.backlog = 0;
+    for (const sub of session.subs.values()) {
+      for (const e of sub.queue) e.due = true;
+      session.backlog += sub.queue.length;
+      if (sub.dropped > 0) this.#report(sub);
+    }
+    this.#pump(session);
+  }
+
+  /** Sends the due backlog in number order per subscription while the connection keeps up. */
+  #pump(session: ClientSession): void {
+    clearTimeout(session.pumpTimer);
+    session.pumpTimer = undefined;
+    const link = session.link;
+    if (!link || !link.isOpen() || session.backlog === 0) return;
+    for (const sub of session.subs.values()) {
+      for (const e of sub.queue) {
+        if (!e.due) continue;
+        if (link.pending() > this.#window) {
+          session.pumpTimer = setTimeout(() => this.#pump(session), 5);
+          return;
+        }
+        e.due = false;
+        session.backlog--;
+        this.#write(sub, e);
+        if (session.link !== link) return;
+      }
+    }
+  }
+
+  #attach(session: ClientSession, link: Link): void {
+    session.link = link;
+    session.lastSeen = Date.now();
+    this.#byLink.set(link.id, session);
+  }
+
+  #subscribe(link: Link, body: Buffer, lastValues: (trieFilter: string, codec: Codec) => LastValue[]): void {
+    const { id, subId, filter } = readSubscribeAcked(body);
+    const problem = isWildcard(filter) ? checkFilter(filter) : checkTopic(filter, { root: true });
+    if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(filter.slice(0, 100))}: ${problem}`);
+    link.authorizeSubscribe(filter);
+    let session = this.#byLink.get(link.id);
+    if (!session) {
+      session = new ClientSession(undefined, link.codec, link.owner, link.user);
+      this.#attach(session, link);
+    }
+    const old = session.subs.get(subId);
+    if (old && old.filter !== filter) this.#removeSub(session, old);
+    let sub = session.subs.get(subId);
+    if (!sub) {
+      if (session.subs.size >= this.#maxSubs) throw new BrokerError(BrokerErrorCode.LIMIT, `a session may hold at most ${this.#maxSubs} acknowledged subscriptions`);
+      this.#charge(session.owner, filter);
+      sub = new AckedSub(session, subId, filter);
+      sub.node = this.#trie.add(trieFilter(filter), sub);
+      session.subs.set(subId, sub);
+      this.#subCount++;
+      this.#persistSession(session);
+    }
+    const values = lastValues(trieFilter(filter), session.codec);
+    link.send(subackFrame(id, values.length));
+    for (const v of values) this.#enqueue(sub, v.pathBytes, v.payload, true);
+  }
+
+  #removeSub(session: ClientSession, sub: AckedSub): void {
+    if (session.subs.get(sub.id) !== sub) return;
+    session.subs.delete(sub.id);
+    this.#trie.remove(sub.node, sub);
+    this.#refund(session.owner, sub.filter);
+    this.#subCount--;
+    for (const e of sub.queue) {
+      this.#forget(session, e);
+      if (session.clientId !== undefined) this.#store.deleteMessage(session.clientId, sub.id, e.seq);
+    }
+    sub.queue.length = 0;
+    this.#toReport.delete(sub);
+    this.#persistSession(session);
+  }
+
+  #ack(sub: AckedSub, seq: number): void {
+    const session = sub.session;
+    let n = 0;
+    while (n < sub.queue.length && sub.queue[n]!.seq <= seq && sub.queue[n]!.sent) n++;
+    if (n === 0) return;
+    for (const e of sub.queue.splice(0, n)) {
+      this.#forget(session, e);
+      if (session.clientId !== undefined) this.#store.deleteMessage(session.clientId, sub.id, e.seq);
+    }
+    this.#counters.acked += n;
+  }
+
+  #forget(session: ClientSession, e: Entry): void {
+    if (e.due) {
+      e.due = false;
+      session.backlog--;
+    }
+    session.count--;
+    session.bytes -= e.payload.length;
+    this.#queued--;
+    this.#queuedBytes -= e.payload.length;
+  }
+
+  /**
+   * First half of a publish: the acknowledged subscriptions the topic matches and the payload
+   * for each (`payloadFor` encodes once per codec and throws when a codec cannot carry the value,
+   * before anyone receives it).
+   */
+  route(segments: readonly string[], payloadFor: (codec: Codec) => Buffer): void {
+    const subs = this.#planSubs;
+    const payloads = this.#planPayloads;
+    this.#trie.match(segments, (set) => {
+      for (const sub of set) {
+        subs.push(sub);
+        payloads.push(payloadFor(sub.session.codec));
+      }
+    });
+  }
+
+  /** Second half: numbers, keeps, stores and sends what `route` planned; returns the deliveries written. */
+  commit(pathBytes: Buffer): number {
+    const subs = this.#planSubs;
+    const payloads = this.#planPayloads;
+    let sent = 0;
+    for (let i = 0; i < subs.length; i++) if (this.#enqueue(subs[i]!, pathBytes, payloads[i]!, false)) sent++;
+    this.release();
+    return sent;
+  }
+
+  /** Clears the per-publish scratch (also when the publish was refused between route and commit). */
+  release(): void {
+    this.#planSubs.length = 0;
+    this.#planPayloads.length = 0;
+  }
+
+  /** Numbers and keeps one message for `sub`, and sends it if its client is here; false if not sent. */
+  #enqueue(sub: AckedSub, topic: Buffer, payload: Buffer, retained: boolean): boolean {
+    const session = sub.session;
+    if (session.count >= this.#maxMessages || session.bytes + payload.length > this.#maxBytes) {
+      sub.dropped++;
+      this.#counters.overflows++;
+      if (session.link) this.#report(sub);
+      return false;
+    }
+    const e: Entry = { seq: sub.next++, topic, payload, retained, sent: false, due: false };
+    sub.queue.push(e);
+    session.count++;
+    session.bytes += payload.length;
+    this.#queued++;
+    this.#queuedBytes += payload.length;
+    const online = session.link !== undefined && session.link.isOpen();
+    if (session.clientId !== undefined) this.#store.putMessage(session.clientId, sub.id, { seq: e.seq, topic: topic.toString('utf8'), payload, retained, sent: online });
+    if (!online) return false;
+    if (session.backlog > 0) {
+      // behind a resumed backlog: sent in order when it drains
+      e.due = true;
+      session.backlog++;
+      return false;
+    }
+    this.#write(sub, e);
+    return true;
+  }
+
+  #write(sub: AckedSub, e: Entry): void {
+    const link = sub.session.link;
+    if (!link || !link.isOpen()) return;
+    let flags = e.retained ? DeliveryFlag.RETAINED : 0;
+    if (e.sent) {
+      flags |= DeliveryFlag.DUPLICATE;
+      this.#counters.redeliveries++;
+    }
+    e.sent = true;
+    link.send(deliveryFrame(sub.id, e.seq, e.topic, e.payload, flags));
+  }
+
+  /** Tells the client, once per tick, how many messages its full queue dropped. */
+  #report(sub: AckedSub): void {
+    this.#toReport.add(sub);
+    if (this.#reportScheduled) return;
+    this.#reportScheduled = true;
+    setImmediate(() => {
+      this.#reportScheduled = false;
+      for (const s of this.#toReport) {
+        const link = s.session.link;
+        if (!link || !link.isOpen() || s.dropped === 0) continue;
+        link.send(overflowFrame(s.id, s.dropped, `the session holds at most ${this.#maxMessages} messages / ${this.#maxBytes} bytes unacknowledged; ${s.dropped} message(s) for ${s.filter} were dropped`));
+        s.dropped = 0;
+      }
+      this.#toReport.clear();
+    });
+  }
+
+  /** The connection closed: a persistent session stays (and keeps collecting), a per-connection one ends. */
+  detach(link: Link): void {
+    const session = this.#byLink.get(link.id);
+    if (!session) return;
+    this.#byLink.delete(link.id);
+    if (session.link !== link) return;
+    session.link = undefined;
+    session.lastSeen = Date.now();
+    clearTimeout(session.pumpTimer);
+    for (const sub of session.subs.values()) for (const e of sub.queue) e.due = false;
+    session.backlog = 0;
+    if (session.clientId === undefined) {
+      for (const sub of [...session.subs.values()]) this.#removeSub(session, sub);
+    }
+  }
+
+  /** Discards persistent sessions whose client has been away longer than the expiry. */
+  expire(now = Date.now()): void {
+    for (const s of this.#byId.values()) if (!s.link && now - s.lastSeen > this.#expiryMs) this.#discard(s);
+  }
+
+  #discard(session: ClientSession): void {
+    clearTimeout(session.pumpTimer);
+    for (const sub of [...session.subs.values()]) {
+      this.#trie.remove(sub.node, sub);
+      this.#refund(session.owner, sub.filter);
+      this.#subCount--;
+      for (const e of sub.queue) this.#forget(session, e);
+      this.#toReport.delete(sub);
+    }
+    session.subs.clear();
+    if (session.clientId !== undefined) {
+      this.#byId.delete(session.clientId);
+      const left = (this.#perOwner.get(session.owner) ?? 1) - 1;
+      if (left > 0) this.#perOwner.set(session.owner, left);
+      else this.#perOwner.delete(session.owner);
+      this.#store.deleteSession(session.clientId);
+    }
+  }
+
+  #persistSession(session: ClientSession): void {
+    if (session.clientId === undefined) return;
+    this.#store.putSession({
+      clientId: session.clientId,
+      wire: session.codec.wireId,
+      owner: session.owner,
+      ...(session.user !== undefined ? { user: session.user } : {}),
+      subs: [...session.subs.values()].map((s) => ({ id: s.id, filter: s.filter, next: s.next })),
+    });
+  }
+
+  /** Brings back sessions read from the store (at startup); `codecFor` resolves each session's codec. */
+  restore(stored: readonly StoredSession[], codecFor: (wire: number) => Codec | undefined): void {
+    for (const rec of stored) {
+      const codec = codecFor(rec.wire);
+      if (!codec) {
+        this.#log.warn(`persistent session ${JSON.stringify(rec.clientId)} speaks codec ${rec.wire}, which no plugin provides now; discarded`);
+        this.#store.deleteSession(rec.clientId);
+        continue;
+      }
+      const session = new ClientSession(rec.clientId, codec, rec.owner, rec.user);
+      this.#byId.set(rec.clientId, session);
+      this.#perOwner.set(rec.owner, (this.#perOwner.get(rec.owner) ?? 0) + 1);
+      for (const s of rec.subs) {
+        try {
+          this.#charge(rec.owner, s.filter);
+        } catch (err) {
+          this.#log.warn(`restored session ${JSON.stringify(rec.clientId)}: ${err instanceof Error ? err.message : String(err)}; subscription ${s.filter} dropped`);
+          this.#store.putSession({ ...rec, subs: rec.subs.filter((x) => x !== s) });
+          continue;
+        }
+        const sub = new AckedSub(session, s.id, s.filter);
+        sub.node = this.#trie.add(trieFilter(s.filter), sub);
+        session.subs.set(s.id, sub);
+        this.#subCount++;
+        let next = s.next;
+        for (const m of s.messages) {
+          // after a restart nobody knows whether it reached the client: a possible duplicate
+          sub.queue.push({ seq: m.seq, topic: Buffer.from(m.topic, 'utf8'), payload: m.payload, retained: m.retained, sent: true, due: false });
+          session.count++;
+          session.bytes += m.payload.length;
+          this.#queued++;
+          this.#queuedBytes += m.payload.length;
+          if (m.seq >= next) next = m.seq + 1;
+        }
+        sub.next = next;
+      }
+    }
+  }
+
+  /** Numbers stored in the session records are refreshed so a restart does not reuse them. */
+  checkpoint(): void {
+    for (const s of this.#byId.values()) this.#persistSession(s);
+  }
+}
+
+export { ReliableFrame };
