@@ -1026,7 +1026,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   /** Keeps a decoded message as the topic's last value and delivers it to every subscriber here; returns the deliveries. */
-  #distribute(node: Node, retained: Retained, expiresAt: number): number {
+  #distribute(node: Node, retained: Retained, expiresAt: number, remote = false): number {
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
@@ -1039,7 +1039,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (this.#store.durable) this.#storeRetained(node, retained, expiresAt || undefined);
       deliveries = this.#send(node, targets);
       if (this.#acked.active) {
-        const acked = this.#acked.commit(node.pathBytes);
+        const acked = this.#acked.commit(node.pathBytes, remote);
         deliveries += acked;
         this.#counters.messagesOut += acked;
       }
@@ -1065,13 +1065,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * subscriber here, as if published locally (never relayed back). Resolves with the deliveries.
    */
   async deliverRemote(topic: string, wire: number, payload: Buffer, expiresAt = 0): Promise<number> {
-    let pending = this.#codecs.get(wire);
-    if (!pending) {
-      pending = this.#host.serialization.codec(wire);
-      this.#codecs.set(wire, pending);
-      pending.catch(() => this.#codecs.delete(wire));
-    }
-    const codec = await pending;
+    const codec = await this.codecFor(wire);
     if (expiresAt && expiresAt <= Date.now()) return 0;
     const node = this.#node(topic, false);
     let value: Value;
@@ -1084,9 +1078,25 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     const payloads: (Buffer | undefined)[] = [];
     payloads[wire] = payload;
-    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt);
+    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt, true);
     this.#counters.messagesIn++;
     return deliveries;
+  }
+
+  /** The codec with wire id `wire`, resolved through the plugin host once. */
+  codecFor(wire: number): Promise<Codec> {
+    let pending = this.#codecs.get(wire);
+    if (!pending) {
+      pending = this.#host.serialization.codec(wire);
+      this.#codecs.set(wire, pending);
+      pending.catch(() => this.#codecs.delete(wire));
+    }
+    return pending;
+  }
+
+  /** The acknowledged-delivery engine (cluster-redis.ts keeps persistent sessions in Redis through it). */
+  get sessionEngine(): SessionEngine {
+    return this.#acked;
   }
 
   /** Clears a last value another node cleared. */

@@ -6,8 +6,12 @@
  * in a Redis hash, so a node that starts — or restarts — serves them at once. Redis keeps the
  * order of one connection's messages, so one producer's messages reach every node in order.
  *
- * Not (yet) shared through Redis: persistent sessions. A session lives on the node its client
- * uses (and in that node's store); a client that moves to another node starts a new session there.
+ * Persistent sessions live in Redis too: their descriptions in a hash every node mirrors (so a
+ * publish accepted on any node is numbered and kept, in Redis, for every session it matches,
+ * before its PUBACK), their queues in one hash per session. The node a session's client is
+ * connected to delivers what Redis announces; a client that reconnects to another node resumes
+ * there (that node claims the session, the old one drops its connection), gets what was not
+ * acknowledged again marked duplicate, then the rest, in number order.
  *
  * @example
  * ```ts
@@ -18,6 +22,80 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Broker } from './broker.js';
+import type { BrokerStore, StoredMessage, StoredSession, StoredSessionMeta } from './persistence.js';
+import type { ClusterItem } from './sessions.js';
+
+// Numbers, keeps (bounded) and announces messages for persistent sessions, atomically.
+// ARGV: prefix, max messages, max bytes, then (client id, subscription id, entry) triples.
+const ENQUEUE = `
+local p = ARGV[1]
+local maxN = tonumber(ARGV[2])
+local maxB = tonumber(ARGV[3])
+for i = 4, #ARGV, 3 do
+  local cid = ARGV[i]
+  local sid = ARGV[i + 1]
+  local entry = ARGV[i + 2]
+  if redis.call('HEXISTS', p .. ':sessions', cid) == 1 then
+    local sn = p .. ':sn:' .. cid
+    local n = tonumber(redis.call('HGET', sn, 'n') or '0')
+    local b = tonumber(redis.call('HGET', sn, 'b') or '0')
+    local seq = 0
+    if n < maxN and b + #entry <= maxB then
+      seq = redis.call('HINCRBY', sn, 's' .. sid, 1)
+      redis.call('HSET', p .. ':sq:' .. cid, sid .. ':' .. seq, entry)
+      redis.call('HINCRBY', sn, 'n', 1)
+      redis.call('HINCRBY', sn, 'b', #entry)
+    end
+    redis.call('PUBLISH', p .. ':deliver', seq .. ':' .. entry)
+  end
+end
+return 1
+`;
+// Removes acknowledged messages. ARGV: prefix, client id, then "subId:seq" fields.
+const REMOVE = `
+local p = ARGV[1]
+local sq = p .. ':sq:' .. ARGV[2]
+local sn = p .. ':sn:' .. ARGV[2]
+for i = 3, #ARGV do
+  local len = redis.call('HSTRLEN', sq, ARGV[i])
+  if len > 0 then
+    redis.call('HDEL', sq, ARGV[i])
+    redis.call('HINCRBY', sn, 'n', -1)
+    redis.call('HINCRBY', sn, 'b', -len)
+  end
+end
+return 1
+`;
+
+interface SessionRedis extends Redis {
+  trellisEnqueue(...args: (string | number | Buffer)[]): Promise<unknown>;
+  trellisRemove(...args: (string | number)[]): Promise<unknown>;
+}
+
+/** A session message in Redis: `u16 client id length | client id | u32 sub id | u8 retained | u16 topic length | topic | payload`. */
+function encodeEntry(clientId: string, subId: number, topic: Buffer, payload: Buffer, retained: boolean): Buffer {
+  const c = Buffer.from(clientId, 'utf8');
+  const out = Buffer.allocUnsafe(2 + c.length + 4 + 1 + 2 + topic.length + payload.length);
+  let o = out.writeUInt16BE(c.length, 0);
+  o += c.copy(out, o);
+  o = out.writeUInt32BE(subId, o);
+  o = out.writeUInt8(retained ? 1 : 0, o);
+  o = out.writeUInt16BE(topic.length, o);
+  o += topic.copy(out, o);
+  payload.copy(out, o);
+  return out;
+}
+
+function decodeEntry(m: Buffer): { clientId: string; subId: number; retained: boolean; topic: Buffer; payload: Buffer } {
+  const cl = m.readUInt16BE(0);
+  const clientId = m.toString('utf8', 2, 2 + cl);
+  let o = 2 + cl;
+  const subId = m.readUInt32BE(o);
+  const retained = m.readUInt8(o + 4) === 1;
+  const tl = m.readUInt16BE(o + 5);
+  o += 7;
+  return { clientId, subId, retained, topic: m.subarray(o, o + tl), payload: m.subarray(o + tl) };
+}
 
 export interface RedisClusterOptions {
   /** `redis://HOST:PORT` (with `/DB`, user and password as ioredis reads them). */
@@ -31,7 +109,7 @@ export interface RedisClusterOptions {
 export interface RedisCluster {
   readonly nodeId: string;
   /** Messages relayed to and received from the other nodes. */
-  stats(): { relayed: number; received: number; failures: number };
+  stats(): { relayed: number; received: number; failures: number; sessionMessages: number };
   /** Leaves the cluster (the broker goes on serving alone). */
   close(): Promise<void>;
 }
@@ -78,7 +156,11 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
   const me = Buffer.from(nodeId, 'utf8');
   const channel = `${prefix}:messages`;
   const lastValues = `${prefix}:retained`;
-  const counters = { relayed: 0, received: 0, failures: 0 };
+  const counters = { relayed: 0, received: 0, failures: 0, sessionMessages: 0 };
+  const sessionsKey = `${prefix}:sessions`;
+  const deliverChannel = `${prefix}:deliver`;
+  const controlChannel = `${prefix}:control`;
+  const engine = broker.sessionEngine;
   // auto-pipelining: the commands of one event-loop turn go to Redis in one write
   const pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true });
   const sub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
@@ -101,8 +183,40 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       if (msg.kind === CLEAR) broker.clearRemote(msg.topic);
       else broker.deliverRemote(msg.topic, msg.wire, msg.payload, msg.expiresAt).catch(report(`message on ${msg.topic} from node ${msg.node}`));
     };
-    sub.on('messageBuffer', (_ch: Buffer, m: Buffer) => (loading ? early.push(m) : apply(m)));
-    await sub.subscribe(channel);
+    // session deliveries (every node's, this one's too: they come in Redis's numbering order)
+    const deliver = (m: Buffer): void => {
+      const colon = m.indexOf(0x3a);
+      const seq = Number(m.toString('latin1', 0, colon));
+      const e = decodeEntry(m.subarray(colon + 1));
+      engine.clusterDeliver(e.clientId, e.subId, seq, e.topic, e.payload, e.retained);
+    };
+    // session descriptions and takeovers, one at a time in the order Redis sent them
+    let control: Promise<void> = Promise.resolve();
+    const mirror = async (clientId: string): Promise<void> => {
+      const raw = await pub.hget(sessionsKey, clientId);
+      const meta = raw ? (JSON.parse(raw) as StoredSessionMeta) : undefined;
+      const codec = meta ? await broker.codecFor(meta.wire).catch(() => undefined) : undefined;
+      if (meta && !codec) broker.log.warn(`cluster: session ${JSON.stringify(clientId)} speaks codec ${meta.wire}, which no plugin provides here`);
+      engine.clusterMeta(clientId, meta, codec);
+    };
+    const onControl = (m: Buffer): void => {
+      const msg = JSON.parse(m.toString('utf8')) as { kind: 'changed' | 'taken'; node: string; clientId: string };
+      if (msg.node === nodeId) return;
+      control = control.then(() => (msg.kind === 'taken' ? engine.clusterTaken(msg.clientId) : mirror(msg.clientId))).catch(report(`session ${msg.clientId} from node ${msg.node}`));
+    };
+    sub.on('messageBuffer', (ch: Buffer, m: Buffer) => {
+      const name = ch.toString('utf8');
+      if (name === deliverChannel) deliver(m);
+      else if (name === controlChannel) onControl(m);
+      else if (loading) early.push(m);
+      else apply(m);
+    });
+    await sub.subscribe(channel, deliverChannel, controlChannel);
+    // every session the cluster keeps, mirrored here
+    control = control.then(async () => {
+      for (const clientId of await pub.hkeys(sessionsKey)) await mirror(clientId);
+    });
+    await control;
     const stored = await pub.hgetallBuffer(lastValues);
     for (const [topic, entry] of Object.entries(stored)) {
       const wire = entry.readUInt8(0);
@@ -116,6 +230,73 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     sub.disconnect();
     throw err;
   }
+  const redis = pub as SessionRedis;
+  redis.defineCommand('trellisEnqueue', { numberOfKeys: 0, lua: ENQUEUE });
+  redis.defineCommand('trellisRemove', { numberOfKeys: 0, lua: REMOVE });
+  const { maxSessionMessages, maxSessionBytes } = engine.limits;
+  let last: Promise<unknown> = Promise.resolve();
+  const track = (p: Promise<unknown>): void => {
+    last = p;
+    p.catch(report('writing a session to redis'));
+  };
+  const announce = (kind: 'changed' | 'taken', clientId: string): Promise<unknown> => pub.publish(controlChannel, JSON.stringify({ kind, node: nodeId, clientId }));
+  const sessionStore: BrokerStore = {
+    durable: true,
+    where: `redis:${prefix}`,
+    load: async () => ({ retained: [], sessions: [] }),
+    putRetained() {},
+    deleteRetained() {},
+    putSession(meta) {
+      track(pub.hset(sessionsKey, meta.clientId, JSON.stringify({ clientId: meta.clientId, wire: meta.wire, owner: meta.owner, ...(meta.user !== undefined ? { user: meta.user } : {}), subs: meta.subs.map((x) => ({ id: x.id, filter: x.filter, next: 0 })) })));
+      track(announce('changed', meta.clientId));
+    },
+    deleteSession(clientId) {
+      track(pub.hdel(sessionsKey, clientId));
+      track(pub.del(`${prefix}:sq:${clientId}`, `${prefix}:sn:${clientId}`, `${prefix}:owner:${clientId}`));
+      track(announce('changed', clientId));
+    },
+    putMessage(clientId, subId, m) {
+      // the engine numbers cluster messages through Redis (enqueue); a direct put keeps the given number
+      track(pub.hset(`${prefix}:sq:${clientId}`, `${subId}:${m.seq}`, encodeEntry(clientId, subId, Buffer.from(m.topic, 'utf8'), m.payload, m.retained)));
+    },
+    deleteMessage(clientId, subId, seq) {
+      track(redis.trellisRemove(prefix, clientId, `${subId}:${seq}`));
+    },
+    flushed: async () => {
+      await last;
+    },
+    close: async () => undefined,
+  };
+  engine.setCluster(
+    {
+      enqueue(items: readonly ClusterItem[]) {
+        const args: (string | number | Buffer)[] = [prefix, maxSessionMessages, maxSessionBytes];
+        for (const it of items) args.push(it.clientId, it.subId, encodeEntry(it.clientId, it.subId, it.topic, it.payload, it.retained));
+        counters.sessionMessages += items.length;
+        track(redis.trellisEnqueue(...args));
+      },
+      async claim(clientId: string): Promise<StoredSession | undefined> {
+        const owner = pub.set(`${prefix}:owner:${clientId}`, nodeId);
+        const told = announce('taken', clientId);
+        const raw = pub.hget(sessionsKey, clientId);
+        const held = pub.hgetallBuffer(`${prefix}:sq:${clientId}`);
+        await Promise.all([owner, told]);
+        const text = await raw;
+        if (!text) return undefined;
+        const meta = JSON.parse(text) as StoredSessionMeta;
+        const bySub = new Map<number, StoredMessage[]>();
+        for (const [field, entry] of Object.entries(await held)) {
+          const [subId, seq] = field.split(':').map(Number) as [number, number];
+          const e = decodeEntry(entry);
+          const list = bySub.get(subId) ?? [];
+          list.push({ seq, topic: e.topic.toString('utf8'), payload: Buffer.from(e.payload), retained: e.retained, sent: true });
+          bySub.set(subId, list);
+        }
+        return { ...meta, subs: meta.subs.map((x) => ({ ...x, messages: (bySub.get(x.id) ?? []).sort((a, b) => a.seq - b.seq) })) };
+      },
+    },
+    sessionStore,
+  );
   broker.setRelay({
     published(topic, wire, payload, expiresAt) {
       counters.relayed++;
@@ -127,7 +308,8 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       const stored = pub.hset(lastValues, topic, entry);
       const sent = pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload));
       // the producer's PUBACK waits for both (a failure is reported and fails that ack)
-      return Promise.all([stored, sent]).catch((err: unknown) => {
+      // and for the copies kept for persistent sessions (enqueued while the publish was routed)
+      return Promise.all([stored, sent, last]).catch((err: unknown) => {
         report(`relaying ${topic}`)(err);
         throw err;
       });

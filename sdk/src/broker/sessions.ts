@@ -25,7 +25,29 @@ import {
   readSubscribeAcked,
   sessionAckFrame,
 } from './reliable-protocol.js';
-import type { BrokerStore, StoredSession } from './persistence.js';
+import type { BrokerStore, StoredSession, StoredSessionMeta } from './persistence.js';
+
+/** A message for a persistent session, handed to the cluster to be numbered and kept in Redis. */
+export interface ClusterItem {
+  readonly clientId: string;
+  readonly subId: number;
+  readonly topic: Buffer;
+  readonly payload: Buffer;
+  readonly retained: boolean;
+}
+
+/**
+ * Where persistent sessions live in cluster mode (cluster-redis.ts): every node knows every
+ * session's subscriptions; the node that accepts a publish has Redis number and keep it for each
+ * matching session (`enqueue`, awaited through the store's `flushed()` before PUBACK); the node
+ * the session's client is connected to delivers what Redis announces (`clusterDeliver`).
+ */
+export interface SessionCluster {
+  /** Numbers, keeps (bounded) and announces messages for persistent sessions. */
+  enqueue(items: readonly ClusterItem[]): void;
+  /** Makes this node the session's owner (the previous owner drops its connection) and reads what Redis holds. */
+  claim(clientId: string): Promise<StoredSession | undefined>;
+}
 
 /** One connection as the session engine sees it. */
 export interface Link {
@@ -108,6 +130,8 @@ class AckedSub {
   /** Dropped on overflow since the client was last told. */
   dropped = 0;
   node!: FilterNode<AckedSub>;
+  /** Charged to its owner's budget (a cluster node's copy of another node's session is not). */
+  charged = true;
   constructor(
     readonly session: ClientSession,
     readonly id: number,
@@ -124,6 +148,10 @@ class ClientSession {
   backlog = 0;
   pumpTimer: NodeJS.Timeout | undefined;
   lastSeen = Date.now();
+  /** Cluster mode: announced deliveries buffered while the session loads from Redis. */
+  loading: { subId: number; seq: number; topic: Buffer; payload: Buffer; retained: boolean }[] | undefined;
+  /** Cluster mode: attached on this node since another node last took it (this node expires it). */
+  home = false;
   constructor(
     /** Undefined for the per-connection session of a client that named no id. */
     readonly clientId: string | undefined,
@@ -140,7 +168,10 @@ export function trieFilter(filter: string): string {
 }
 
 export class SessionEngine {
-  readonly #store: BrokerStore;
+  #store: BrokerStore;
+  #cluster: SessionCluster | undefined;
+  /** Cluster mode: frames of connections whose SESSION is loading from Redis, replayed after it. */
+  readonly #waiting = new Map<number, (() => void)[]>();
   readonly #log: Logger;
   readonly #maxMessages: number;
   readonly #maxBytes: number;
@@ -197,6 +228,11 @@ export class SessionEngine {
 
   /** Handles one of the extension's client frames. `lastValues` lists retained values for a filter, encoded for the link. */
   frame(link: Link, type: number, body: Buffer, lastValues: (trieFilter: string, codec: Codec) => LastValue[]): void {
+    const waiting = this.#waiting.get(link.id);
+    if (waiting) {
+      waiting.push(() => this.frame(link, type, body, lastValues));
+      return;
+    }
     if (!link.consumer) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a producer; acknowledged subscriptions and sessions are for consumers');
     switch (type) {
       case ReliableFrame.SESSION:
@@ -226,6 +262,7 @@ export class SessionEngine {
     if (current) {
       throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, current.clientId !== undefined ? 'this connection already has a session' : 'SESSION must come before any acknowledged subscription on the connection');
     }
+    if (this.#cluster) return this.#clusterSession(link, id, clean, clientId, this.#cluster);
     let session = this.#byId.get(clientId);
     if (session && clean) {
       this.#discard(session);
@@ -319,14 +356,17 @@ export class SessionEngine {
     }
     const values = lastValues(trieFilter(filter), session.codec);
     link.send(subackFrame(id, values.length));
-    for (const v of values) this.#enqueue(sub, v.pathBytes, v.payload, true);
+    if (this.#cluster && session.clientId !== undefined) {
+      const cid = session.clientId;
+      if (values.length > 0) this.#cluster.enqueue(values.map((v) => ({ clientId: cid, subId: sub.id, topic: v.pathBytes, payload: v.payload, retained: true })));
+    } else for (const v of values) this.#enqueue(sub, v.pathBytes, v.payload, true);
   }
 
   #removeSub(session: ClientSession, sub: AckedSub): void {
     if (session.subs.get(sub.id) !== sub) return;
     session.subs.delete(sub.id);
     this.#trie.remove(sub.node, sub);
-    this.#refund(session.owner, sub.filter);
+    if (sub.charged) this.#refund(session.owner, sub.filter);
     this.#subCount--;
     for (const e of sub.queue) {
       this.#forget(session, e);
@@ -377,12 +417,20 @@ export class SessionEngine {
   }
 
   /** Second half: numbers, keeps, stores and sends what `route` planned; returns the deliveries written. */
-  commit(pathBytes: Buffer): number {
+  commit(pathBytes: Buffer, remote = false): number {
     const subs = this.#planSubs;
     const payloads = this.#planPayloads;
     let sent = 0;
-    for (let i = 0; i < subs.length; i++) if (this.#enqueue(subs[i]!, pathBytes, payloads[i]!, false)) sent++;
+    let items: ClusterItem[] | undefined;
+    for (let i = 0; i < subs.length; i++) {
+      const sub = subs[i]!;
+      if (this.#cluster && sub.session.clientId !== undefined) {
+        // cluster: the node that accepted the publish has Redis number it; a relayed copy is skipped
+        if (!remote) (items ??= []).push({ clientId: sub.session.clientId, subId: sub.id, topic: pathBytes, payload: payloads[i]!, retained: false });
+      } else if (this.#enqueue(sub, pathBytes, payloads[i]!, false)) sent++;
+    }
     this.release();
+    if (items) this.#cluster!.enqueue(items);
     return sent;
   }
 
@@ -460,6 +508,8 @@ export class SessionEngine {
     clearTimeout(session.pumpTimer);
     for (const sub of session.subs.values()) for (const e of sub.queue) e.due = false;
     session.backlog = 0;
+    // cluster: Redis holds the queue while the client is away (a resume, here or elsewhere, reads it back)
+    if (this.#cluster && session.clientId !== undefined) this.#clearQueues(session);
     if (session.clientId === undefined) {
       for (const sub of [...session.subs.values()]) this.#removeSub(session, sub);
     }
@@ -467,14 +517,14 @@ export class SessionEngine {
 
   /** Discards persistent sessions whose client has been away longer than the expiry. */
   expire(now = Date.now()): void {
-    for (const s of this.#byId.values()) if (!s.link && now - s.lastSeen > this.#expiryMs) this.#discard(s);
+    for (const s of this.#byId.values()) if (!s.link && (!this.#cluster || s.home) && now - s.lastSeen > this.#expiryMs) this.#discard(s);
   }
 
   #discard(session: ClientSession): void {
     clearTimeout(session.pumpTimer);
     for (const sub of [...session.subs.values()]) {
       this.#trie.remove(sub.node, sub);
-      this.#refund(session.owner, sub.filter);
+      if (sub.charged) this.#refund(session.owner, sub.filter);
       this.#subCount--;
       for (const e of sub.queue) this.#forget(session, e);
       this.#toReport.delete(sub);
@@ -502,6 +552,10 @@ export class SessionEngine {
 
   /** Brings back sessions read from the store (at startup); `codecFor` resolves each session's codec. */
   restore(stored: readonly StoredSession[], codecFor: (wire: number) => Codec | undefined): void {
+    if (this.#cluster) {
+      if (stored.length > 0) this.#log.warn(`cluster mode: ${stored.length} persistent session(s) in the local store are ignored (sessions live in Redis)`);
+      return;
+    }
     for (const rec of stored) {
       const codec = codecFor(rec.wire);
       if (!codec) {
@@ -541,7 +595,243 @@ export class SessionEngine {
 
   /** Numbers stored in the session records are refreshed so a restart does not reuse them. */
   checkpoint(): void {
+    if (this.#cluster) return; // numbers live in Redis
     for (const s of this.#byId.values()) this.#persistSession(s);
+  }
+  // ------------------------------------------------------------------ cluster mode (cluster-redis.ts)
+
+  /** Puts persistent sessions in Redis: `store` keeps them, `cluster` numbers and announces their messages. Call before any client. */
+  setCluster(cluster: SessionCluster, store: BrokerStore): void {
+    this.#cluster = cluster;
+    this.#store = store;
+  }
+
+  /** The bounds Redis applies to one session's queue. */
+  get limits(): { readonly maxSessionMessages: number; readonly maxSessionBytes: number } {
+    return { maxSessionMessages: this.#maxMessages, maxSessionBytes: this.#maxBytes };
+  }
+
+  /**
+   * A session as Redis describes it (`meta` undefined: discarded), announced by another node: its
+   * subscriptions route publishes accepted here into Redis. Ignored while this node owns it.
+   */
+  clusterMeta(clientId: string, meta: StoredSessionMeta | undefined, codec: Codec | undefined): void {
+    let session = this.#byId.get(clientId);
+    if (session && (session.link || session.loading)) return;
+    if (session && (!meta || !codec || session.codec !== codec || session.user !== meta.user || session.owner !== meta.owner)) {
+      this.#forgetSession(session);
+      session = undefined;
+    }
+    if (!meta || !codec) return;
+    if (!session) {
+      session = new ClientSession(clientId, codec, meta.owner, meta.user);
+      this.#byId.set(clientId, session);
+      this.#perOwner.set(meta.owner, (this.#perOwner.get(meta.owner) ?? 0) + 1);
+    }
+    session.home = false;
+    this.#syncSubs(session, meta.subs);
+  }
+
+  /** Another node took the session over: a connection here that holds it is dropped. */
+  clusterTaken(clientId: string): void {
+    const session = this.#byId.get(clientId);
+    if (!session) return;
+    session.home = false;
+    const previous = session.link;
+    if (!previous) return;
+    this.#byLink.delete(previous.id);
+    session.link = undefined;
+    clearTimeout(session.pumpTimer);
+    this.#clearQueues(session);
+    session.backlog = 0;
+    previous.drop(SESSION_TAKEN_OVER, `session ${JSON.stringify(clientId)} was resumed on another node`);
+  }
+
+  /** A message Redis numbered (`seq`; 0 = dropped, the queue was full) for a session: delivered if its client is here. */
+  clusterDeliver(clientId: string, subId: number, seq: number, topic: Buffer, payload: Buffer, retained: boolean): void {
+    const session = this.#byId.get(clientId);
+    if (!session) return;
+    if (session.loading) {
+      session.loading.push({ subId, seq, topic, payload, retained });
+      return;
+    }
+    if (!session.link) return;
+    const sub = session.subs.get(subId);
+    if (!sub) return;
+    if (seq === 0) {
+      sub.dropped++;
+      this.#counters.overflows++;
+      this.#report(sub);
+      return;
+    }
+    this.#place(sub, seq, topic, payload, retained, false, false);
+  }
+
+  /** Keeps an entry Redis numbered (in number order: an older or known number is skipped) and sends it or marks it due. */
+  #place(sub: AckedSub, seq: number, topic: Buffer, payload: Buffer, retained: boolean, sent: boolean, due: boolean): void {
+    if (seq < sub.next) return;
+    const session = sub.session;
+    const e: Entry = { seq, topic, payload, retained, sent, due: false };
+    sub.next = seq + 1;
+    sub.queue.push(e);
+    session.count++;
+    session.bytes += payload.length;
+    this.#queued++;
+    this.#queuedBytes += payload.length;
+    if (!session.link || !session.link.isOpen()) return;
+    if (due || session.backlog > 0) {
+      e.due = true;
+      session.backlog++;
+      return;
+    }
+    this.#write(sub, e);
+  }
+
+  #clusterSession(link: Link, id: number, clean: boolean, clientId: string, cluster: SessionCluster): void {
+    let session = this.#byId.get(clientId);
+    if (session && session.user !== link.user) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} belongs to another user`);
+    if (session && !clean && session.codec.wireId !== link.wire) {
+      throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} speaks ${session.codec.name}; resume it with that codec, or start it clean`);
+    }
+    if (session?.loading) throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `session ${JSON.stringify(clientId)} is being resumed by another connection`);
+    if (!session) {
+      if (this.#byId.size >= this.#maxSessions) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxSessions} persistent sessions`);
+      const mine = this.#perOwner.get(link.owner) ?? 0;
+      if (mine >= this.#maxPerClient) throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${link.owner}) may own at most ${this.#maxPerClient} persistent sessions`);
+      session = new ClientSession(clientId, link.codec, link.owner, link.user);
+      this.#byId.set(clientId, session);
+      this.#perOwner.set(link.owner, mine + 1);
+    }
+    const s = session;
+    // frames after SESSION wait for it; deliveries Redis announces meanwhile are kept for the merge
+    const waiting: (() => void)[] = [];
+    this.#waiting.set(link.id, waiting);
+    s.loading = [];
+    const fail = (err: unknown): void => {
+      if (err instanceof BrokerError) link.drop(err.wireCode, err.detail);
+      else {
+        this.#log.error(`cluster: resuming session ${JSON.stringify(clientId)} failed`, err);
+        link.drop(BrokerErrorCode.INTERNAL, 'the session could not be read from the cluster');
+      }
+    };
+    cluster.claim(clientId).then(
+      (stored) => {
+        const announced = s.loading ?? [];
+        s.loading = undefined;
+        this.#waiting.delete(link.id);
+        if (!link.isOpen()) return;
+        try {
+          if (stored && stored.user !== link.user) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} belongs to another user`);
+          if (stored && clean) {
+            this.#store.deleteSession(clientId);
+            stored = undefined;
+          }
+          if (stored && stored.wire !== link.wire) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} speaks another codec; resume it with that codec, or start it clean`);
+          const previous = s.link;
+          if (previous && previous !== link) {
+            this.#byLink.delete(previous.id);
+            s.link = undefined;
+            previous.drop(SESSION_TAKEN_OVER, `session ${JSON.stringify(clientId)} was resumed by another connection`);
+          }
+          clearTimeout(s.pumpTimer);
+          this.#clearQueues(s);
+          this.#syncSubs(s, stored?.subs ?? []);
+          for (const sub of s.subs.values()) {
+            sub.next = 1;
+            if (!sub.charged) {
+              try {
+                this.#charge(s.owner, sub.filter);
+                sub.charged = true;
+              } catch (err) {
+                this.#log.warn(`session ${JSON.stringify(clientId)}: ${err instanceof Error ? err.message : String(err)} (subscription ${sub.filter} kept, not charged)`);
+              }
+            }
+          }
+          s.home = true;
+          s.backlog = 0;
+          this.#attach(s, link);
+          if (!stored) this.#persistSession(s);
+          link.send(sessionAckFrame(id, stored !== undefined, [...s.subs.values()].map((x) => ({ id: x.id, filter: x.filter }))));
+          // what Redis held (maybe sent by the node before: marked duplicate), then what was announced meanwhile
+          for (const rec of stored?.subs ?? []) {
+            const sub = s.subs.get(rec.id);
+            if (sub) for (const m of rec.messages) this.#place(sub, m.seq, Buffer.from(m.topic, 'utf8'), m.payload, m.retained, true, true);
+          }
+          announced.sort((a, b) => a.seq - b.seq);
+          for (const a of announced) {
+            const sub = s.subs.get(a.subId);
+            if (!sub) continue;
+            if (a.seq === 0) {
+              sub.dropped++;
+              this.#counters.overflows++;
+            } else this.#place(sub, a.seq, a.topic, a.payload, a.retained, false, true);
+          }
+          for (const sub of s.subs.values()) if (sub.dropped > 0) this.#report(sub);
+          this.#pump(s);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        for (const f of waiting) {
+          if (!link.isOpen()) break;
+          try {
+            f();
+          } catch (err) {
+            fail(err);
+            break;
+          }
+        }
+      },
+      (err: unknown) => {
+        s.loading = undefined;
+        this.#waiting.delete(link.id);
+        fail(err);
+      },
+    );
+  }
+
+  /** Makes the session's subscriptions those listed (a cluster copy is not charged to anyone here). */
+  #syncSubs(session: ClientSession, subs: readonly { readonly id: number; readonly filter: string }[]): void {
+    const want = new Map(subs.map((x) => [x.id, x.filter]));
+    for (const sub of [...session.subs.values()]) if (want.get(sub.id) !== sub.filter) this.#dropSub(session, sub);
+    for (const [subId, filter] of want) {
+      if (session.subs.has(subId)) continue;
+      const sub = new AckedSub(session, subId, filter);
+      sub.charged = false;
+      sub.node = this.#trie.add(trieFilter(filter), sub);
+      session.subs.set(subId, sub);
+      this.#subCount++;
+    }
+  }
+
+  /** Removes a subscription from this node only (Redis is left as it is). */
+  #dropSub(session: ClientSession, sub: AckedSub): void {
+    session.subs.delete(sub.id);
+    this.#trie.remove(sub.node, sub);
+    if (sub.charged) this.#refund(session.owner, sub.filter);
+    this.#subCount--;
+    for (const e of sub.queue) this.#forget(session, e);
+    sub.queue.length = 0;
+    this.#toReport.delete(sub);
+  }
+
+  /** Forgets a session on this node only (another node discarded it). */
+  #forgetSession(session: ClientSession): void {
+    for (const sub of [...session.subs.values()]) this.#dropSub(session, sub);
+    if (session.clientId === undefined) return;
+    this.#byId.delete(session.clientId);
+    const left = (this.#perOwner.get(session.owner) ?? 1) - 1;
+    if (left > 0) this.#perOwner.set(session.owner, left);
+    else this.#perOwner.delete(session.owner);
+  }
+
+  /** Empties the session's queues in memory (Redis keeps them). */
+  #clearQueues(session: ClientSession): void {
+    for (const sub of session.subs.values()) {
+      for (const e of sub.queue) this.#forget(session, e);
+      sub.queue.length = 0;
+    }
+    session.backlog = 0;
   }
 }
 
