@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
+import { BrokerError, createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
 import { testHost, take, until } from './helpers.js';
 
 const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
@@ -120,6 +120,44 @@ if (!HAVE_REDIS) {
     await until(() => late.broker.topics().length === 1, 5000, 'the clear on the other node');
     const third = await node(ctx);
     assert.equal(third.broker.topics(), ['/weather/temperature']);
+  });
+
+  test('persistent sessions live in Redis: taken over from a live node, queued while away, resumed on any node', async (ctx) => {
+    const [a, b] = [await node(ctx), await node(ctx)];
+    const summary = (ms: { number: number; topic: string; value: unknown; duplicate: boolean }[]) => ms.map((m) => `${m.number}:${m.topic}=${String(m.value)}${m.duplicate ? ' dup' : ''}`);
+    const first = await connectReliable({ port: a.port, codec: 'json', plugins: ctx.host, clientId: 'roam', reconnect: false });
+    ctx.clients.push(first);
+    const sub1 = await first.subscribe('/w', { ack: 'manual' });
+    // node B routes publishes into the session once it has heard of it through Redis
+    await until(() => b.broker.stats().delivery.ackedSubscriptions === 1, 5000, 'node B mirroring the session');
+    const producer = await client(ctx, b.port, 'json', 'producer');
+    await producer.publish('/w/1', 1, { ack: true });
+    assert.equal(summary(await take(sub1, 1, 10_000)), ['1:/w/1=1']);
+    // the same id on node B while node A still serves it: A drops its connection with the reason
+    const closed = new Promise<Error | undefined>((r) => first.once('disconnect', r));
+    const second = await connectReliable({ port: b.port, codec: 'json', plugins: ctx.host, clientId: 'roam', reconnect: false });
+    ctx.clients.push(second);
+    const err = await closed;
+    assert.ok(err instanceof BrokerError && err.wireCode === 20, String(err));
+    assert.equal(second.restored.map((s) => s.topic), ['/w']);
+    const sub2 = await second.subscribe('/w'); // the restored subscription (auto ack)
+    const onA = await client(ctx, a.port, 'json', 'producer');
+    await onA.publish('/w/2', 2, { ack: true });
+    await onA.publish('/w/3', 3, { ack: true });
+    const got = await take(sub2, 3, 10_000);
+    assert.equal(summary(got), ['1:/w/1=1 dup', '2:/w/2=2', '3:/w/3=3']);
+    for (const m of got) m.ack();
+    await until(() => b.broker.stats().delivery.acked === 3, 5000, 'the acks on node B');
+    await second.close();
+    // away: a publish on node A is kept in Redis for the session; resumed on node A
+    await onA.publish('/w/4', 4, { ack: true });
+    await new Promise((r) => setTimeout(r, 100)); // the acks' deletions reach Redis
+    const third = await connectReliable({ port: a.port, codec: 'json', plugins: ctx.host, clientId: 'roam', reconnect: false });
+    ctx.clients.push(third);
+    const sub3 = await third.subscribe('/w');
+    assert.equal(summary(await take(sub3, 1, 10_000)), ['4:/w/4=4']);
+    assert.is(a.broker.stats().delivery.sessions, 1);
+    assert.is(b.broker.stats().delivery.sessions, 1);
   });
 
   test('a node killed under load: the other node keeps serving and a client moves over', async (ctx) => {

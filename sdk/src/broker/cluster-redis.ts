@@ -40,11 +40,13 @@ for i = 4, #ARGV, 3 do
     local n = tonumber(redis.call('HGET', sn, 'n') or '0')
     local b = tonumber(redis.call('HGET', sn, 'b') or '0')
     local seq = 0
-    if n < maxN and b + #entry <= maxB then
+    -- kept with whether a node holds the client now (it may have been sent: a later resend is a duplicate)
+    local kept = (redis.call('EXISTS', p .. ':owner:' .. cid) == 1 and 's' or 'n') .. entry
+    if n < maxN and b + #kept <= maxB then
       seq = redis.call('HINCRBY', sn, 's' .. sid, 1)
-      redis.call('HSET', p .. ':sq:' .. cid, sid .. ':' .. seq, entry)
+      redis.call('HSET', p .. ':sq:' .. cid, sid .. ':' .. seq, kept)
       redis.call('HINCRBY', sn, 'n', 1)
-      redis.call('HINCRBY', sn, 'b', #entry)
+      redis.call('HINCRBY', sn, 'b', #kept)
     end
     redis.call('PUBLISH', p .. ':deliver', seq .. ':' .. entry)
   end
@@ -67,7 +69,14 @@ end
 return 1
 `;
 
+// The node lets go of a session whose client left (only if it still holds it). ARGV: key, node.
+const RELEASE = `
+if redis.call('GET', ARGV[1]) == ARGV[2] then redis.call('DEL', ARGV[1]) end
+return 1
+`;
+
 interface SessionRedis extends Redis {
+  trellisRelease(key: string, node: string): Promise<unknown>;
   trellisEnqueue(...args: (string | number | Buffer)[]): Promise<unknown>;
   trellisRemove(...args: (string | number)[]): Promise<unknown>;
 }
@@ -233,6 +242,7 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
   const redis = pub as SessionRedis;
   redis.defineCommand('trellisEnqueue', { numberOfKeys: 0, lua: ENQUEUE });
   redis.defineCommand('trellisRemove', { numberOfKeys: 0, lua: REMOVE });
+  redis.defineCommand('trellisRelease', { numberOfKeys: 0, lua: RELEASE });
   const { maxSessionMessages, maxSessionBytes } = engine.limits;
   let last: Promise<unknown> = Promise.resolve();
   const track = (p: Promise<unknown>): void => {
@@ -257,7 +267,7 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     },
     putMessage(clientId, subId, m) {
       // the engine numbers cluster messages through Redis (enqueue); a direct put keeps the given number
-      track(pub.hset(`${prefix}:sq:${clientId}`, `${subId}:${m.seq}`, encodeEntry(clientId, subId, Buffer.from(m.topic, 'utf8'), m.payload, m.retained)));
+      track(pub.hset(`${prefix}:sq:${clientId}`, `${subId}:${m.seq}`, Buffer.concat([Buffer.from(m.sent ? 's' : 'n'), encodeEntry(clientId, subId, Buffer.from(m.topic, 'utf8'), m.payload, m.retained)])));
     },
     deleteMessage(clientId, subId, seq) {
       track(redis.trellisRemove(prefix, clientId, `${subId}:${seq}`));
@@ -275,6 +285,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
         counters.sessionMessages += items.length;
         track(redis.trellisEnqueue(...args));
       },
+      release(clientId: string) {
+        track(redis.trellisRelease(`${prefix}:owner:${clientId}`, nodeId));
+      },
       async claim(clientId: string): Promise<StoredSession | undefined> {
         const owner = pub.set(`${prefix}:owner:${clientId}`, nodeId);
         const told = announce('taken', clientId);
@@ -287,9 +300,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
         const bySub = new Map<number, StoredMessage[]>();
         for (const [field, entry] of Object.entries(await held)) {
           const [subId, seq] = field.split(':').map(Number) as [number, number];
-          const e = decodeEntry(entry);
+          const e = decodeEntry(entry.subarray(1));
           const list = bySub.get(subId) ?? [];
-          list.push({ seq, topic: e.topic.toString('utf8'), payload: Buffer.from(e.payload), retained: e.retained, sent: true });
+          list.push({ seq, topic: e.topic.toString('utf8'), payload: Buffer.from(e.payload), retained: e.retained, sent: entry[0] === 0x73 /* s */ });
           bySub.set(subId, list);
         }
         return { ...meta, subs: meta.subs.map((x) => ({ ...x, messages: (bySub.get(x.id) ?? []).sort((a, b) => a.seq - b.seq) })) };

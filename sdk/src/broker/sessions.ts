@@ -47,6 +47,8 @@ export interface SessionCluster {
   enqueue(items: readonly ClusterItem[]): void;
   /** Makes this node the session's owner (the previous owner drops its connection) and reads what Redis holds. */
   claim(clientId: string): Promise<StoredSession | undefined>;
+  /** The session's client left this node (Redis then knows nobody is sending its messages). */
+  release(clientId: string): void;
 }
 
 /** One connection as the session engine sees it. */
@@ -509,7 +511,10 @@ export class SessionEngine {
     for (const sub of session.subs.values()) for (const e of sub.queue) e.due = false;
     session.backlog = 0;
     // cluster: Redis holds the queue while the client is away (a resume, here or elsewhere, reads it back)
-    if (this.#cluster && session.clientId !== undefined) this.#clearQueues(session);
+    if (this.#cluster && session.clientId !== undefined) {
+      this.#clearQueues(session);
+      this.#cluster.release(session.clientId);
+    }
     if (session.clientId === undefined) {
       for (const sub of [...session.subs.values()]) this.#removeSub(session, sub);
     }
@@ -755,7 +760,7 @@ export class SessionEngine {
           // what Redis held (maybe sent by the node before: marked duplicate), then what was announced meanwhile
           for (const rec of stored?.subs ?? []) {
             const sub = s.subs.get(rec.id);
-            if (sub) for (const m of rec.messages) this.#place(sub, m.seq, Buffer.from(m.topic, 'utf8'), m.payload, m.retained, true, true);
+            if (sub) for (const m of rec.messages) this.#place(sub, m.seq, Buffer.from(m.topic, 'utf8'), m.payload, m.retained, m.sent, true);
           }
           announced.sort((a, b) => a.seq - b.seq);
           for (const a of announced) {
