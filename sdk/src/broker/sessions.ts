@@ -683,7 +683,7 @@ export class SessionEngine {
     session.bytes += payload.length;
     this.#queued++;
     this.#queuedBytes += payload.length;
-    if (!session.link || !session.link.isOpen()) return;
+    if (!session.link?.isOpen()) return;
     if (due || session.backlog > 0) {
       e.due = true;
       session.backlog++;
