@@ -78,7 +78,7 @@ export const broker = defineCommand({
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
     'data-dir': { type: 'string', description: 'where last values and persistent sessions are kept (LMDB; default ~/.local/state/trellis/broker-PORT; in memory for --port 0)', placeholder: 'dir' },
     'in-memory': { type: 'boolean', description: 'keep everything in memory only: a restart loses last values and sessions' },
-    cluster: { type: 'string', description: 'serve one topic space with the other brokers on this Redis (redis://HOST:PORT): messages and last values are shared', placeholder: 'url' },
+    cluster: { type: 'string', description: 'serve one topic space with the other brokers on this Redis (redis://HOST:PORT): messages, last values and persistent sessions are shared', placeholder: 'url' },
     'ws-port': { type: 'string', description: 'also serve the protocol over WebSocket on this port (browsers)', placeholder: 'port' },
   },
   examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --plugin-dir ./my-codecs --stats'],

@@ -699,6 +699,18 @@ export class SessionEngine {
       throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} speaks ${session.codec.name}; resume it with that codec, or start it clean`);
     }
     if (session?.loading) throw new BrokerError(BrokerErrorCode.OUT_OF_ORDER, `session ${JSON.stringify(clientId)} is being resumed by another connection`);
+    if (session && clean) {
+      // started anew (maybe in another codec): what this node knew of it goes; Redis's copy is discarded after the claim
+      const previous = session.link;
+      if (previous) {
+        this.#byLink.delete(previous.id);
+        session.link = undefined;
+        previous.drop(SESSION_TAKEN_OVER, `session ${JSON.stringify(clientId)} was started anew by another connection`);
+      }
+      clearTimeout(session.pumpTimer);
+      this.#forgetSession(session);
+      session = undefined;
+    }
     if (!session) {
       if (this.#byId.size >= this.#maxSessions) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxSessions} persistent sessions`);
       const mine = this.#perOwner.get(link.owner) ?? 0;
@@ -724,7 +736,10 @@ export class SessionEngine {
         const announced = s.loading ?? [];
         s.loading = undefined;
         this.#waiting.delete(link.id);
-        if (!link.isOpen()) return;
+        if (!link.isOpen()) {
+          if (!s.link) cluster.release(clientId);
+          return;
+        }
         try {
           if (stored && stored.user !== link.user) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, `session ${JSON.stringify(clientId)} belongs to another user`);
           if (stored && clean) {
