@@ -160,6 +160,26 @@ if (!HAVE_REDIS) {
     assert.is(b.broker.stats().delivery.sessions, 1);
   });
 
+  test('a session started clean on another node, in another codec, replaces the one in Redis everywhere', async (ctx) => {
+    const [a, b] = [await node(ctx), await node(ctx)];
+    const first = await connectReliable({ port: a.port, codec: 'json', plugins: ctx.host, clientId: 'cc', reconnect: false });
+    ctx.clients.push(first);
+    await first.subscribe('/old');
+    await until(() => b.broker.stats().delivery.ackedSubscriptions === 1, 5000, 'node B mirroring the session');
+    await first.close();
+    const again = await connectReliable({ port: b.port, codec: 'xml', plugins: ctx.host, clientId: 'cc', clean: true, reconnect: false });
+    ctx.clients.push(again);
+    assert.equal(again.restored, []);
+    const sub = await again.subscribe('/new');
+    // node A now routes /new (not /old) into the session, encoded for its new codec
+    await until(() => a.broker.stats().delivery.ackedSubscriptions === 1 && a.broker.stats().delivery.sessions === 1, 5000, 'node A mirroring the new session');
+    const producer = await client(ctx, a.port, 'json', 'producer');
+    await producer.publish('/old', 1, { ack: true });
+    await producer.publish('/new', { n: 2 }, { ack: true });
+    const [m] = await take(sub, 1, 10_000);
+    assert.equal([m!.topic, m!.value, m!.duplicate], ['/new', { n: 2 }, false]);
+  });
+
   test('a node killed under load: the other node keeps serving and a client moves over', async (ctx) => {
     const [a, b] = [await node(ctx), await node(ctx)];
     const mover = await connectReliable({ servers: [{ port: a.port }, { port: b.port }], codec: 'json', plugins: ctx.host, reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });

@@ -26,16 +26,17 @@ import type { BrokerStore, StoredMessage, StoredSession, StoredSessionMeta } fro
 import type { ClusterItem } from './sessions.js';
 
 // Numbers, keeps (bounded) and announces messages for persistent sessions, atomically.
-// ARGV: prefix, max messages, max bytes, then (client id, subscription id, entry) triples.
+// ARGV: prefix, max messages, max bytes, then (client id, epoch, subscription id, entry) quadruples;
+// a message routed by a node that still knew an earlier session of that id (another epoch) is not kept.
 const ENQUEUE = `
 local p = ARGV[1]
 local maxN = tonumber(ARGV[2])
 local maxB = tonumber(ARGV[3])
-for i = 4, #ARGV, 3 do
+for i = 4, #ARGV, 4 do
   local cid = ARGV[i]
-  local sid = ARGV[i + 1]
-  local entry = ARGV[i + 2]
-  if redis.call('HEXISTS', p .. ':sessions', cid) == 1 then
+  local sid = ARGV[i + 2]
+  local entry = ARGV[i + 3]
+  if redis.call('HGET', p .. ':epochs', cid) == ARGV[i + 1] then
     local sn = p .. ':sn:' .. cid
     local n = tonumber(redis.call('HGET', sn, 'n') or '0')
     local b = tonumber(redis.call('HGET', sn, 'b') or '0')
@@ -170,6 +171,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
   const deliverChannel = `${prefix}:deliver`;
   const controlChannel = `${prefix}:control`;
   const engine = broker.sessionEngine;
+  const epochsKey = `${prefix}:epochs`;
+  /** Each session's epoch (a new one when a session of that id is created anew), as this node knows it. */
+  const epochs = new Map<string, string>();
   // auto-pipelining: the commands of one event-loop turn go to Redis in one write
   const pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true });
   const sub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
@@ -203,7 +207,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     let control: Promise<void> = Promise.resolve();
     const mirror = async (clientId: string): Promise<void> => {
       const raw = await pub.hget(sessionsKey, clientId);
-      const meta = raw ? (JSON.parse(raw) as StoredSessionMeta) : undefined;
+      const meta = raw ? (JSON.parse(raw) as StoredSessionMeta & { epoch: string }) : undefined;
+      if (meta) epochs.set(clientId, meta.epoch);
+      else epochs.delete(clientId);
       const codec = meta ? await broker.codecFor(meta.wire).catch(() => undefined) : undefined;
       if (meta && !codec) broker.log.warn(`cluster: session ${JSON.stringify(clientId)} speaks codec ${meta.wire}, which no plugin provides here`);
       engine.clusterMeta(clientId, meta, codec);
@@ -257,11 +263,19 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     putRetained() {},
     deleteRetained() {},
     putSession(meta) {
-      track(pub.hset(sessionsKey, meta.clientId, JSON.stringify({ clientId: meta.clientId, wire: meta.wire, owner: meta.owner, ...(meta.user !== undefined ? { user: meta.user } : {}), subs: meta.subs.map((x) => ({ id: x.id, filter: x.filter, next: 0 })) })));
+      let epoch = epochs.get(meta.clientId);
+      if (epoch === undefined) {
+        epoch = randomUUID();
+        epochs.set(meta.clientId, epoch);
+        track(pub.hset(epochsKey, meta.clientId, epoch));
+      }
+      track(pub.hset(sessionsKey, meta.clientId, JSON.stringify({ epoch, clientId: meta.clientId, wire: meta.wire, owner: meta.owner, ...(meta.user !== undefined ? { user: meta.user } : {}), subs: meta.subs.map((x) => ({ id: x.id, filter: x.filter, next: 0 })) })));
       track(announce('changed', meta.clientId));
     },
     deleteSession(clientId) {
+      epochs.delete(clientId);
       track(pub.hdel(sessionsKey, clientId));
+      track(pub.hdel(epochsKey, clientId));
       track(pub.del(`${prefix}:sq:${clientId}`, `${prefix}:sn:${clientId}`, `${prefix}:owner:${clientId}`));
       track(announce('changed', clientId));
     },
@@ -281,7 +295,7 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     {
       enqueue(items: readonly ClusterItem[]) {
         const args: (string | number | Buffer)[] = [prefix, maxSessionMessages, maxSessionBytes];
-        for (const it of items) args.push(it.clientId, it.subId, encodeEntry(it.clientId, it.subId, it.topic, it.payload, it.retained));
+        for (const it of items) args.push(it.clientId, epochs.get(it.clientId) ?? '', it.subId, encodeEntry(it.clientId, it.subId, it.topic, it.payload, it.retained));
         counters.sessionMessages += items.length;
         track(redis.trellisEnqueue(...args));
       },
@@ -296,7 +310,8 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
         await Promise.all([owner, told]);
         const text = await raw;
         if (!text) return undefined;
-        const meta = JSON.parse(text) as StoredSessionMeta;
+        const meta = JSON.parse(text) as StoredSessionMeta & { epoch: string };
+        epochs.set(clientId, meta.epoch);
         const bySub = new Map<number, StoredMessage[]>();
         for (const [field, entry] of Object.entries(await held)) {
           const [subId, seq] = field.split(':').map(Number) as [number, number];

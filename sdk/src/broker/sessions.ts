@@ -13,7 +13,7 @@
 import type { Codec } from '../areas/serialization.js';
 import type { Logger } from '../logger.js';
 import { FilterTrie, type FilterNode } from './topic-tree.js';
-import { BrokerError, BrokerErrorCode, FrameType, checkFilter, checkTopic, idFrame, isWildcard, subackFrame } from './protocol.js';
+import { BrokerError, BrokerErrorCode, FrameType, checkFilter, checkTopic, idFrame, isWildcard, subackFrame, topicMatches } from './protocol.js';
 import {
   DeliveryFlag,
   ReliableFrame,
@@ -669,7 +669,18 @@ export class SessionEngine {
       this.#report(sub);
       return;
     }
+    if (this.#stale(sub, seq, topic)) return;
     this.#place(sub, seq, topic, payload, retained, false, false);
+  }
+
+  /**
+   * A message a node routed with an out-of-date view of the subscription (its id now names another
+   * filter): removed from Redis, never delivered.
+   */
+  #stale(sub: AckedSub, seq: number, topic: Buffer): boolean {
+    if (topicMatches(sub.filter, topic.toString('utf8'))) return false;
+    this.#store.deleteMessage(sub.session.clientId!, sub.id, seq);
+    return true;
   }
 
   /** Keeps an entry Redis numbered (in number order: an older or known number is skipped) and sends it or marks it due. */
@@ -775,7 +786,7 @@ export class SessionEngine {
           // what Redis held (maybe sent by the node before: marked duplicate), then what was announced meanwhile
           for (const rec of stored?.subs ?? []) {
             const sub = s.subs.get(rec.id);
-            if (sub) for (const m of rec.messages) this.#place(sub, m.seq, Buffer.from(m.topic, 'utf8'), m.payload, m.retained, m.sent, true);
+            if (sub) for (const m of rec.messages) if (!this.#stale(sub, m.seq, Buffer.from(m.topic, 'utf8'))) this.#place(sub, m.seq, Buffer.from(m.topic, 'utf8'), m.payload, m.retained, m.sent, true);
           }
           announced.sort((a, b) => a.seq - b.seq);
           for (const a of announced) {
@@ -784,7 +795,7 @@ export class SessionEngine {
             if (a.seq === 0) {
               sub.dropped++;
               this.#counters.overflows++;
-            } else this.#place(sub, a.seq, a.topic, a.payload, a.retained, false, true);
+            } else if (!this.#stale(sub, a.seq, a.topic)) this.#place(sub, a.seq, a.topic, a.payload, a.retained, false, true);
           }
           for (const sub of s.subs.values()) if (sub.dropped > 0) this.#report(sub);
           this.#pump(s);
