@@ -8,7 +8,8 @@
  * receipt to the producer). Rounds alternate the systems; we report medians and ratios.
  *
  * Env: BENCH_ROUNDS (5), BENCH_MS (1500 per run, after one 500 ms warm-up run of each), BENCH_FANOUT (100),
- * BENCH_WINDOW (1000 messages in flight); BENCH_SCENARIO / BENCH_SYSTEM narrow the run (profiling).
+ * BENCH_WINDOW (1000 messages in flight); BENCH_SCENARIO / BENCH_SYSTEM narrow the run (profiling), BENCH_PROF_DIR
+ * has every broker process write a V8 CPU profile there.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
@@ -40,7 +41,9 @@ interface Server {
 
 async function startServer(kind: 'trellis' | 'trellis-durable' | 'trellis-cluster' | 'aedes', extra: string[] = []): Promise<Server> {
   const script = fileURLToPath(new URL('./server.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // BENCH_PROF_DIR: each broker process writes a V8 CPU profile there when it exits (profiling)
+  const prof = process.env.BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR}`] : [];
+  const child = spawn(process.execPath, [...prof, '--conditions=source', '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
