@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { BrokerError, createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
+import { BrokerError, createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerOptions, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
 import { testHost, take, until } from './helpers.js';
 
 const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
@@ -70,8 +70,8 @@ test.after.each(async (ctx) => {
   await ctx.redis.stop();
 });
 
-async function node(ctx: { redis: { url: string }; nodes: Node[]; host: ReturnType<typeof testHost> }): Promise<Node> {
-  const broker = createBroker({ host: ctx.host, lingerMs: 200 });
+async function node(ctx: { redis: { url: string }; nodes: Node[]; host: ReturnType<typeof testHost> }, options: Partial<BrokerOptions> = {}): Promise<Node> {
+  const broker = createBroker({ host: ctx.host, lingerMs: 200, ...options });
   const cluster = await joinRedisCluster(broker, { url: ctx.redis.url });
   const { port } = await broker.listen(0);
   const n = { broker, cluster, port };
@@ -178,6 +178,28 @@ if (!HAVE_REDIS) {
     await producer.publish('/new', { n: 2 }, { ack: true });
     const [m] = await take(sub, 1, 10_000);
     assert.equal([m!.topic, m!.value, m!.duplicate], ['/new', { n: 2 }, false]);
+  });
+
+  test('under access control a session in Redis is resumed on another node only by the user who made it', async (ctx) => {
+    const access = {
+      authenticate: (c: { username?: string; password?: string }) => (c.username && c.password === `${c.username}-pw` ? { username: c.username } : undefined),
+      authorize: () => true,
+    };
+    const [a, b] = [await node(ctx, { access }), await node(ctx, { access })];
+    const as = async (port: number, username: string) => {
+      const c = await connectReliable({ port, codec: 'json', plugins: ctx.host, username, password: `${username}-pw`, clientId: 'alice-phone', reconnect: false });
+      ctx.clients.push(c);
+      return c;
+    };
+    const alice = await as(a.port, 'alice');
+    await alice.subscribe('/alice');
+    await alice.close();
+    await until(() => b.broker.stats().delivery.ackedSubscriptions === 1, 5000, 'node B mirroring the session');
+    const err = await as(b.port, 'bob').then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof BrokerError && err.wireCode === 9, String(err));
+    assert.match((err as Error).message, /another user/);
+    const again = await as(b.port, 'alice');
+    assert.equal(again.restored.map((x) => x.topic), ['/alice']);
   });
 
   test('a node killed under load: the other node keeps serving and a client moves over', async (ctx) => {
