@@ -265,9 +265,11 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
     putSession(meta) {
       let epoch = epochs.get(meta.clientId);
       if (epoch === undefined) {
+        // a session created here (anew): this node holds its client
         epoch = randomUUID();
         epochs.set(meta.clientId, epoch);
         track(pub.hset(epochsKey, meta.clientId, epoch));
+        track(pub.set(`${prefix}:owner:${meta.clientId}`, nodeId));
       }
       track(pub.hset(sessionsKey, meta.clientId, JSON.stringify({ epoch, clientId: meta.clientId, wire: meta.wire, owner: meta.owner, ...(meta.user !== undefined ? { user: meta.user } : {}), subs: meta.subs.map((x) => ({ id: x.id, filter: x.filter, next: 0 })) })));
       track(announce('changed', meta.clientId));
@@ -303,17 +305,18 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
         track(redis.trellisRelease(`${prefix}:owner:${clientId}`, nodeId));
       },
       async claim(clientId: string): Promise<StoredSession | undefined> {
-        const owner = pub.set(`${prefix}:owner:${clientId}`, nodeId);
-        const told = announce('taken', clientId);
-        const raw = pub.hget(sessionsKey, clientId);
-        const held = pub.hgetallBuffer(`${prefix}:sq:${clientId}`);
-        await Promise.all([owner, told]);
-        const text = await raw;
+        // one pipeline, in this order: the owner key, the notice, then what Redis holds
+        const [, , text, held] = await Promise.all([
+          pub.set(`${prefix}:owner:${clientId}`, nodeId),
+          announce('taken', clientId),
+          pub.hget(sessionsKey, clientId),
+          pub.hgetallBuffer(`${prefix}:sq:${clientId}`),
+        ]);
         if (!text) return undefined;
         const meta = JSON.parse(text) as StoredSessionMeta & { epoch: string };
         epochs.set(clientId, meta.epoch);
         const bySub = new Map<number, StoredMessage[]>();
-        for (const [field, entry] of Object.entries(await held)) {
+        for (const [field, entry] of Object.entries(held)) {
           const [subId, seq] = field.split(':').map(Number) as [number, number];
           const e = decodeEntry(entry.subarray(1));
           const list = bySub.get(subId) ?? [];
