@@ -1026,7 +1026,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   /** Keeps a decoded message as the topic's last value and delivers it to every subscriber here; returns the deliveries. */
-  #distribute(node: Node, retained: Retained, expiresAt: number, remote = false): number {
+  #distribute(node: Node, retained: Retained, expiresAt: number, remote: boolean | ReadonlySet<string> = false): number {
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
@@ -1064,7 +1064,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * Delivers a message another node accepted: kept as the last value and sent to every
    * subscriber here, as if published locally (never relayed back). Resolves with the deliveries.
    */
-  async deliverRemote(topic: string, wire: number, payload: Buffer, expiresAt = 0): Promise<number> {
+  async deliverRemote(topic: string, wire: number, payload: Buffer, expiresAt = 0, routed?: ReadonlySet<string>): Promise<number> {
     const codec = await this.codecFor(wire);
     if (expiresAt && expiresAt <= Date.now()) return 0;
     const node = this.#node(topic, false);
@@ -1078,7 +1078,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     const payloads: (Buffer | undefined)[] = [];
     payloads[wire] = payload;
-    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt, true);
+    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt, routed ?? true);
     this.#counters.messagesIn++;
     return deliveries;
   }

@@ -127,10 +127,17 @@ export interface RedisCluster {
 const PUBLISH = 1;
 const CLEAR = 2;
 
-/** `u8 kind | u16 node length | node | u16 topic length | topic | u8 wire | f64 expiresAt | payload`. */
-function encodeMessage(kind: number, node: Buffer, topic: string, wire: number, expiresAt: number, payload: Buffer): Buffer {
+/**
+ * `u8 kind | u16 node length | node | u16 topic length | topic | u8 wire | f64 expiresAt | u16 n |
+ * n × (u16 length | client id) | payload`: the n client ids are the persistent sessions the
+ * accepting node kept the message for.
+ */
+function encodeMessage(kind: number, node: Buffer, topic: string, wire: number, expiresAt: number, payload: Buffer, routed: readonly string[] = []): Buffer {
   const t = Buffer.from(topic, 'utf8');
-  const out = Buffer.allocUnsafe(1 + 2 + node.length + 2 + t.length + 1 + 8 + payload.length);
+  const ids = routed.map((c) => Buffer.from(c, 'utf8'));
+  let idBytes = 0;
+  for (const c of ids) idBytes += 2 + c.length;
+  const out = Buffer.allocUnsafe(1 + 2 + node.length + 2 + t.length + 1 + 8 + 2 + idBytes + payload.length);
   let o = out.writeUInt8(kind, 0);
   o = out.writeUInt16BE(node.length, o);
   o += node.copy(out, o);
@@ -138,11 +145,16 @@ function encodeMessage(kind: number, node: Buffer, topic: string, wire: number, 
   o += t.copy(out, o);
   o = out.writeUInt8(wire, o);
   o = out.writeDoubleBE(expiresAt, o);
+  o = out.writeUInt16BE(ids.length, o);
+  for (const c of ids) {
+    o = out.writeUInt16BE(c.length, o);
+    o += c.copy(out, o);
+  }
   payload.copy(out, o);
   return out;
 }
 
-function decodeMessage(m: Buffer): { kind: number; node: string; topic: string; wire: number; expiresAt: number; payload: Buffer } {
+function decodeMessage(m: Buffer): { kind: number; node: string; topic: string; wire: number; expiresAt: number; routed: Set<string>; payload: Buffer } {
   let o = 0;
   const kind = m.readUInt8(o++);
   const nl = m.readUInt16BE(o);
@@ -153,7 +165,16 @@ function decodeMessage(m: Buffer): { kind: number; node: string; topic: string; 
   o += 2 + tl;
   const wire = m.readUInt8(o++);
   const expiresAt = m.readDoubleBE(o);
-  return { kind, node, topic, wire, expiresAt, payload: m.subarray(o + 8) };
+  o += 8;
+  const n = m.readUInt16BE(o);
+  o += 2;
+  const routed = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    const l = m.readUInt16BE(o);
+    routed.add(m.toString('utf8', o + 2, o + 2 + l));
+    o += 2 + l;
+  }
+  return { kind, node, topic, wire, expiresAt, routed, payload: m.subarray(o) };
 }
 
 /**
@@ -194,7 +215,7 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       if (msg.node === nodeId) return;
       counters.received++;
       if (msg.kind === CLEAR) broker.clearRemote(msg.topic);
-      else broker.deliverRemote(msg.topic, msg.wire, msg.payload, msg.expiresAt).catch(report(`message on ${msg.topic} from node ${msg.node}`));
+      else broker.deliverRemote(msg.topic, msg.wire, msg.payload, msg.expiresAt, msg.routed).catch(report(`message on ${msg.topic} from node ${msg.node}`));
     };
     // session deliveries (every node's, this one's too: they come in Redis's numbering order)
     const deliver = (m: Buffer): void => {
@@ -337,7 +358,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
       payload.copy(entry, 9);
       // one connection, commands in order: the hash and the channel see one producer's messages in order
       const stored = pub.hset(lastValues, topic, entry);
-      const sent = pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload));
+      const routed = engine.lastRouted; // set by this publish's commit, read once
+      engine.lastRouted = [];
+      const sent = pub.publish(channel, encodeMessage(PUBLISH, me, topic, wire, expiresAt, payload, routed));
       // the producer's PUBACK waits for both (a failure is reported and fails that ack)
       // and for the copies kept for persistent sessions (enqueued while the publish was routed)
       return Promise.all([stored, sent, last]).catch((err: unknown) => {

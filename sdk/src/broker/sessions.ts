@@ -419,7 +419,7 @@ export class SessionEngine {
   }
 
   /** Second half: numbers, keeps, stores and sends what `route` planned; returns the deliveries written. */
-  commit(pathBytes: Buffer, remote = false): number {
+  commit(pathBytes: Buffer, remote: boolean | ReadonlySet<string> = false): number {
     const subs = this.#planSubs;
     const payloads = this.#planPayloads;
     let sent = 0;
@@ -427,11 +427,16 @@ export class SessionEngine {
     for (let i = 0; i < subs.length; i++) {
       const sub = subs[i]!;
       if (this.#cluster && sub.session.clientId !== undefined) {
-        // cluster: the node that accepted the publish has Redis number it; a relayed copy is skipped
-        if (!remote) (items ??= []).push({ clientId: sub.session.clientId, subId: sub.id, topic: pathBytes, payload: payloads[i]!, retained: false });
+        // cluster: the node that accepted the publish has Redis number it; a relayed copy is skipped,
+        // unless that node had not heard of the session yet (`remote` = the sessions it routed)
+        // and its client is here: then this node has Redis keep it
+        const cid = sub.session.clientId;
+        const routedThere = remote === true || (remote !== false && (remote.has(cid) || !sub.session.link));
+        if (!routedThere) (items ??= []).push({ clientId: cid, subId: sub.id, topic: pathBytes, payload: payloads[i]!, retained: false });
       } else if (this.#enqueue(sub, pathBytes, payloads[i]!, false)) sent++;
     }
     this.release();
+    this.lastRouted = remote === false && items ? items.map((it) => it.clientId) : [];
     if (items) this.#cluster!.enqueue(items);
     return sent;
   }
@@ -610,6 +615,9 @@ export class SessionEngine {
     this.#cluster = cluster;
     this.#store = store;
   }
+
+  /** Cluster mode: the sessions the last local publish was kept for (the relay tells the other nodes). */
+  lastRouted: readonly string[] = [];
 
   /** The bounds Redis applies to one session's queue. */
   get limits(): { readonly maxSessionMessages: number; readonly maxSessionBytes: number } {
