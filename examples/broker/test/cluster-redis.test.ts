@@ -2,7 +2,8 @@
  * Cluster mode on a real redis-server (Debian package; skipped with a note when absent): several
  * brokers serve one topic space — a publish on any node reaches plain and acknowledged
  * subscribers on every node, last values live in Redis (a node started later serves them, clears
- * propagate), and a node killed under load leaves the others serving.
+ * propagate), persistent sessions live in Redis (taken over, resumed and restarted clean across
+ * nodes, only by their user), and a node killed under load leaves the others serving.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
