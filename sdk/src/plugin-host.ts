@@ -12,7 +12,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { SafeEmitter } from './safe-emitter.js';
 import { createLogger, type Logger } from './logger.js';
-import { disposeAll, type Disposable } from './disposable.js';
+import { disposeAll, toDisposable, type Disposable } from './disposable.js';
 import { readManifest, validateManifest, activationEvent, type ManifestInput, type PluginManifest } from './manifest.js';
 import {
   ActivationError,
@@ -105,6 +105,10 @@ export interface HostEvents {
   'plugin-error': [error: PluginError];
   /** A plugin was deactivated and its subscriptions disposed. */
   deactivated: [info: PluginInfo];
+  /** A plugin registered a provider (strategy, codec, DHT routing) under `id`. */
+  'provider-added': [area: AreaName, id: string, plugin: string];
+  /** A provider was unregistered (its plugin deactivated or failed): engines must stop using it. */
+  'provider-removed': [area: AreaName, id: string, plugin: string];
   /** A folder looked like a plugin but its manifest is invalid; it is skipped. */
   'invalid-plugin': [dir: string, error: TrellisError];
 }
@@ -543,6 +547,16 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     const dht = declared('dhtRouting');
     const accessIds = new Set<string>((manifest.contributes.access ?? []).map((c) => c.id));
     const id = record.id;
+    // Every registration tells the engines when it comes and goes, so none keeps a disposed provider.
+    const provide = (area: AreaName, pid: string, registration: Disposable): Disposable => {
+      this.emit('provider-added', area, pid, id);
+      return own(
+        toDisposable(() => {
+          registration.dispose();
+          this.emit('provider-removed', area, pid, id);
+        }),
+      );
+    };
 
     return Object.freeze({
       pluginId: id,
@@ -555,7 +569,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerStrategy: (sid: string, factory: Parameters<PluginContext['routing']['registerStrategy']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'strategies', sid, 'must be registered with a factory function');
-          return own(registryOf<StrategyFactory>(this.routing).register(id, strategies, sid, factory));
+          return provide('strategies', sid, registryOf<StrategyFactory>(this.routing).register(id, strategies, sid, factory));
         },
         tap: (hook: keyof RoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -573,7 +587,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
           if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') {
             throw new ContributionError(id, 'serializers', String(name), 'a codec needs encode() and decode()');
           }
-          return own(registryOf<Codec>(this.serialization).register(id, serializers, name, codec));
+          return provide('serializers', name, registryOf<Codec>(this.serialization).register(id, serializers, name, codec));
         },
         tap: (hook: keyof SerializationArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -584,7 +598,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerRouting: (rid: string, factory: Parameters<PluginContext['dhtRouting']['registerRouting']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'dhtRouting', rid, 'must be registered with a factory function');
-          return own(registryOf<DhtRoutingFactory>(this.dhtRouting).register(id, dht, rid, factory));
+          return provide('dhtRouting', rid, registryOf<DhtRoutingFactory>(this.dhtRouting).register(id, dht, rid, factory));
         },
         tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
