@@ -20,6 +20,7 @@ export * from './plugin-host.js';
 export type * from './context.js';
 export { SafeEmitter } from './safe-emitter.js';
 export { tapSync, untap, type PluginErrorSink } from './taps.js';
+export { driverOf, SLOW_CALL_MS, type PluginDriver, type PluginCallStats } from './plugin-driver.js';
 export {
   RoutingArea,
   createRoutingHooks,

@@ -619,7 +619,12 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     }) as PluginContext;
   }
 
+  /** Errors already reported: an error rethrown by the guarded path and caught again is reported once. */
+  readonly #reported = new WeakSet<PluginError>();
+
   #reportPluginError(error: PluginError): void {
+    if (this.#reported.has(error)) return;
+    this.#reported.add(error);
     this.log.error(error.message);
     this.emit('plugin-error', error);
   }
