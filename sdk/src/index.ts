@@ -17,6 +17,7 @@ export * from './disposable.js';
 export * from './logger.js';
 export * from './manifest.js';
 export * from './plugin-host.js';
+export { watchPlugins, type WatchPluginsOptions } from './plugin-watch.js';
 export type * from './context.js';
 export { SafeEmitter } from './safe-emitter.js';
 export { tapSync, untap, type PluginErrorSink } from './taps.js';

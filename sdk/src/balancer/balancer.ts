@@ -266,6 +266,11 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       this.setStrategy(id, this.#strategyOptions).catch((err) => this.#pluginError('create', err));
     });
   };
+  /** The strategy's plugin was reloaded (`host.reload`): new requests go to a fresh instance of the new code. */
+  readonly #onProviderReplaced = (area: string, id: string): void => {
+    if (area !== 'strategies' || id !== this.#strategyId || this.#closing) return;
+    this.setStrategy(id, this.#strategyOptions).catch((err) => this.#pluginError('create', err));
+  };
   #provider = '';
   #server: HttpServer | TcpServer | undefined;
   #address: { host: string; port: number } | null = null;
@@ -299,6 +304,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     this.#log = options.logger ?? this.#host.log.child(this.name);
     this.#host.on('provider-removed', this.#onProviderRemoved);
     this.#host.on('provider-added', this.#onProviderAdded);
+    this.#host.on('provider-replaced', this.#onProviderReplaced);
     const t = options.timeouts ?? {};
     this.#timeouts = {
       headersMs: t.headersMs ?? 10_000,
@@ -784,6 +790,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     this.#closing = true;
     this.#host.off('provider-removed', this.#onProviderRemoved);
     this.#host.off('provider-added', this.#onProviderAdded);
+    this.#host.off('provider-replaced', this.#onProviderReplaced);
     this.#health.stop();
     for (const t of this.#ejectTimers) clearTimeout(t);
     this.#ejectTimers.clear();

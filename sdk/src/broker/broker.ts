@@ -383,6 +383,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#store = options.store ?? memoryStore();
     this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, charge: (owner, filter) => this.#charge(owner, segmentsOf(filter)), refund: (owner, filter) => this.#refund(owner, segmentsOf(filter)), ...options.sessions, store: this.#store, log: this.log });
     this.#host.on('provider-removed', this.#onProviderRemoved);
+    this.#host.on('provider-replaced', this.#onProviderReplaced);
   }
 
   // ------------------------------------------------------------ plugin lifecycle (issue 10)
@@ -402,6 +403,18 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       told++;
     }
     if (told > 0) this.log.warn(`codec ${name} was unregistered by plugin "${plugin}": ${told} client(s) using it were told and closed`);
+  };
+
+  /** A codec's plugin was reloaded: its connections keep going on the new code. */
+  readonly #onProviderReplaced = (area: string, name: string): void => {
+    if (area !== 'serializers') return;
+    for (const wire of [...this.#codecs.keys()]) if (this.#host.serialization.nameOf(wire) === name) this.#codecs.delete(wire);
+    this.#host.serialization.codec(name).then(
+      (codec) => {
+        for (const s of this.#sessions) if (s.codec?.name === name && s.state !== 'closing') s.codec = codec;
+      },
+      (err) => this.log.warn(`codec ${name} could not be resolved after a reload`, err),
+    );
   };
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
@@ -472,6 +485,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   async #close(timeoutMs: number): Promise<void> {
     this.#host.off('provider-removed', this.#onProviderRemoved);
+    this.#host.off('provider-replaced', this.#onProviderReplaced);
     clearInterval(this.#rateTimer);
     clearInterval(this.#liveTimer);
     this.#limitedLog.flush();

@@ -41,7 +41,7 @@ export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = 
 /**
  * Lifecycle reaches the node: when the plugin providing `policy` is deactivated or fails, the node
  * falls back to successor routing (and says so); when a provider of `policy` is registered again,
- * it re-adopts it. The listeners leave the host when the node closes.
+ * it re-adopts it (and a reloaded plugin's new table). The listeners leave the host when the node closes.
  */
 function followRouting(host: PluginHost, node: ChordNode, policy: string): void {
   const live = () => !node.closing;
@@ -60,8 +60,10 @@ function followRouting(host: PluginHost, node: ChordNode, policy: string): void 
   };
   host.on('provider-removed', removed);
   host.on('provider-added', added);
+  host.on('provider-replaced', added); // a reload: the new code's table
   node.once('closed', () => {
     host.off('provider-removed', removed);
     host.off('provider-added', added);
+    host.off('provider-replaced', added);
   });
 }
