@@ -7,7 +7,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createRequire, register as registerHooks } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { SafeEmitter } from './safe-emitter.js';
@@ -141,6 +141,28 @@ interface PluginRecord {
   replacing?: { area: AreaName; id: string }[];
   /** Reloads so far (the cache-busting version of the entry module's URL). */
   reloads?: number;
+}
+
+/**
+ * A module resolve hook (node:module register), installed on the first reload only: a relative
+ * import made by a module whose URL carries `?trellis-v=N` (a reloaded plugin entry) gets the same
+ * query, so every file of the plugin reachable by relative imports is evaluated afresh. Bare
+ * specifiers (packages, the SDK) resolve as before and stay shared.
+ */
+const RELOAD_HOOK = `
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  const parent = context.parentURL;
+  if (parent === undefined || !(specifier.startsWith('./') || specifier.startsWith('../'))) return result;
+  const v = parent.startsWith('file:') ? new URL(parent).searchParams.get('trellis-v') : null;
+  if (v === null || !result.url.startsWith('file:') || result.url.includes('?')) return result;
+  return { ...result, url: result.url + '?trellis-v=' + v };
+}`;
+let reloadHookInstalled = false;
+function versionRelativeImports(): void {
+  if (reloadHookInstalled) return;
+  reloadHookInstalled = true;
+  registerHooks(`data:text/javascript,${encodeURIComponent(RELOAD_HOOK)}`);
 }
 
 /** Is `spec` a folder path rather than a package name? (`.`, `..`, `./x`, `../x`, `/x`, `C:\\x`) */
@@ -502,9 +524,10 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     }
     let mod: Partial<PluginModule> & { default?: Partial<PluginModule> };
     try {
-      // a reload busts Node's ESM cache for the entry module (only: see reload())
+      // a reload busts Node's ESM cache: the entry under a new URL, and its relative imports with it
       const url = pathToFileURL(file).href;
-      mod = await import(version === 0 ? url : `${url}?v=${version}`);
+      if (version > 0) versionRelativeImports();
+      mod = await import(version === 0 ? url : `${url}?trellis-v=${version}`);
     } catch (err) {
       throw new ActivationError(record.id, `loading ${file} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -684,10 +707,12 @@ export class PluginHost extends SafeEmitter<HostEvents> {
    * (`reload-failed`, kept = true) and the call rejects. If the new `activate()` throws, the plugin
    * is `failed` as after any failed activation (its providers are removed).
    *
-   * Limit: Node caches ES modules for the life of the process; the entry module is imported again
-   * under a new URL (`?v=N`), so only it is re-evaluated. Modules it imports keep their first
-   * version — keep a reloadable plugin in one file (or bundle it). Each reload keeps the previous
-   * module in memory (Node never unloads ES modules), so reload is for development.
+   * Node caches ES modules for the life of the process: the entry module is imported again under a
+   * new URL (`?trellis-v=N`), and a resolve hook (`module.register`, installed on the first reload)
+   * gives the same query to every relative import made from such a module, so all the plugin's
+   * files reachable by relative imports are evaluated afresh. Limits: packages the plugin imports
+   * by name (and CommonJS `require`) keep their first version; each reload keeps the previous
+   * modules in memory (Node never unloads ES modules), so reload is a development tool.
    */
   async reload(id: string): Promise<PluginInfo> {
     this.#assertAlive();

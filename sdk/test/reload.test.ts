@@ -104,6 +104,32 @@ test('reloading a strategy plugin under a client loop: 0 failed requests, new pi
   }
 });
 
+test('a multi-file plugin: files reached by relative imports are re-evaluated on reload', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'trellis-reload-'));
+  const dir = join(root, 'split-strategy');
+  mkdirSync(join(dir, 'lib'), { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'split-strategy', version: '1.0.0', type: 'module', main: './index.js', engines: { trellis: '*' }, contributes: { strategies: [{ id: 'split', title: 'Split' }] } }));
+  writeFileSync(join(dir, 'index.js'), `import { pick } from './lib/pick.js';\nexport function activate(ctx) {\n  ctx.routing.registerStrategy('split', ({ backends }) => {\n    let list = backends;\n    return { select: () => list[pick()], update() {}, setBackends(b) { list = b; } };\n  });\n}\n`);
+  const writePick = (i: number) => writeFileSync(join(dir, 'lib', 'pick.js'), `import { offset } from '../offset.js';\nexport const pick = () => ${i} + offset;\n`);
+  writeFileSync(join(dir, 'offset.js'), 'export const offset = 0;\n');
+  writePick(0);
+  const host = createHost({ builtins: false, dirs: [root], logger: memoryLogger() });
+  try {
+    const list = [0, 1, 2].map((i) => ({ id: `127.0.0.1:${5000 + i}`, host: '127.0.0.1', port: 5000 + i }));
+    assert.is((await host.routing.createStrategy('split', { backends: list, options: {} })).select()?.port, 5000);
+    writePick(1);
+    await host.reload('split-strategy');
+    assert.is((await host.routing.createStrategy('split', { backends: list, options: {} })).select()?.port, 5001);
+    // a file two imports deep changes too
+    writeFileSync(join(dir, 'offset.js'), 'export const offset = 1;\n');
+    await host.reload('split-strategy');
+    assert.is((await host.routing.createStrategy('split', { backends: list, options: {} })).select()?.port, 5002);
+  } finally {
+    await host.dispose();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('an in-process plugin cannot be reloaded', async () => {
   const host = createHost({ discover: false, builtins: false, logger: memoryLogger(), plugins: [{ manifest: { name: 'inline', version: '1.0.0', engines: { trellis: '*' } }, activate() {} }] });
   await host.reload('inline').then(
