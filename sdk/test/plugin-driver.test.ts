@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createServer, type Server } from 'node:http';
 import { createHost, CodecError, PluginError, type PluginContext, type Value } from '@trellis/sdk';
-import { createBalancer } from '@trellis/sdk/balancer';
+import { createBalancer, createAdminServer } from '@trellis/sdk/balancer';
 import { driverOf, SAMPLE_EVERY } from '../src/plugin-driver.js';
 import { backends, memoryLogger } from './helpers.js';
 
@@ -167,6 +167,54 @@ test('calls are timed on a sample; a slow call is counted', async () => {
   assert.is(stats.timed, 4);
   assert.is(stats.thresholdMs, 1);
   await host.dispose();
+});
+
+test('slow select() calls are counted and shown on the balancer\'s /-/stats', async () => {
+  const host = createHost({
+    discover: false,
+    builtins: false,
+    logger: memoryLogger(),
+    plugins: [
+      {
+        manifest: manifest('slow-strategy', { strategies: [{ id: 'slow', title: 'Slow' }] }),
+        activate(ctx: PluginContext) {
+          ctx.routing.registerStrategy('slow', ({ backends: list }) => {
+            let current = list;
+            return {
+              select() {
+                const until = performance.now() + 3; // a synchronous 3 ms select
+                while (performance.now() < until);
+                return current[0];
+              },
+              update() {},
+              setBackends: (b) => void (current = b),
+            };
+          });
+        },
+      },
+    ],
+  });
+  const server: Server = createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const lb = await createBalancer({ host, strategy: 'slow', backends: [`127.0.0.1:${(server.address() as { port: number }).port}`], healthCheck: false });
+  const admin = createAdminServer(lb);
+  try {
+    const { port } = await lb.listen(0, '127.0.0.1');
+    const { port: adminPort } = await admin.listen(0, '127.0.0.1');
+    for (let i = 0; i < SAMPLE_EVERY * 2; i++) await (await fetch(`http://127.0.0.1:${port}/`)).arrayBuffer();
+    const stats = (await (await fetch(`http://127.0.0.1:${adminPort}/-/stats`)).json()) as { strategyCalls: { plugin: string; calls: number; timed: number; slow: number; maxMs: number; thresholdMs: number } };
+    assert.is(stats.strategyCalls.plugin, 'slow-strategy');
+    assert.is(stats.strategyCalls.calls, SAMPLE_EVERY * 2);
+    assert.is(stats.strategyCalls.timed, 2);
+    assert.is(stats.strategyCalls.slow, 2);
+    assert.ok(stats.strategyCalls.maxMs >= 3);
+    assert.is(stats.strategyCalls.thresholdMs, 1);
+  } finally {
+    await admin.close();
+    await lb.close({ timeoutMs: 1000 });
+    await host.dispose();
+    server.close();
+  }
 });
 
 test.run();

@@ -18,6 +18,7 @@ import type { PluginHost } from '../plugin-host.js';
 import type { Backend, RouteInfo, RoutingContext, Strategy } from '../areas/routing.js';
 import { InvalidArgumentError, NoProviderError, PluginError, StateError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { driverOf, type PluginCallStats } from '../plugin-driver.js';
 import { BackendState, backendOf, MAX_WEIGHT, type BackendAddress, type BackendStats } from './backend-state.js';
 import { HealthChecker, resolveHealthCheck, type HealthCheckOptions, type ResolvedHealthCheck } from './health-checker.js';
 import { NoBackendError } from './errors.js';
@@ -146,6 +147,12 @@ export interface BalancerStats {
   /** Connections dropped at accept by `maxConnections`. */
   droppedConnections: number;
   healthCheck: ResolvedHealthCheck;
+  /**
+   * Calls into the strategy instance in use, through the guarded path: count, failures, and slow
+   * calls (`select()` over `thresholdMs`, timed on a 1-in-`sampleEvery` sample). A new instance
+   * (strategy change, plugin reload) starts from zero. Null when the strategy is not guarded.
+   */
+  strategyCalls: PluginCallStats | null;
   backends: BackendStats[];
 }
 
@@ -845,6 +852,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       errors: this.#errors,
       ...this.#local,
       healthCheck: this.#healthOptions,
+      strategyCalls: driverOf(this.#strategy)?.stats() ?? null,
       backends: this.#states.map((s) => s.stats()),
     };
   }
