@@ -199,21 +199,55 @@ export function guardCodec(c: Codec, driver: PluginDriver): Codec {
 /** A DHT routing table whose calls go through `driver` (not timed: maintenance, not the hot path). */
 export function guardTable(t: DhtRoutingTable, driver: PluginDriver): DhtRoutingTable {
   const d = driver;
-  const call = <R>(name: string, f: () => R): R => {
-    d.n++;
-    try {
-      return f();
-    } catch (err) {
-      throw d.fail(name, err);
-    }
-  };
   const g: DhtRoutingTable = Object.freeze({
-    closestPrecedingNode: (id: bigint) => call('closestPrecedingNode', () => t.closestPrecedingNode(id)),
-    successorChanged: (n: DhtNode) => call('successorChanged', () => t.successorChanged(n)),
-    nodeFailed: (n: DhtNode) => call('nodeFailed', () => t.nodeFailed(n)),
-    refresh: () => call('refresh', () => t.refresh()),
-    update: (i: number, n: DhtNode) => call('update', () => t.update(i, n)),
-    entries: () => call('entries', () => t.entries()),
+    closestPrecedingNode(id: bigint) {
+      d.n++;
+      try {
+        return t.closestPrecedingNode(id);
+      } catch (err) {
+        throw d.fail('closestPrecedingNode', err);
+      }
+    },
+    successorChanged(n: DhtNode) {
+      d.n++;
+      try {
+        return t.successorChanged(n);
+      } catch (err) {
+        throw d.fail('successorChanged', err);
+      }
+    },
+    nodeFailed(n: DhtNode) {
+      d.n++;
+      try {
+        return t.nodeFailed(n);
+      } catch (err) {
+        throw d.fail('nodeFailed', err);
+      }
+    },
+    refresh() {
+      d.n++;
+      try {
+        return t.refresh();
+      } catch (err) {
+        throw d.fail('refresh', err);
+      }
+    },
+    update(i: number, n: DhtNode) {
+      d.n++;
+      try {
+        return t.update(i, n);
+      } catch (err) {
+        throw d.fail('update', err);
+      }
+    },
+    entries() {
+      d.n++;
+      try {
+        return t.entries();
+      } catch (err) {
+        throw d.fail('entries', err);
+      }
+    },
   });
   drivers.set(g, driver);
   return g;
