@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHost, StateError } from '@trellis/sdk';
 import { createBalancer } from '@trellis/sdk/balancer';
+import { createBroker, connect } from '@trellis/sdk/broker';
 import { memoryLogger } from './helpers.js';
 
 const test = suite('reload');
@@ -127,6 +128,52 @@ test('a multi-file plugin: files reached by relative imports are re-evaluated on
   } finally {
     await host.dispose();
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('reloading a codec plugin keeps the broker connections that use it open and served', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'trellis-reload-'));
+  const dir = join(root, 'text-codec');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'text-codec', version: '1.0.0', type: 'module', main: './index.js', engines: { trellis: '*' }, contributes: { serializers: [{ id: 'text', title: 'Text', wireId: 40 }] } }));
+  const writeCodec = (tag: string) =>
+    writeFileSync(
+      join(dir, 'index.js'),
+      `export function activate(ctx) {\n  ctx.serialization.registerCodec({ wireId: 40, name: 'text', encode: (v) => new TextEncoder().encode(JSON.stringify(v)), decode: (b) => { globalThis.__codecTag = '${tag}'; return JSON.parse(new TextDecoder().decode(b)); } });\n}\n`,
+    );
+  writeCodec('v0');
+  const host = createHost({ builtins: false, dirs: [root], logger: memoryLogger() });
+  const broker = createBroker({ host, lingerMs: 200 });
+  const g = globalThis as { __codecTag?: string };
+  try {
+    const { port } = await broker.listen(0);
+    // the client's own codec object: only the broker's decodes go through the plugin
+    const clientCodec = { wireId: 40, name: 'text', encode: (v: unknown) => new TextEncoder().encode(JSON.stringify(v)), decode: (b: Uint8Array) => JSON.parse(new TextDecoder().decode(b)) };
+    const client = await connect({ port, codec: clientCodec });
+    let closed = false;
+    client.on('close', () => void (closed = true));
+    const sub = await client.subscribe('/r');
+    const nextLive = async () => {
+      for (;;) {
+        const n = await Promise.race([sub.next(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('nothing arrived')), 5000))]);
+        if (!n.value.retained) return n.value.value;
+      }
+    };
+    client.publish('/r', 1);
+    assert.is(await nextLive(), 1);
+    assert.is(g.__codecTag, 'v0');
+    writeCodec('v1');
+    await host.reload('text-codec');
+    client.publish('/r', 2);
+    assert.is(await nextLive(), 2);
+    assert.is(g.__codecTag, 'v1', "the broker decodes with the new code");
+    assert.is(closed, false);
+    await client.close();
+  } finally {
+    await broker.close({ timeoutMs: 1000 });
+    await host.dispose();
+    rmSync(root, { recursive: true, force: true });
+    delete g.__codecTag;
   }
 });
 
