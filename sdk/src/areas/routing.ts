@@ -136,7 +136,7 @@ export function createRoutingHooks() {
 export type RoutingHooks = ReturnType<typeof createRoutingHooks>;
 export type RoutingHookName = keyof RoutingHooks;
 
-/** The host side of the routing area: resolve a strategy once, then call it directly. */
+/** The host side of the routing area: resolve a strategy once, then call it through its guarded stand-in. */
 export class RoutingArea {
   /** The observer hooks, shared by every balancer of this host. */
   readonly hooks: RoutingHooks = createRoutingHooks();
