@@ -16,6 +16,8 @@ import { createHost, createLogger, type Strategy, type Backend, type RouteInfo }
 // @ts-expect-error plain JS fixture without types
 import { RoundRobin } from './fixtures/rr/index.js';
 import { HttpRoutingContext } from '../src/balancer/routing-context.js';
+import { registryOf } from '../src/areas/registry.js';
+import type { StrategyFactory } from '../src/areas/routing.js';
 import type { Socket } from 'node:net';
 
 const CALLS = 5_000_000;
@@ -29,6 +31,9 @@ async function hotPath() {
   const host = createHost({ builtins: false, dirs: [fileURLToPath(new URL('./fixtures/rr', import.meta.url))], logger: createLogger('bench', 'silent') });
   const viaSdk: Strategy = await host.routing.createStrategy('bench-rr', { backends, options: {} });
   const direct: Strategy = new RoundRobin(backends);
+  // Before the guarded path (issue 10): the plugin's own object as the registry holds it, called
+  // by the engine without the PluginDriver stand-in. Same run, so the two compare.
+  const unguarded: Strategy = registryOf<StrategyFactory>(host.routing).get('bench-rr')!.value({ backends, options: {} });
   const hooks = host.routing.hooks;
   const tapped = createHost({ builtins: false, logger: createLogger('bench', 'silent') });
   let observed = 0;
@@ -72,10 +77,12 @@ async function hotPath() {
 
   const cases: [string, () => number][] = [
     ['direct method call', () => loop(direct, undefined)],
-    ['through the SDK (resolved plugin strategy)', () => loop(viaSdk, undefined)],
+    ['before the guarded path: the plugin object unwrapped', () => loop(unguarded, undefined)],
+    ['through the SDK (resolved plugin strategy, guarded path)', () => loop(viaSdk, undefined)],
     ['through the SDK + observer hooks, 0 taps', () => loop(viaSdk, hooks)],
     ['through the SDK + observer hooks, 1 tap', () => loop(viaSdk, tapped.routing.hooks)],
     ['direct method call + routing context (fill + select(ctx))', () => loopCtx(direct, undefined)],
+    ['before the guarded path + routing context (fill + select(ctx)) + hooks, 0 taps', () => loopCtx(unguarded, hooks)],
     ['through the SDK + routing context (fill + select(ctx)) + hooks, 0 taps', () => loopCtx(viaSdk, hooks)],
   ];
   const results = new Map<string, number[]>(cases.map(([n]) => [n, []]));

@@ -17,9 +17,11 @@ export * from './disposable.js';
 export * from './logger.js';
 export * from './manifest.js';
 export * from './plugin-host.js';
+export { watchPlugins, type WatchPluginsOptions } from './plugin-watch.js';
 export type * from './context.js';
 export { SafeEmitter } from './safe-emitter.js';
 export { tapSync, untap, type PluginErrorSink } from './taps.js';
+export { driverOf, SLOW_CALL_MS, type PluginDriver, type PluginCallStats } from './plugin-driver.js';
 export {
   RoutingArea,
   createRoutingHooks,

@@ -7,12 +7,12 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { existsSync, realpathSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { createRequire, register as registerHooks } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { SafeEmitter } from './safe-emitter.js';
 import { createLogger, type Logger } from './logger.js';
-import { disposeAll, type Disposable } from './disposable.js';
+import { disposeAll, toDisposable, type Disposable } from './disposable.js';
 import { readManifest, validateManifest, activationEvent, type ManifestInput, type PluginManifest } from './manifest.js';
 import {
   ActivationError,
@@ -24,6 +24,7 @@ import {
   ManifestError,
   NoProviderError,
   PluginError,
+  StateError,
   TimeoutError,
   TrellisError,
   errors,
@@ -105,6 +106,19 @@ export interface HostEvents {
   'plugin-error': [error: PluginError];
   /** A plugin was deactivated and its subscriptions disposed. */
   deactivated: [info: PluginInfo];
+  /** A plugin registered a provider (strategy, codec, DHT routing) under `id`. */
+  'provider-added': [area: AreaName, id: string, plugin: string];
+  /** A provider was unregistered (its plugin deactivated or failed): engines must stop using it. */
+  'provider-removed': [area: AreaName, id: string, plugin: string];
+  /**
+   * A provider was swapped for the same plugin's new code (`reload`): engines take a new instance
+   * for new work; in-flight work finishes on the old one.
+   */
+  'provider-replaced': [area: AreaName, id: string, plugin: string];
+  /** `reload(id)` swapped the plugin's code in (`version`: the reload count, from 1). */
+  reloaded: [info: PluginInfo, version: number];
+  /** `reload(id)` failed; `kept` says whether the previous code is still serving. */
+  'reload-failed': [info: PluginInfo, error: TrellisError, kept: boolean];
   /** A folder looked like a plugin but its manifest is invalid; it is skipped. */
   'invalid-plugin': [dir: string, error: TrellisError];
 }
@@ -123,6 +137,32 @@ interface PluginRecord {
   owned: Disposable[];
   activationMs: number | undefined;
   order: number;
+  /** Set while `reload` activates new code beside the old: registrations replace, not add. */
+  replacing?: { area: AreaName; id: string }[];
+  /** Reloads so far (the cache-busting version of the entry module's URL). */
+  reloads?: number;
+}
+
+/**
+ * A module resolve hook (node:module register), installed on the first reload only: a relative
+ * import made by a module whose URL carries `?trellis-v=N` (a reloaded plugin entry) gets the same
+ * query, so every file of the plugin reachable by relative imports is evaluated afresh. Bare
+ * specifiers (packages, the SDK) resolve as before and stay shared.
+ */
+const RELOAD_HOOK = `
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  const parent = context.parentURL;
+  if (parent === undefined || !(specifier.startsWith('./') || specifier.startsWith('../'))) return result;
+  const v = parent.startsWith('file:') ? new URL(parent).searchParams.get('trellis-v') : null;
+  if (v === null || !result.url.startsWith('file:') || result.url.includes('?')) return result;
+  return { ...result, url: result.url + '?trellis-v=' + v };
+}`;
+let reloadHookInstalled = false;
+function versionRelativeImports(): void {
+  if (reloadHookInstalled) return;
+  reloadHookInstalled = true;
+  registerHooks(`data:text/javascript,${encodeURIComponent(RELOAD_HOOK)}`);
 }
 
 /** Is `spec` a folder path rather than a package name? (`.`, `..`, `./x`, `../x`, `/x`, `C:\\x`) */
@@ -477,14 +517,17 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     for (const dep of record.manifest!.pluginDependencies) this.#checkDependencies(dep, [...path, id]);
   }
 
-  async #load(record: PluginRecord): Promise<PluginModule> {
+  async #load(record: PluginRecord, version = 0): Promise<PluginModule> {
     const file = resolve(record.dir!, record.manifest!.main!);
     if (!existsSync(file)) {
       throw new ActivationError(record.id, `its main module ${file} does not exist: the package's "main" names a file that was not built or not shipped`);
     }
     let mod: Partial<PluginModule> & { default?: Partial<PluginModule> };
     try {
-      mod = await import(pathToFileURL(file).href);
+      // a reload busts Node's ESM cache: the entry under a new URL, and its relative imports with it
+      const url = pathToFileURL(file).href;
+      if (version > 0) versionRelativeImports();
+      mod = await import(version === 0 ? url : `${url}?trellis-v=${version}`);
     } catch (err) {
       throw new ActivationError(record.id, `loading ${file} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -543,6 +586,23 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     const dht = declared('dhtRouting');
     const accessIds = new Set<string>((manifest.contributes.access ?? []).map((c) => c.id));
     const id = record.id;
+    // Every registration tells the engines when it comes and goes, so none keeps a disposed provider.
+    const areaOf = { strategies: this.routing, serializers: this.serialization, dhtRouting: this.dhtRouting, access: this.access } as const;
+    const provide = <T>(area: AreaName, pid: string, declaredIds: ReadonlySet<string>, value: T): Disposable => {
+      const registry = registryOf<T>(areaOf[area]);
+      const replacing = record.replacing !== undefined && registry.get(pid)?.plugin === id;
+      const registration = replacing ? registry.replace(id, declaredIds, pid, value) : registry.register(id, declaredIds, pid, value);
+      // a reload announces replacements once the new code's activate() has finished
+      if (replacing) record.replacing!.push({ area, id: pid });
+      else this.emit('provider-added', area, pid, id);
+      return own(
+        toDisposable(() => {
+          registration.dispose();
+          // replaced by a reload: the id never went missing
+          if (registry.get(pid) === undefined) this.emit('provider-removed', area, pid, id);
+        }),
+      );
+    };
 
     return Object.freeze({
       pluginId: id,
@@ -555,7 +615,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerStrategy: (sid: string, factory: Parameters<PluginContext['routing']['registerStrategy']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'strategies', sid, 'must be registered with a factory function');
-          return own(registryOf<StrategyFactory>(this.routing).register(id, strategies, sid, factory));
+          return provide<StrategyFactory>('strategies', sid, strategies, factory);
         },
         tap: (hook: keyof RoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -573,7 +633,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
           if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') {
             throw new ContributionError(id, 'serializers', String(name), 'a codec needs encode() and decode()');
           }
-          return own(registryOf<Codec>(this.serialization).register(id, serializers, name, codec));
+          return provide<Codec>('serializers', name, serializers, codec);
         },
         tap: (hook: keyof SerializationArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -584,7 +644,7 @@ export class PluginHost extends SafeEmitter<HostEvents> {
         registerRouting: (rid: string, factory: Parameters<PluginContext['dhtRouting']['registerRouting']>[1]) => {
           alive();
           if (typeof factory !== 'function') throw new ContributionError(id, 'dhtRouting', rid, 'must be registered with a factory function');
-          return own(registryOf<DhtRoutingFactory>(this.dhtRouting).register(id, dht, rid, factory));
+          return provide<DhtRoutingFactory>('dhtRouting', rid, dht, factory);
         },
         tap: (hook: keyof DhtRoutingArea['hooks'], listener: (...args: any[]) => void) => {
           alive();
@@ -605,7 +665,12 @@ export class PluginHost extends SafeEmitter<HostEvents> {
     }) as PluginContext;
   }
 
+  /** Errors already reported: an error rethrown by the guarded path and caught again is reported once. */
+  readonly #reported = new WeakSet<PluginError>();
+
   #reportPluginError(error: PluginError): void {
+    if (this.#reported.has(error)) return;
+    this.#reported.add(error);
     this.log.error(error.message);
     this.emit('plugin-error', error);
   }
@@ -632,6 +697,100 @@ export class PluginHost extends SafeEmitter<HostEvents> {
   // ------------------------------------------------------------- deactivation
 
   /** Runs the plugin's `deactivate()`, then disposes its subscriptions; dependents go first. */
+  /**
+   * Re-reads plugin `id`'s folder (manifest and entry module) and swaps the new code in without
+   * a gap: the new `activate()` runs beside the old code, its registrations replace the old ones
+   * in one step (`provider-replaced`: engines take new instances, in-flight work finishes on the
+   * old), then the old code is deactivated and its subscriptions disposed. Emits `reloaded`.
+   *
+   * If the folder cannot be read or the module fails to load, the old code keeps serving
+   * (`reload-failed`, kept = true) and the call rejects. If the new `activate()` throws, the plugin
+   * is `failed` as after any failed activation (its providers are removed).
+   *
+   * Node caches ES modules for the life of the process: the entry module is imported again under a
+   * new URL (`?trellis-v=N`), and a resolve hook (`module.register`, installed on the first reload)
+   * gives the same query to every relative import made from such a module, so all the plugin's
+   * files reachable by relative imports are evaluated afresh. Limits: packages the plugin imports
+   * by name (and CommonJS `require`) keep their first version; each reload keeps the previous
+   * modules in memory (Node never unloads ES modules), so reload is a development tool.
+   */
+  async reload(id: string): Promise<PluginInfo> {
+    this.#assertAlive();
+    await this.scan();
+    const record = this.#records.get(id);
+    if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is known to this host`);
+    if (record.dir === undefined) throw new StateError(`plugin "${id}" was registered in-process; only a plugin loaded from a folder can be reloaded`);
+    if (record.replacing) throw new StateError(`plugin "${id}" is already being reloaded`);
+    if (record.activation) await record.activation.catch(() => undefined);
+    const version = (record.reloads ?? 0) + 1;
+    let manifest: PluginManifest;
+    let module: PluginModule;
+    try {
+      manifest = await readManifest(record.dir, this.sdkVersion);
+      if (manifest.name !== id) throw new ManifestError(join(record.dir, 'package.json'), 'name', `changed from "${id}" to "${manifest.name}"; restart to load it under a new name`);
+      const ids = (m: PluginManifest) => JSON.stringify([m.contributes.strategies, m.contributes.serializers, m.contributes.dhtRouting, m.contributes.access ?? []].map((l) => l.map((c) => c.id).sort()));
+      if (ids(manifest) !== ids(record.manifest!)) throw new ManifestError(join(record.dir, 'package.json'), 'contributes', 'the contributed ids changed; restart the host to load them');
+      module = await this.#load({ ...record, manifest }, version);
+    } catch (err) {
+      const error = err instanceof TrellisError ? err : new ActivationError(id, `reload failed: ${String(err)}`, { cause: err });
+      this.log.error(`reload of ${id} failed, the previous code keeps serving: ${error.message}`);
+      this.emit('reload-failed', this.#info(record), error, true);
+      throw error;
+    }
+    record.reloads = version;
+    record.manifest = manifest;
+    record.version = manifest.version;
+    if (record.state !== 'active') {
+      // not running: the next activation uses the new code
+      record.module = module;
+      this.emit('reloaded', this.#info(record), version);
+      return this.#info(record);
+    }
+    const old = { module: record.module, context: record.context, owned: record.owned.splice(0) };
+    const replaced: { area: AreaName; id: string }[] = [];
+    record.replacing = replaced;
+    record.module = module;
+    record.state = 'activating';
+    const started = performance.now();
+    const activation = (async () => {
+      const context = this.#createContext(record);
+      record.context = context;
+      await this.#withTimeout(record.id, () => module.activate(context));
+    })();
+    record.activation = activation;
+    try {
+      await activation;
+    } catch (err) {
+      record.replacing = undefined;
+      const error = new ActivationError(id, `reload: activate() threw: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      record.state = 'failed';
+      record.error = error;
+      record.activation = undefined;
+      this.#disposeOwned(record);
+      disposeAll(old.context?.subscriptions.splice(0) ?? []);
+      disposeAll(old.owned);
+      this.log.error(error.message);
+      this.emit('reload-failed', this.#info(record), error, false);
+      throw error;
+    }
+    record.replacing = undefined;
+    record.state = 'active';
+    record.error = undefined;
+    record.activationMs = performance.now() - started;
+    // engines swap to the new providers now; the old code is still alive for in-flight work
+    for (const r of replaced) this.emit('provider-replaced', r.area, r.id, id);
+    await new Promise<void>((r) => setImmediate(r));
+    try {
+      if (old.module?.deactivate) await this.#withTimeout(id, () => old.module!.deactivate!());
+    } catch (err) {
+      this.#reportPluginError(new PluginError(id, 'deactivate', err));
+    }
+    for (const err of [...disposeAll(old.context?.subscriptions.splice(0) ?? []), ...disposeAll(old.owned)]) this.#reportPluginError(new PluginError(id, 'dispose', err));
+    this.log.info(`reloaded ${id} (version ${version})`);
+    this.emit('reloaded', this.#info(record), version);
+    return this.#info(record);
+  }
+
   async deactivate(id: string): Promise<void> {
     const record = this.#records.get(id);
     if (!record) throw new TrellisError(ErrorCodes.PLUGIN_NOT_FOUND, `no plugin "${id}" is installed`);

@@ -6,6 +6,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import cluster from 'node:cluster';
 import { createBalancer, createAdminServer, parseBackend, type BackendAddress } from '@trellis/sdk/balancer';
+import { watchPlugins } from '@trellis/sdk';
 import { strategyId } from './strategy-names.js';
 import { loadConfig, type LbConfigFile } from './config.js';
 import { applySettings, RESTART_ONLY, type Settings } from './reload.js';
@@ -69,6 +70,7 @@ export const lb = defineCommand({
     'admin-port': { type: 'string', description: 'serve /-/stats, /-/metrics, /-/health and /-/events on this port', placeholder: 'port' },
     'admin-token-file': { type: 'string', description: 'file holding the bearer token for admin writes (weights, reload); or set TRELLIS_ADMIN_TOKEN', placeholder: 'file' },
     'plugin-dir': pluginDirOption,
+    watch: { type: 'boolean', description: 'reload a --plugin-dir plugin in place when its files change (development)' },
     'health-interval': { type: 'string', description: 'ms between health checks, 0 disables them (default: 2000)', placeholder: 'ms' },
     'health-timeout': { type: 'string', description: 'ms a health check may take (default: 1000)', placeholder: 'ms' },
     'health-path': { type: 'string', description: 'HTTP path to check (default: a TCP connect)', placeholder: 'path' },
@@ -233,6 +235,15 @@ export const lb = defineCommand({
       balancer.on('backend-up', (b) => io.stderr.write(`lb: back-end ${b.id} is UP\n`));
       balancer.on('plugin-error', (e) => io.stderr.write(`lb: ${e.message}\n`));
     }
+    // --watch: a changed plugin folder is reloaded in place (host.reload), requests keep flowing
+    const watcher =
+      values.watch && initial.pluginDirs.length > 0
+        ? watchPlugins(host, initial.pluginDirs, {
+            onReload: (id, r) =>
+              r.error ? io.stderr.write(`lb: reload of plugin ${id} failed, the previous code keeps serving: ${r.error.message}\n`) : io.stderr.write(`lb: plugin ${id} reloaded\n`),
+          })
+        : undefined;
+    if (values.watch && initial.pluginDirs.length === 0) io.stderr.write('lb: --watch ignored: no --plugin-dir to watch\n');
     // reloads run one at a time; a refused file changes nothing
     let reloading: Promise<unknown> = Promise.resolve();
     const reload = (): Promise<Record<string, unknown>> => {
@@ -285,6 +296,7 @@ export const lb = defineCommand({
       await untilAborted(io.signal);
       io.stdout.write('lb: draining…\n');
     } finally {
+      watcher?.dispose();
       process.off('SIGHUP', onHangup);
       process.off('SIGHUP', onHup);
       await admin?.close();

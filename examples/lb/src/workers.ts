@@ -66,6 +66,11 @@ export class WorkersView extends SafeEmitter<BalancerEvents> {
     out.clientConnections = all.reduce((a, s) => a + (s.clientConnections ?? 0), 0);
     out.uptimeMs = Math.max(...all.map((s) => s.uptimeMs));
     out.closing = all.some((s) => s.closing);
+    const calls = all.map((s) => s.strategyCalls).filter((c): c is NonNullable<typeof c> => c != null);
+    if (calls.length > 0) {
+      const sum = (k: 'calls' | 'failed' | 'timed' | 'slow') => calls.reduce((a, c) => a + c[k], 0);
+      out.strategyCalls = { ...calls[0]!, calls: sum('calls'), failed: sum('failed'), timed: sum('timed'), slow: sum('slow'), maxMs: Math.max(...calls.map((c) => c.maxMs)) };
+    }
     out.backends = first.backends.map((b, i) => {
       const rows = all.map((s) => s.backends[i]).filter((x): x is NonNullable<typeof x> => x !== undefined && x.id === b.id);
       const requests = rows.reduce((a, r) => a + r.requests, 0);

@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { runCommand } from '@trellis/sdk/cli';
 import { lb, stress } from '../src/cli.js';
@@ -44,6 +47,36 @@ test('trellis lb takes -a -p -s PORT… and a custom strategy from --plugin-dir'
     await Promise.all(servers.map((s) => s.close()));
   }
   assert.match(cli.out(), /strategy last-first, back-ends 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+/);
+});
+
+test('trellis lb --watch reloads a --plugin-dir strategy when its file changes', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'trellis-watch-'));
+  const dir = join(root, 'live-strategy');
+  mkdirSync(dir);
+  const write = (index: number) =>
+    writeFileSync(
+      join(dir, 'index.js'),
+      `export function activate(ctx) {\n  ctx.routing.registerStrategy('live', ({ backends }) => {\n    let list = backends;\n    return { select: () => list[${index}], update() {}, setBackends(b) { list = b; } };\n  });\n}\n`,
+    );
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'live-strategy', version: '1.0.0', type: 'module', main: './index.js', engines: { trellis: '*' }, contributes: { strategies: [{ id: 'live', title: 'Live' }] } }));
+  write(0);
+  const { servers, ports } = await startPis(2);
+  const port = await freePort();
+  const cli = io();
+  const running = runCommand('trellis lb', lb, ['--strategy', 'live', '-p', String(port), '-s', String(ports[0]), String(ports[1]), '--plugin-dir', root, '--watch', '--quiet'], cli);
+  try {
+    await waitFor(() => cli.out().includes('lb: http mode'), 5000, 'the balancer to start');
+    assert.is(serverOf(await get(port, '/5')), `127.0.0.1:${ports[0]}`);
+    await new Promise((r) => setTimeout(r, 100)); // the watcher is set up before listen; let it settle
+    write(1);
+    await waitFor(() => cli.err().includes('lb: plugin live-strategy reloaded'), 10_000, 'the reload');
+    assert.is(serverOf(await get(port, '/5')), `127.0.0.1:${ports[1]}`);
+  } finally {
+    cli.stop();
+    assert.is(await running, 0);
+    await Promise.all(servers.map((s) => s.close()));
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('trellis lb takes repeated -s and --backend, in list order, with the reference policy name', async () => {

@@ -7,6 +7,7 @@ import { SyncHook } from 'tapable';
 import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
 import { guardHooks } from '../taps.js';
 import { PluginError } from '../errors.js';
+import { PluginDriver, guardTable } from '../plugin-driver.js';
 
 /** A ring member. Ids are bigints so rings larger than 2^53 (e.g. 160-bit SHA-1) work. */
 export interface DhtNode {
@@ -81,11 +82,18 @@ export class DhtRoutingArea {
     const plugin = await this.#host.activateContributor('dhtRouting', id);
     const entry = this.#registry.get(id);
     if (!entry) throw new PluginError(plugin, `dhtRouting:${id}`, new Error('the plugin activated but did not register this routing policy'));
+    let table: DhtRoutingTable;
     try {
-      return entry.value({ ...init, options: Object.freeze({ ...init.options }) });
+      table = entry.value({ ...init, options: Object.freeze({ ...init.options }) });
     } catch (err) {
       throw new PluginError(entry.plugin, `dhtRouting:${id}`, err);
     }
+    return this.#guard(entry.plugin, id, table);
+  }
+
+  /** The table's calls go through the guarded path: a throw is a reported PluginError. */
+  #guard(plugin: string, id: string, table: DhtRoutingTable): DhtRoutingTable {
+    return guardTable(table, new PluginDriver(plugin, `dhtRouting:${id}`, (err) => this.#host.reportPluginError(err)));
   }
 
   /** Resolves policy `id` to its factory once, for engines that create many tables (simulation). */
@@ -93,11 +101,13 @@ export class DhtRoutingArea {
     await this.#host.activateContributor('dhtRouting', id);
     const entry = this.#registry.get(id)!;
     return (init) => {
+      let table: DhtRoutingTable;
       try {
-        return entry.value(init);
+        table = entry.value(init);
       } catch (err) {
         throw new PluginError(entry.plugin, `dhtRouting:${id}`, err);
       }
+      return this.#guard(entry.plugin, id, table);
     };
   }
 }

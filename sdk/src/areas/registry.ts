@@ -39,6 +39,23 @@ export class ContributionRegistry<T> {
     });
   }
 
+  /**
+   * Replaces `plugin`'s own entry under `id` in one step (a reload): lookups never see the id
+   * missing. The old registration's disposal then leaves the new entry alone.
+   */
+  replace(plugin: string, declared: ReadonlySet<string>, id: string, value: T): Disposable {
+    const existing = this.#entries.get(id);
+    if (existing?.plugin !== plugin) return this.register(plugin, declared, id, value);
+    if (!declared.has(id)) {
+      throw new ContributionError(plugin, this.#area, id, `is not declared in the manifest's contributes.${this.#area}; add it there first`);
+    }
+    const entry: Registered<T> = Object.freeze({ plugin, id, value });
+    this.#entries.set(id, entry);
+    return toDisposable(() => {
+      if (this.#entries.get(id) === entry) this.#entries.delete(id);
+    });
+  }
+
   get(id: string): Registered<T> | undefined {
     return this.#entries.get(id);
   }

@@ -6,6 +6,9 @@
 import { SyncHook } from 'tapable';
 import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
 import { guardHooks } from '../taps.js';
+import { PluginDriver, guardStrategy } from '../plugin-driver.js';
+
+const STRATEGY_METHODS = ['select', 'update', 'setBackends'] as const;
 import { PluginError } from '../errors.js';
 
 /** One upstream server. `id` is stable (`host:port` by default) and unique in a balancer. */
@@ -133,7 +136,7 @@ export function createRoutingHooks() {
 export type RoutingHooks = ReturnType<typeof createRoutingHooks>;
 export type RoutingHookName = keyof RoutingHooks;
 
-/** The host side of the routing area: resolve a strategy once, then call it directly. */
+/** The host side of the routing area: resolve a strategy once, then call it through its guarded stand-in. */
 export class RoutingArea {
   /** The observer hooks, shared by every balancer of this host. */
   readonly hooks: RoutingHooks = createRoutingHooks();
@@ -154,7 +157,9 @@ export class RoutingArea {
 
   /**
    * Activates the contributing plugin if needed and creates a strategy instance. The returned
-   * object is the plugin's own: engines call it on the hot path without indirection.
+   * object stands in for the plugin's: its `select`, `update` and `setBackends` go through the
+   * guarded path (`PluginDriver`): a throw arrives as a reported `PluginError`; `driverOf(it)`
+   * gives call counts and slow calls.
    */
   async createStrategy(id: string, init: StrategyInit): Promise<Strategy> {
     const plugin = await this.#host.activateContributor('strategies', id);
@@ -162,10 +167,12 @@ export class RoutingArea {
     if (!entry) throw new PluginError(plugin, `strategy:${id}`, new Error('the plugin activated but did not register this strategy'));
     try {
       const strategy = entry.value({ backends: Object.freeze([...init.backends]), options: Object.freeze({ ...init.options }) });
-      for (const method of ['select', 'update', 'setBackends'] as const) {
+      for (const method of STRATEGY_METHODS) {
         if (typeof strategy?.[method] !== 'function') throw new TypeError(`the strategy has no ${method}() method`);
       }
-      return strategy;
+      // every call into it goes through the guarded path (PluginError with plugin id + method)
+      const driver = new PluginDriver(entry.plugin, `strategy:${id}`, (err) => this.#host.reportPluginError(err));
+      return guardStrategy(strategy, driver);
     } catch (err) {
       throw err instanceof PluginError ? err : new PluginError(entry.plugin, `strategy:${id}`, err);
     }

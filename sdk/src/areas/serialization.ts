@@ -5,7 +5,8 @@
 import { SyncHook } from 'tapable';
 import { ContributionRegistry, bindRegistry, type AreaHost } from './registry.js';
 import { guardHooks } from '../taps.js';
-import { NoProviderError, PluginError } from '../errors.js';
+import { CodecError, NoProviderError, PluginError } from '../errors.js';
+import { PluginDriver, guardCodec } from '../plugin-driver.js';
 
 /**
  * The value model every codec round-trips: null, booleans, numbers (integers beyond 2^53 as
@@ -67,6 +68,8 @@ export class SerializationArea {
   readonly #registry = new ContributionRegistry<Codec>('serializers');
   readonly #host: AreaHost;
   readonly #wireIds: () => ReadonlyMap<number, string>;
+  /** One guarded stand-in per registration, so every engine shares its counters. */
+  readonly #guarded = new WeakMap<object, Codec>();
 
   constructor(host: AreaHost, wireIds: () => ReadonlyMap<number, string>) {
     this.#host = host;
@@ -100,6 +103,21 @@ export class SerializationArea {
     const plugin = await this.#host.activateContributor('serializers', name);
     const entry = this.#registry.get(name);
     if (!entry) throw new PluginError(plugin, `serializer:${name}`, new Error('the plugin activated but did not register this codec'));
-    return entry.value;
+    let guarded = this.#guarded.get(entry);
+    if (!guarded) {
+      // the guarded path: a CodecError (bad input, the codec's contract) goes to the codecError
+      // hook and on to the caller; any other throw is a reported PluginError
+      const codec = entry.value;
+      const hook = this.hooks.codecError;
+      const driver = new PluginDriver(entry.plugin, `serializer:${name}`, (err) => this.#host.reportPluginError(err), {
+        expected: (err) => err instanceof CodecError,
+        onExpected: (err) => {
+          if (hook.taps.length > 0) hook.call(codec, err);
+        },
+      });
+      guarded = guardCodec(codec, driver);
+      this.#guarded.set(entry, guarded);
+    }
+    return guarded;
   }
 }

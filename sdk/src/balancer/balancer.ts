@@ -16,8 +16,9 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import { SafeEmitter } from '../safe-emitter.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Backend, RouteInfo, RoutingContext, Strategy } from '../areas/routing.js';
-import { InvalidArgumentError, PluginError, StateError } from '../errors.js';
+import { InvalidArgumentError, NoProviderError, PluginError, StateError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { driverOf, type PluginCallStats } from '../plugin-driver.js';
 import { BackendState, backendOf, MAX_WEIGHT, type BackendAddress, type BackendStats } from './backend-state.js';
 import { HealthChecker, resolveHealthCheck, type HealthCheckOptions, type ResolvedHealthCheck } from './health-checker.js';
 import { NoBackendError } from './errors.js';
@@ -146,6 +147,12 @@ export interface BalancerStats {
   /** Connections dropped at accept by `maxConnections`. */
   droppedConnections: number;
   healthCheck: ResolvedHealthCheck;
+  /**
+   * Calls into the strategy instance in use, through the guarded path: count, failures, and slow
+   * calls (`select()` over `thresholdMs`, timed on a 1-in-`sampleEvery` sample). A new instance
+   * (strategy change, plugin reload) starts from zero. Null when the strategy is not guarded.
+   */
+  strategyCalls: PluginCallStats | null;
   backends: BackendStats[];
 }
 
@@ -251,6 +258,26 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #tcpOptions: { idleTimeoutMs: number; connectTimeoutMs: number };
   #strategy!: Strategy;
   #strategyId = '';
+  #strategyOptions: Record<string, unknown> = {};
+  /** Set while the strategy's provider is gone (its plugin deactivated or failed): new requests get it as a 503. */
+  #strategyGone: Error | undefined;
+  readonly #onProviderRemoved = (area: string, id: string): void => {
+    if (area !== 'strategies' || id !== this.#strategyId) return;
+    this.#strategyGone = new NoProviderError('strategy', id, []);
+    this.#log.warn(`strategy "${id}" was unregistered; new requests are refused until it comes back`);
+  };
+  readonly #onProviderAdded = (area: string, id: string): void => {
+    if (area !== 'strategies' || id !== this.#strategyId || this.#strategyGone === undefined || this.#closing) return;
+    // re-resolve once the registering plugin's activation has finished
+    queueMicrotask(() => {
+      this.setStrategy(id, this.#strategyOptions).catch((err) => this.#pluginError('create', err));
+    });
+  };
+  /** The strategy's plugin was reloaded (`host.reload`): new requests go to a fresh instance of the new code. */
+  readonly #onProviderReplaced = (area: string, id: string): void => {
+    if (area !== 'strategies' || id !== this.#strategyId || this.#closing) return;
+    this.setStrategy(id, this.#strategyOptions).catch((err) => this.#pluginError('create', err));
+  };
   #provider = '';
   #server: HttpServer | TcpServer | undefined;
   #address: { host: string; port: number } | null = null;
@@ -282,6 +309,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     this.engine = options.engine ?? 'raw';
     if (this.engine !== 'raw' && this.engine !== 'undici') throw new InvalidArgumentError(`engine must be "raw" or "undici", got "${String(this.engine)}"`);
     this.#log = options.logger ?? this.#host.log.child(this.name);
+    this.#host.on('provider-removed', this.#onProviderRemoved);
+    this.#host.on('provider-added', this.#onProviderAdded);
+    this.#host.on('provider-replaced', this.#onProviderReplaced);
     const t = options.timeouts ?? {};
     this.#timeouts = {
       headersMs: t.headersMs ?? 10_000,
@@ -329,6 +359,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     const strategy = await this.#host.routing.createStrategy(id, { backends: this.#usable(), options });
     this.#strategy = strategy;
     this.#strategyId = id;
+    this.#strategyOptions = options;
+    this.#strategyGone = undefined;
     this.#provider = this.#host.routing.providerOf(id) ?? id;
     if (this.#address) this.emit('strategy-changed', id);
   }
@@ -510,6 +542,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   }
 
   pick(ctx: RoutingContext, method: string | undefined, path: string | undefined): Pick | Error {
+    if (this.#strategyGone !== undefined) return this.#strategyGone;
     const strategy = this.#strategy;
     let backend: Backend | undefined;
     try {
@@ -762,6 +795,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 
   async #close(timeoutMs: number): Promise<void> {
     this.#closing = true;
+    this.#host.off('provider-removed', this.#onProviderRemoved);
+    this.#host.off('provider-added', this.#onProviderAdded);
+    this.#host.off('provider-replaced', this.#onProviderReplaced);
     this.#health.stop();
     for (const t of this.#ejectTimers) clearTimeout(t);
     this.#ejectTimers.clear();
@@ -816,6 +852,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       errors: this.#errors,
       ...this.#local,
       healthCheck: this.#healthOptions,
+      strategyCalls: driverOf(this.#strategy)?.stats() ?? null,
       backends: this.#states.map((s) => s.stats()),
     };
   }
@@ -824,5 +861,10 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 /** Creates a balancer and resolves its strategy plugin (activating it if needed). */
 export async function createBalancer(options: BalancerOptions): Promise<Balancer> {
   const balancer = new Balancer(options);
-  return balancer.init(options.strategy, options.strategyOptions);
+  try {
+    return await balancer.init(options.strategy, options.strategyOptions);
+  } catch (err) {
+    await balancer.close({ timeoutMs: 0 });
+    throw err;
+  }
 }

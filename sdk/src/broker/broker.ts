@@ -382,7 +382,40 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#lingerMs = options.lingerMs ?? 2_000;
     this.#store = options.store ?? memoryStore();
     this.#acked = new SessionEngine({ maxSubscriptions: this.#maxSubs, maxSessionBytes: this.#maxBuffer, resumeWindowBytes: this.#maxBuffer / 2, charge: (owner, filter) => this.#charge(owner, segmentsOf(filter)), refund: (owner, filter) => this.#refund(owner, segmentsOf(filter)), ...options.sessions, store: this.#store, log: this.log });
+    this.#host.on('provider-removed', this.#onProviderRemoved);
+    this.#host.on('provider-replaced', this.#onProviderReplaced);
   }
+
+  // ------------------------------------------------------------ plugin lifecycle (issue 10)
+
+  /**
+   * A codec's plugin was deactivated, failed or is being reloaded: its clients are told with an
+   * UNKNOWN_CODEC error frame and closed (they may reconnect once the codec is back); clients of
+   * other codecs keep being served. The next HELLO resolves the codec afresh.
+   */
+  readonly #onProviderRemoved = (area: string, name: string, plugin: string): void => {
+    if (area !== 'serializers') return;
+    for (const wire of [...this.#codecs.keys()]) if (this.#host.serialization.nameOf(wire) === name) this.#codecs.delete(wire);
+    let told = 0;
+    for (const s of this.#sessions) {
+      if (s.codec?.name !== name || s.state === 'closing') continue;
+      this.#drop(s, BrokerErrorCode.UNKNOWN_CODEC, `the ${name} codec is gone (plugin "${plugin}" was deactivated or failed); reconnect when it is back`);
+      told++;
+    }
+    if (told > 0) this.log.warn(`codec ${name} was unregistered by plugin "${plugin}": ${told} client(s) using it were told and closed`);
+  };
+
+  /** A codec's plugin was reloaded: its connections keep going on the new code. */
+  readonly #onProviderReplaced = (area: string, name: string): void => {
+    if (area !== 'serializers') return;
+    for (const wire of [...this.#codecs.keys()]) if (this.#host.serialization.nameOf(wire) === name) this.#codecs.delete(wire);
+    this.#host.serialization.codec(name).then(
+      (codec) => {
+        for (const s of this.#sessions) if (s.codec?.name === name && s.state !== 'closing') s.codec = codec;
+      },
+      (err) => this.log.warn(`codec ${name} could not be resolved after a reload`, err),
+    );
+  };
 
   protected override onListenerError(event: string | symbol, err: unknown): void {
     this.log.error(`a listener of broker event "${String(event)}" threw`, err);
@@ -451,6 +484,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   async #close(timeoutMs: number): Promise<void> {
+    this.#host.off('provider-removed', this.#onProviderRemoved);
+    this.#host.off('provider-replaced', this.#onProviderReplaced);
     clearInterval(this.#rateTimer);
     clearInterval(this.#liveTimer);
     this.#limitedLog.flush();

@@ -27,11 +27,43 @@ export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = 
   const policy = options.routing === undefined ? 'chord-fingers' : options.routing;
   const routing: DhtRoutingFactory | undefined = policy === null ? undefined : await host.dhtRouting.factory(policy);
   const logger = options.logger ?? host.log.child('dht');
-  return new ChordNode({
+  const node = new ChordNode({
     ...options,
     transport: udpTransport({ codec, maxDatagramBytes: options.maxDatagramBytes, maxStreamBytes: options.maxStreamBytes, ringKey: options.ringKey, logger }),
     routing,
     hooks: host.dhtRouting.hooks,
     logger,
+  });
+  if (policy !== null) followRouting(host, node, policy);
+  return node;
+}
+
+/**
+ * Lifecycle reaches the node: when the plugin providing `policy` is deactivated or fails, the node
+ * falls back to successor routing (and says so); when a provider of `policy` is registered again,
+ * it re-adopts it (and a reloaded plugin's new table). The listeners leave the host when the node closes.
+ */
+function followRouting(host: PluginHost, node: ChordNode, policy: string): void {
+  const live = () => !node.closing;
+  const removed = (area: string, id: string, plugin: string): void => {
+    if (area === 'dhtRouting' && id === policy && live()) node.setRouting(undefined, null, `plugin "${plugin}" unregistered ${policy}`);
+  };
+  const added = (area: string, id: string, plugin: string): void => {
+    if (area !== 'dhtRouting' || id !== policy) return;
+    // once the registering plugin's activation has finished
+    queueMicrotask(() => {
+      host.dhtRouting.factory(policy).then(
+        (factory) => live() && node.setRouting(factory, policy, `plugin "${plugin}" registered ${policy}`),
+        (err) => host.log.warn(`could not re-adopt DHT routing ${policy}: ${(err as Error).message}`),
+      );
+    });
+  };
+  host.on('provider-removed', removed);
+  host.on('provider-added', added);
+  host.on('provider-replaced', added); // a reload: the new code's table
+  node.once('closed', () => {
+    host.off('provider-removed', removed);
+    host.off('provider-added', added);
+    host.off('provider-replaced', added);
   });
 }

@@ -95,4 +95,8 @@ export interface ChordNodeEvents {
   dropped: [from: Address, reason: string];
   /** A peer stopped answering and was removed from the tables. */
   'peer-failed': [node: DhtNode];
+  /** The routing table was swapped (`setRouting`): `policy` null means successor-only routing. */
+  'routing-changed': [policy: string | null, reason: string];
+  /** The node finished closing. */
+  closed: [];
 }

@@ -11,7 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Value } from '../areas/serialization.js';
-import type { DhtNode, DhtRoutingTable } from '../areas/dht-routing.js';
+import type { DhtNode, DhtRoutingFactory, DhtRoutingTable } from '../areas/dht-routing.js';
 import { DisposedError, InvalidArgumentError, JoinError, ProtocolError, SendError, StateError, TimeoutError, TrellisError } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { SafeEmitter } from '../safe-emitter.js';
@@ -290,6 +290,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#pending.clear();
     await this.#transport?.close();
     await this.#opt.persistence?.close();
+    this.emit('closed');
   }
 
   async #leave(): Promise<void> {
@@ -307,6 +308,11 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   }
 
   // -------------------------------------------------------------------- queries
+
+  /** True once `close()` has started. */
+  get closing(): boolean {
+    return this.#state === 'closing' || this.#state === 'closed';
+  }
 
   /** The node's own reference (after `listen`). */
   get self(): DhtNode {
@@ -409,6 +415,35 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#replicaSignature = '';
   }
 
+  /**
+   * Swaps the routing table at run time (issue 10: the routing plugin went away or came back).
+   * `factory` undefined falls back to successor-only routing. The new table starts from the current
+   * successor and is filled by the next fix-fingers pass; routing goes on meanwhile (an empty table
+   * routes by successor). Emits `routing-changed` and logs the change.
+   */
+  setRouting(factory: DhtRoutingFactory | undefined, policy: string | null, reason: string): void {
+    if (this.#state === 'new') {
+      this.#opt.routing = factory; // listen() builds the table
+      this.emit('routing-changed', factory ? policy : null, reason);
+      return;
+    }
+    const self = this.#running();
+    const table = (factory ?? successorRouting)({ self, bits: this.bits, options: Object.freeze({ ...this.#opt.routingOptions }) });
+    const succ = this.#successors[0]!;
+    if (!sameNode(succ, self)) {
+      try {
+        table.successorChanged(succ);
+      } catch (err) {
+        this.#log.error(`the routing table threw in successorChanged: ${(err as Error).message}`);
+      }
+    }
+    this.#table = table;
+    if (factory) this.#log.info(`routing by ${policy ?? 'a custom table'} again (${reason})`);
+    else this.#log.warn(`routing plugin gone, falling back to successor routing (${reason})`);
+    this.emit('routing-changed', factory ? policy : null, reason);
+    if (factory && this.#opt.maintenance) void this.fixFingers().catch(() => undefined);
+  }
+
   // ---------------------------------------------------------------- maintenance
 
   /**
@@ -494,8 +529,9 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#fixing = true;
     try {
       const self = this.#running();
+      const table = this.#table!; // a swapped table (setRouting) starts its own pass
       let last: DhtNode | undefined;
-      for (const entry of this.#table!.refresh()) {
+      for (const entry of table.refresh()) {
         if (this.#state !== 'running') return;
         let node: DhtNode;
         if (last && !sameNode(last, self) && inHalfOpen(self.id, last.id, entry.start)) node = last;
@@ -507,7 +543,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
             continue;
           }
         }
-        if (!sameNode(node, entry.node)) this.#table!.update(entry.index, node);
+        if (!sameNode(node, entry.node)) table.update(entry.index, node);
         last = node;
       }
     } finally {
