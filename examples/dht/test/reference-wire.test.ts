@@ -9,7 +9,10 @@ import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createHost, createLogger, type PluginHost } from '@trellis/sdk';
+import { PassThrough } from 'node:stream';
+import { createHost, createLogger, JoinError, type Codec, type PluginHost, type Value } from '@trellis/sdk';
+import { runCommand } from '@trellis/sdk/cli';
+import { dht } from '../src/cli.js';
 import { createUdpNode, DhtClient, fnv1aHash, addressRepr, type ChordNode } from '@trellis/sdk/dht';
 import { createSocket } from 'node:dgram';
 import { python, waitFor } from './helpers.js';
@@ -181,6 +184,148 @@ test('a mixed ring started by an original node: successors, predecessors and put
 
 test('a mixed ring started by a Trellis node: successors, predecessors and put/get through every node', async () => {
   await mixedRing(['trellis', 'python', 'trellis', 'python', 'trellis', 'python']);
+});
+
+/** A bare UDP socket on 127.0.0.1 that records what it receives. */
+async function rawSocket(codec: Codec) {
+  const socket = createSocket('udp4');
+  const port = await new Promise<number>((r) => socket.bind(0, '127.0.0.1', () => r(socket.address().port)));
+  const got: { method: string; args: Value | undefined }[] = [];
+  socket.on('message', (buf) => got.push(codec.decode(buf) as { method: string; args: Value | undefined }));
+  return { port, got, send: (to: number, m: Value) => socket.send(codec.encode(m), to, '127.0.0.1'), close: () => socket.close() };
+}
+const tuple = (host: string, port: number) => Object.defineProperty([host, port], Symbol.for('trellis.pickle.tuple'), { value: true }) as Value;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('the Trellis wire is versioned: unmarked or other-version node messages are dropped and counted, a joiner of another version is told why', async () => {
+  const host = createHost();
+  const codec = await host.serialization.codec('pickle');
+  const node = await createUdpNode(host, { ...TIMERS, bits: BITS, identityHost: 'localhost', logger: quiet });
+  await node.listen(0, '127.0.0.1');
+  const attacker = await rawSocket(codec);
+  const refJoiner = await createUdpNode(host, { ...TIMERS, lookupTimeoutMs: 300, bits: BITS, wire: 'reference', identityHost: 'localhost', logger: quiet });
+  try {
+    const port = node.address.port;
+    // a NOTIFY of the original protocol (no mark) from the node it names: a Trellis-wire node ignores it
+    attacker.send(port, { method: 'NOTIFY', args: { predecessor_id: idOf(attacker.port), predecessor_addr: tuple('localhost', attacker.port) } });
+    // a joiner of a later wire version gets an answer that says why
+    attacker.send(port, { method: 'JOIN_REQ', v: 3, args: { addr: tuple('localhost', attacker.port), id: idOf(attacker.port), rid: 77 } });
+    assert.ok(await waitFor(() => attacker.got.length > 0, 3000));
+    const rep = attacker.got[0]!;
+    assert.is(rep.method, 'JOIN_REP');
+    assert.is((rep.args as { rid: number }).rid, 77);
+    assert.match(String((rep.args as { error: string }).error), /wire version 3; this node speaks Trellis wire 2/);
+    assert.is(node.predecessor, undefined);
+    assert.is(node.stats().wireVersion, 2);
+    // clients need no mark: the original client's requests still work
+    assert.is(await python(port, 'put', 'A', '1'), true);
+    assert.is(await python(port, 'get', 'A'), 1);
+    // a node of the original protocol cannot join a Trellis-wire ring: it fails, the ring is untouched
+    await refJoiner.listen(0, '127.0.0.1');
+    const err = await refJoiner.join({ host: '127.0.0.1', port }).then(() => undefined, (e: Error) => e);
+    assert.instance(err, JoinError);
+    assert.ok(node.stats().wireVersion as number >= 3);
+    assert.is(node.successors[0]!.id, node.self.id);
+  } finally {
+    attacker.close();
+    await refJoiner.close({ graceful: false });
+    await node.close({ graceful: false });
+    await host.dispose();
+  }
+});
+
+test('reference mode keeps the checks the original protocol allows: forged NOTIFY, reflection through from, unasked STABILIZE', async () => {
+  const host = createHost();
+  const codec = await host.serialization.codec('pickle');
+  const nodes: AnyNode[] = [];
+  const attacker = await rawSocket(codec);
+  const third = await rawSocket(codec);
+  try {
+    const ts = await startTrellis(host, new Set());
+    nodes.push(ts);
+    const py = await startPython(await freshPort(new Set([ts.id])), ts.port);
+    nodes.push(py);
+    const client = new DhtClient({ codec, timeoutMs: 1500 });
+    try {
+      assert.ok(await waitFor(async () => (await wrong(nodes, client)).length === 0, 10_000), 'the two-node ring settles');
+    } finally {
+      await client.close();
+    }
+    const victim = ts.node;
+    const before = victim.predecessor;
+    // NOTIFY naming the Python node's address, sent from the attacker's socket
+    attacker.send(ts.port, { method: 'NOTIFY', args: { predecessor_id: py.id, predecessor_addr: tuple('localhost', py.port) } });
+    // NOTIFY whose id is not the hash of its address
+    attacker.send(ts.port, { method: 'NOTIFY', args: { predecessor_id: (idOf(attacker.port) + 1) % 2 ** BITS, predecessor_addr: tuple('localhost', attacker.port) } });
+    // a STABILIZE nobody asked for
+    attacker.send(ts.port, { method: 'STABILIZE', args: idOf(attacker.port) });
+    // GET with `from` naming a third address: answered to the real source
+    attacker.send(ts.port, { method: 'PUT', args: { key: 'k', value: 'v'.repeat(500), from: tuple('127.0.0.1', third.port) } });
+    await waitFor(() => attacker.got.length > 0, 3000);
+    await sleep(800);
+    assert.is(third.got.length, 0, 'nothing reached the third address');
+    assert.ok(attacker.got.some((m) => m.method === 'ACK'), 'the PUT was answered to its real source');
+    assert.ok((victim.stats().reflectionRefused as number) >= 1);
+    assert.ok((victim.stats().membershipRefused as number) >= 2);
+    assert.equal(victim.predecessor, before);
+    assert.is(victim.successors[0]!.port, py.port);
+  } finally {
+    attacker.close();
+    third.close();
+    for (const n of nodes) {
+      if (n.kind === 'python') n.child.kill('SIGKILL');
+      else await n.node.close({ graceful: false });
+    }
+    await host.dispose();
+  }
+});
+
+async function run(...argv: string[]) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d) => (out += d));
+  stderr.on('data', (d) => (err += d));
+  const abort = new AbortController();
+  const done = runCommand('trellis dht', dht, argv, { stdout, stderr, signal: abort.signal });
+  return { done, abort, out: () => out, err: () => err };
+}
+
+test('trellis dht node --wire reference: an original node joins it and put/get work through both', async () => {
+  const bad = await run('node', '--port', '0', '--wire', 'v9');
+  assert.is(await bad.done, 2);
+  assert.match(bad.err(), /--wire must be trellis or reference/);
+  const keyed = await run('node', '--port', '0', '--wire', 'reference', '--ring-key', REFERENCE_NODE);
+  assert.is(await keyed.done, 2);
+  assert.match(keyed.err(), /--ring-key cannot be used with --wire reference/);
+
+  const cli = await run('node', '--port', '0', '--wire', 'reference', '--stabilize-ms', '150');
+  let py: PyNode | undefined;
+  const host = createHost();
+  const codec = await host.serialization.codec('pickle');
+  const client = new DhtClient({ codec, timeoutMs: 1500 });
+  try {
+    assert.ok(await waitFor(() => cli.out().includes('\n'), 10_000), 'the node starts');
+    const started = JSON.parse(cli.out().split('\n')[0]!) as { id: number; address: [string, number] };
+    const port = started.address[1];
+    assert.is(started.id, idOf(port));
+    py = await startPython(await freshPort(new Set([started.id])), port);
+    const settled = await waitFor(async () => {
+      const state = (await client.request({ host: '127.0.0.1', port: py!.port }, { method: 'DEBUG_STATE' })).args as { successor_id: number; predecessor_id: number | null };
+      const info = await client.info({ host: '127.0.0.1', port });
+      return state.successor_id === started.id && state.predecessor_id === started.id && (info.predecessor as [number] | null)?.[0] === py!.id;
+    }, 10_000);
+    assert.ok(settled, 'the original node and the CLI node are each other\'s successor and predecessor');
+    for (let i = 0; i < 8; i++) assert.ok(await client.put({ host: '127.0.0.1', port: i % 2 ? port : py.port }, `k${i}`, i));
+    for (let i = 0; i < 8; i++) assert.is(await client.get({ host: '127.0.0.1', port: i % 2 ? py.port : port }, `k${i}`), i);
+  } finally {
+    cli.abort.abort(); // a graceful leave: its keys go to the original node as PUTs
+    await cli.done;
+    py?.child.kill('SIGKILL');
+    await client.close();
+    await host.dispose();
+  }
 });
 
 test.run();
