@@ -91,6 +91,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly #inBuckets = new Map<string, Bucket>();
   readonly #outBuckets = new Map<string, Bucket>();
   readonly #hash: DhtHash;
+  /** Recent short texts and their ids (keys and address reprs are hashed again at every hop). */
+  readonly #hashes = new Map<string, bigint>();
   readonly #clock: Clock;
   readonly #log: Logger;
   #store = new KeyStore();
@@ -356,7 +358,15 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   /** The identifier of `text` with this node's hash and bit width. */
   hashOf(text: string): bigint {
-    return this.#hash(text, this.bits);
+    // every hop and every replica hashes the key again; SHA-1 through node:crypto costs ~1.5 µs
+    if (text.length > 256) return this.#hash(text, this.bits);
+    let id = this.#hashes.get(text);
+    if (id === undefined) {
+      id = this.#hash(text, this.bits);
+      if (this.#hashes.size >= 4096) this.#hashes.clear();
+      this.#hashes.set(text, id);
+    }
+    return id;
   }
 
   /** Whether this node is responsible for `id`: id ∈ (predecessor, self]. */
