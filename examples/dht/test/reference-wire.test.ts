@@ -109,7 +109,7 @@ async function wrong(nodes: AnyNode[], client: DhtClient): Promise<string[]> {
     const n = ring[i]!;
     const succ = ring[(i + 1) % ring.length]!;
     const pred = ring[(i - 1 + ring.length) % ring.length]!;
-    let v;
+    let v: Awaited<ReturnType<typeof view>>;
     try {
       v = await view(n, client);
     } catch (err) {
