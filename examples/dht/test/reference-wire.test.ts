@@ -62,8 +62,8 @@ function startPython(port: number, joinPort?: number): Promise<PyNode> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`the Python node did not join within 10 s: ${stderr}`));
-    }, 10_000);
+      reject(new Error(`the Python node did not join within 20 s: ${stderr}`));
+    }, 20_000);
     createInterface({ input: child.stdout! }).once('line', (line) => {
       clearTimeout(timer);
       const { id, port } = JSON.parse(line) as { id: number; port: number };
@@ -138,7 +138,7 @@ async function mixedRing(order: ('python' | 'trellis')[]) {
       for (const m of nodes) if (m.kind === 'trellis') assert.is(m.id, idOf(m.port));
     }
     let last: string[] = [];
-    const settled = await waitFor(async () => (last = await wrong(nodes, client)).length === 0, 15_000);
+    const settled = await waitFor(async () => (last = await wrong(nodes, client)).length === 0, 30_000);
     assert.ok(settled, `the mixed ring did not settle:\n${last.join('\n')}`);
 
     // put through every node in turn, read back through every other one
@@ -247,7 +247,7 @@ test('reference mode keeps the checks the original protocol allows: forged NOTIF
     nodes.push(py);
     const client = new DhtClient({ codec, timeoutMs: 1500 });
     try {
-      assert.ok(await waitFor(async () => (await wrong(nodes, client)).length === 0, 10_000), 'the two-node ring settles');
+      assert.ok(await waitFor(async () => (await wrong(nodes, client)).length === 0, 20_000), 'the two-node ring settles');
     } finally {
       await client.close();
     }
@@ -315,7 +315,7 @@ test('trellis dht node --wire reference: an original node joins it and put/get w
       const state = (await client.request({ host: '127.0.0.1', port: py!.port }, { method: 'DEBUG_STATE' })).args as { successor_id: number; predecessor_id: number | null };
       const info = await client.info({ host: '127.0.0.1', port });
       return state.successor_id === started.id && state.predecessor_id === started.id && (info.predecessor as [number] | null)?.[0] === py!.id;
-    }, 10_000);
+    }, 20_000);
     assert.ok(settled, 'the original node and the CLI node are each other\'s successor and predecessor');
     for (let i = 0; i < 8; i++) assert.ok(await client.put({ host: '127.0.0.1', port: i % 2 ? port : py.port }, `k${i}`, i));
     for (let i = 0; i < 8; i++) assert.is(await client.get({ host: '127.0.0.1', port: i % 2 ? py.port : port }, `k${i}`), i);
