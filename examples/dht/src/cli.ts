@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { addressOption, defineCommand, defineGroup, intOption, portOption, untilAborted, UsageError, createCommandHost, pluginDirOption } from '@trellis/sdk/cli';
 import { TrellisError, type Value } from '@trellis/sdk';
-import { createUdpNode, DhtClient, type ChordNode, type HashName } from '@trellis/sdk/dht';
+import { createUdpNode, DhtClient, type ChordNode, type HashName, type WireMode } from '@trellis/sdk/dht';
 import { startRing } from './ring.js';
 import { parseValue, toJson, toJsonLines } from './json-value.js';
 
@@ -23,6 +23,7 @@ const nodeOptions = {
   'ring-key': { type: 'string', description: 'file holding the shared ring key (≥ 16 bytes): node-to-node datagrams are HMAC-tagged', placeholder: 'FILE' },
   'rate-limit': { type: 'string', default: '5000', description: 'datagrams/s accepted from one unverified source (0 = no limit)', placeholder: 'n' },
   'reply-budget': { type: 'string', default: '2097152', description: 'reply bytes/s sent to one unverified address (0 = no limit)', placeholder: 'bytes' },
+  wire: { type: 'string', default: 'trellis', description: 'node protocol: trellis (versioned, checked) or reference (the original\'s, to share a ring with original nodes on a trusted network)', placeholder: 'name' },
 } as const;
 
 /** One rule for `node` and `ring`: the original names nodes after 'localhost'; other binds name themselves. */
@@ -48,6 +49,9 @@ function readRingKey(file: string | undefined): Uint8Array | undefined {
 function readNodeOptions(values: Record<string, string | boolean | string[] | undefined>) {
   const hash = values.hash as string;
   if (hash !== 'fnv1a' && hash !== 'sha1') throw new UsageError(`--hash must be fnv1a or sha1, got "${hash}"`);
+  const wire = values.wire as string;
+  if (wire !== 'trellis' && wire !== 'reference') throw new UsageError(`--wire must be trellis or reference, got "${wire}"`);
+  if (wire === 'reference' && values['ring-key'] !== undefined) throw new UsageError('--ring-key cannot be used with --wire reference: the original protocol has no tags');
   const stabilizeMs = intOption('stabilize-ms', values['stabilize-ms'] as string, { min: 10, max: 600_000 })!;
   return {
     bits: intOption('bits', values.bits as string, { min: 3, max: 160 })!,
@@ -62,6 +66,7 @@ function readNodeOptions(values: Record<string, string | boolean | string[] | un
     ringKey: readRingKey(values['ring-key'] as string | undefined),
     rateLimit: intOption('rate-limit', values['rate-limit'] as string, { min: 0 })!,
     replyBudget: intOption('reply-budget', values['reply-budget'] as string, { min: 0 })!,
+    wire: wire as WireMode,
   };
 }
 

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { createSocket, type Socket } from 'node:dgram';
 import { execFileSync } from 'node:child_process';
 import { createLogger, type Codec, type Value } from '@trellis/sdk';
-import { addressRepr, checkRing, DhtClient, type ChordNode } from '@trellis/sdk/dht';
+import { addressRepr, checkRing, DhtClient, WIRE_VERSION, type ChordNode } from '@trellis/sdk/dht';
 import { startRing, type Ring } from '../src/ring.js';
 import { FAST, waitFor } from './helpers.js';
 
@@ -43,7 +43,8 @@ async function raw(codec: Codec): Promise<Raw> {
     socket,
     port: socket.address().port,
     got,
-    send: (port, message) => socket.send(message instanceof Uint8Array ? message : codec.encode(message), port, '127.0.0.1'),
+    // the attacker speaks the current wire: its forgeries carry the version mark, so they meet the real checks
+    send: (port, message) => socket.send(message instanceof Uint8Array ? message : codec.encode({ ...(message as object), v: WIRE_VERSION } as Value), port, '127.0.0.1'),
     close: () => socket.close(),
   };
 }

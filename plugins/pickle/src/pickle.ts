@@ -123,13 +123,18 @@ function bad(message: string, offset: number): never {
 }
 
 /** Decodes a pickle into the Trellis value model. Tuples, sets and frozensets become arrays. */
-export function decode(bytes: Uint8Array, options: PickleOptions = {}): Value {
+/**
+ * `maxNodes`, when given, tightens `options.maxNodes` for this call only (the DHT passes a bound
+ * per datagram). It is a separate argument so the options object keeps one shape: building
+ * `{ ...options, maxNodes }` per call cost more than the decode of a small datagram itself.
+ */
+export function decode(bytes: Uint8Array, options: PickleOptions = {}, maxNodes?: number): Value {
   const makeError = options.error ?? defaultError;
   const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes;
   if (!(bytes instanceof Uint8Array)) throw makeError('decode expects a Uint8Array');
   if (bytes.length > maxBytes) throw makeError(`pickle of ${bytes.length} bytes exceeds the ${maxBytes}-byte limit`, 0);
   try {
-    return new Decoder(bytes, options).run();
+    return new Decoder(bytes, options, maxNodes).run();
   } catch (err) {
     if (err instanceof Bad) throw makeError(err.message, err.offset);
     // A bug or an engine limit must still surface as the codec's typed error, with the cause kept.
@@ -156,10 +161,10 @@ class Decoder {
   /** Arrays built by EMPTY_SET, the only valid ADDITEMS targets. */
   #sets: WeakSet<unknown[]> | undefined;
 
-  constructor(bytes: Uint8Array, limits: PickleOptions) {
+  constructor(bytes: Uint8Array, limits: PickleOptions, maxNodes?: number) {
     this.#b = bytes;
     this.#maxDepth = limits.maxDepth ?? DEFAULTS.maxDepth;
-    this.#maxNodes = limits.maxNodes ?? DEFAULTS.maxNodes;
+    this.#maxNodes = maxNodes === undefined ? limits.maxNodes ?? DEFAULTS.maxNodes : Math.min(maxNodes, limits.maxNodes ?? maxNodes);
     this.#maxExpanded = limits.maxExpandedBytes ?? DEFAULTS.maxExpandedBytes;
     // what is read once is at most the input; every alias adds to it
     this.#aliased = bytes.length;

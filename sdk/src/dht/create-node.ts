@@ -4,6 +4,7 @@
  */
 import type { PluginHost } from '../plugin-host.js';
 import type { DhtRoutingFactory } from '../areas/dht-routing.js';
+import { InvalidArgumentError } from '../errors.js';
 import { ChordNode } from './node.js';
 import type { ChordNodeOptions } from './node-types.js';
 import { udpTransport } from './udp-transport.js';
@@ -23,6 +24,7 @@ export interface UdpNodeOptions extends Omit<ChordNodeOptions, 'transport' | 'ro
 
 /** Creates a `ChordNode` on UDP, not yet listening: call `listen(port, host)` then maybe `join`. */
 export async function createUdpNode(host: PluginHost, options: UdpNodeOptions = {}): Promise<ChordNode> {
+  if (options.wire === 'reference' && options.ringKey) throw new InvalidArgumentError('a ring key cannot be used with wire "reference": the original protocol has no tags');
   const codec = await host.serialization.codec(options.codec ?? 'pickle');
   const policy = options.routing === undefined ? 'chord-fingers' : options.routing;
   const routing: DhtRoutingFactory | undefined = policy === null ? undefined : await host.dhtRouting.factory(policy);

@@ -26,6 +26,6 @@ export { UdpTransport, udpTransport, MAX_DATAGRAM_BYTES, type UdpTransportOption
 export { successorRouting } from './successor-routing.js';
 export { DhtClient, type DhtClientOptions } from './client.js';
 export { addressKey, type Address, type DhtTransport, type TransportFactory, type WireMessage, type Receiver } from './transport.js';
-export { wireNode, wireAddr, wireId, readNode, readAddr } from './wire.js';
+export { wireNode, wireAddr, wireId, readNode, readAddr, WIRE_VERSION, type WireMode } from './wire.js';
 export { Simulation, checkRing, idealSuccessor, seededRandom, type SimulationOptions, type RingCheck } from './simulation.js';
 export { createUdpNode, type UdpNodeOptions } from './create-node.js';

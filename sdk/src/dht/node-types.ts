@@ -7,6 +7,7 @@ import type { Clock } from './clock.js';
 import type { DhtHash, HashName } from './hash.js';
 import type { DhtPersistence } from './key-store.js';
 import type { Address, TransportFactory } from './transport.js';
+import type { WireMode } from './wire.js';
 
 export interface ChordNodeOptions {
   /** Where the node's transport comes from: `udpTransport({ codec })` or a `MemoryNetwork`. */
@@ -57,6 +58,12 @@ export interface ChordNodeOptions {
   persistence?: DhtPersistence;
   /** Largest value stored, in (approximate encoded) bytes (default 4 MiB); larger PUTs get a NACK with the reason. */
   maxValueBytes?: number;
+  /**
+   * The node protocol: 'trellis' (default; versioned, checked) or 'reference', exactly the
+   * original's (STABILIZE carries only an id, no request ids, no HOP_ACK/PING, no replication),
+   * to share a ring with nodes of the original implementation on a trusted network.
+   */
+  wire?: WireMode;
   /** Observer hooks to call (`host.dhtRouting.hooks`). */
   hooks?: DhtRoutingHooks;
   logger?: Logger;

@@ -38,6 +38,7 @@ import {
   wireAddr,
   wireId,
   wireNode,
+  WIRE_VERSION,
   type Args,
 } from './wire.js';
 
@@ -90,6 +91,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   readonly #inBuckets = new Map<string, Bucket>();
   readonly #outBuckets = new Map<string, Bucket>();
   readonly #hash: DhtHash;
+  /** Recent short texts and their ids (keys and address reprs are hashed again at every hop). */
+  readonly #hashes = new Map<string, bigint>();
   readonly #clock: Clock;
   readonly #log: Logger;
   #store = new KeyStore();
@@ -109,6 +112,22 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #succMisses = 0;
   #predMisses = 0;
   #state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  /** Speaks the original node protocol (REFERENCE.md §3) instead of Trellis's versioned wire. */
+  readonly #ref: boolean;
+  /** Reference mode: socket addresses that answered a PREDECESSOR from themselves recently. */
+  readonly #refProven = new Map<string, number>();
+  readonly #refProving = new Map<string, Promise<boolean>>();
+  /** Reference mode: who waits for a STABILIZE from a socket address. */
+  readonly #refAsks = new Map<string, ((id: bigint | undefined) => void)[]>();
+  /** Reference mode: lookups waiting for a SUCCESSOR_REP, by req_id. */
+  readonly #refLookups = new Map<bigint, ((node: DhtNode) => void)[]>();
+  /** Reference mode: nodes whose id is the hash of their address, seen in checked messages. */
+  readonly #refKnown = new Map<bigint, DhtNode>();
+  /** Reference mode: the one rid-less ACK/NACK awaited (put/get started here, key hand-over). */
+  #refReply: ((method: string, args: Value | undefined) => void) | undefined;
+  #refChain: Promise<unknown> = Promise.resolve();
+  /** Reference mode: the JOIN_REP awaited while joining. */
+  #refJoin: ((args: Args, from: Address) => void) | undefined;
   readonly #counters = {
     received: 0,
     sent: 0,
@@ -132,6 +151,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     unauthenticated: 0,
     /** Messages that could not leave this host (encoding, size, local socket error). */
     sendErrors: 0,
+    /** Node-to-node messages of another wire version (or none: the original protocol), dropped. */
+    wireVersion: 0,
   };
 
   constructor(options: ChordNodeOptions) {
@@ -139,6 +160,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const bits = options.bits ?? 10;
     this.#hash = resolveHash(options.hash ?? 'fnv1a', bits);
     this.bits = bits;
+    this.#ref = options.wire === 'reference';
+    if (options.wire !== undefined && options.wire !== 'trellis' && options.wire !== 'reference') throw new InvalidArgumentError(`wire must be "trellis" or "reference", got ${String(options.wire)}`);
     const positive = (name: string, v: number | undefined, d: number) => {
       const x = v ?? d;
       if (!Number.isFinite(x) || x <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got ${v}`);
@@ -153,7 +176,8 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       routing: options.routing,
       routingOptions: options.routingOptions,
       successors: Math.floor(positive('successors', options.successors, 4)),
-      replicas: Math.max(0, Math.floor(options.replicas ?? 2)),
+      // the original protocol has no REPLICATE: a reference-mode node keeps one copy, as the original
+      replicas: this.#ref ? 0 : Math.max(0, Math.floor(options.replicas ?? 2)),
       clock: options.clock ?? realClock,
       stabilizeMs: positive('stabilizeMs', options.stabilizeMs, 250),
       fixFingersMs: positive('fixFingersMs', options.fixFingersMs, 500),
@@ -169,6 +193,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       maxValueBytes: Math.max(1, options.maxValueBytes ?? 4 * 1024 * 1024),
       persistence: options.persistence,
       hooks: options.hooks,
+      wire: this.#ref ? 'reference' : 'trellis',
     };
     this.#clock = this.#opt.clock;
     this.#log = options.logger ?? createLogger('trellis:dht');
@@ -205,6 +230,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   async join(bootstrap: Address): Promise<DhtNode> {
     const self = this.#running();
     const where = `${bootstrap.host}:${bootstrap.port}`;
+    if (this.#ref) return this.#joinReference(bootstrap, where);
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       let rep: Args;
@@ -297,6 +323,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const self = this.#self!;
     const succ = this.#successors[0]!;
     if (sameNode(succ, self)) return;
+    if (this.#ref) {
+      // the original has no LEAVE: hand the keys to the successor as PUTs; the ring heals as the original's does
+      return this.#refHandOver(succ, this.#store.select((id) => this.owns(id)).map(([k, e]) => [k, e.value]));
+    }
     const owned = this.#ownedEntries();
     for (const entries of chunkEntries(owned)) await this.#request(succ, 'TRANSFER', { entries }, this.#opt.rpcTimeoutMs);
     const pred = this.#predecessor;
@@ -334,7 +364,15 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   /** The identifier of `text` with this node's hash and bit width. */
   hashOf(text: string): bigint {
-    return this.#hash(text, this.bits);
+    // every hop and every replica hashes the key again; SHA-1 through node:crypto costs ~1.5 µs
+    if (text.length > 256) return this.#hash(text, this.bits);
+    let id = this.#hashes.get(text);
+    if (id === undefined) {
+      id = this.#hash(text, this.bits);
+      if (this.#hashes.size >= 4096) this.#hashes.clear();
+      this.#hashes.set(text, id);
+    }
+    return id;
   }
 
   /** Whether this node is responsible for `id`: id ∈ (predecessor, self]. */
@@ -452,6 +490,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
    * nodes that joined behind our successor is absorbed in one round instead of one per period.
    */
   async stabilize(): Promise<void> {
+    if (this.#ref) return this.#stabilizeReference();
     const self = this.#running();
     /** A closer node the successor named: adopted only once it answers from its own address. */
     let candidate: DhtNode | undefined;
@@ -508,7 +547,9 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     const pred = this.#predecessor;
     if (!pred) return;
     try {
-      await this.#request(pred, 'PING', {}, this.#opt.rpcTimeoutMs);
+      // the original protocol has no PING: asking the predecessor for its predecessor is the round trip
+      if (this.#ref) await this.#refAsk(pred);
+      else await this.#request(pred, 'PING', {}, this.#opt.rpcTimeoutMs);
     } catch (err) {
       if (err instanceof TimeoutError && sameNode(this.#predecessor, pred) && ++this.#predMisses >= 2) {
         this.#predMisses = 0;
@@ -565,6 +606,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     try {
       if (!isArgs(message) || typeof message.method !== 'string') throw new ProtocolError('a datagram must be a dict with a "method" string');
       const method = message.method;
+      if (this.#ref) return this.#receiveReference(method, message.args, from, member, meta);
+      const v = message.v;
+      // node-to-node messages carry this wire's version; clients (and their answers) need none
+      if (v !== WIRE_VERSION && (v !== undefined || !CLIENT_METHODS.has(method))) return this.#wrongVersion(method, message.args, v, from);
       const args = message.args === undefined || message.args === null ? {} : message.args;
       if (!isArgs(args)) throw new ProtocolError(`${method}: "args" must be a dict`);
       if (this.#transport?.keyed && !authenticated && !CLIENT_METHODS.has(method)) {
@@ -882,6 +927,12 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       let lastError: unknown;
       for (let attempt = 0; attempt < 2 && !result; attempt++) {
         try {
+          if (this.#ref) {
+            const node = await this.#refLookup(id);
+            // the original's SUCCESSOR_REP carries no hop count or path
+            result = { id, node, hops: 0, routeHops: 0, path: [self, node] };
+            break;
+          }
           const { args: rep, from } = await this.#routeRequest('SUCCESSOR', id, { id: wireId(id) }, trace, !ownerShortcut);
           const path = rep.path === undefined ? [] : readNodes(rep.path, 'path', this.#opt.maxHops + 2);
           const node = { id: readId(rep.successor_id, 'successor_id'), ...readAddr(rep.successor_addr, 'successor_addr') };
@@ -934,6 +985,10 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
 
   /** PUT/GET started inside the process: routed like a client's, answered with the rid. */
   async #originate(method: 'PUT' | 'GET', key: string, args: Record<string, Value>): Promise<{ method: string; args: Value | undefined; error?: string }> {
+    if (this.#ref) {
+      const m: Routed = { method, target: this.hashOf(key), from: this.#self!, args, hops: 0, routeHops: 0, direct: false, path: undefined, attempt: 0 };
+      return this.#refExclusive(method, this.#opt.lookupTimeoutMs, () => this.#refRoute(m));
+    }
     const { args: rep } = await this.#routeRequest(method, this.hashOf(key), args, false);
     return { method: rep.__method as string, args: rep.value, ...(typeof rep.error === 'string' ? { error: rep.error } : {}) };
   }
@@ -949,10 +1004,14 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#predecessor = x;
     // keys in (old, x] now belong to x; a lone node hands over everything outside (x, self]
     const moving = old ? this.#store.select((id) => inHalfOpen(old.id, x.id, id)) : alone ? this.#store.select((id) => !inHalfOpen(x.id, self.id, id)) : [];
-    if (moving.length > 0) void this.#push(x, 'TRANSFER', moving.map(([k, e]) => [k, e.value, e.version] as Value));
+    if (moving.length > 0) {
+      // the original protocol has no TRANSFER: keys are handed over as ordinary PUTs
+      if (this.#ref) void this.#refHandOver(x, moving.map(([k, e]) => [k, e.value]));
+      else void this.#push(x, 'TRANSFER', moving.map(([k, e]) => [k, e.value, e.version] as Value));
+    }
     if (alone) this.#setSuccessors([x]);
     // the old predecessor's successor is now x: tell it instead of waiting for its next stabilize
-    if (old) this.#send(old, { method: 'SUCCESSOR_HINT', args: { successor_id: wireId(x.id), successor_addr: wireAddr(x) } });
+    if (old && !this.#ref) this.#send(old, { method: 'SUCCESSOR_HINT', args: { successor_id: wireId(x.id), successor_addr: wireAddr(x) } });
     this.emit('predecessor-changed', x, old);
   }
 
@@ -1122,8 +1181,11 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
    */
   #send(to: Address, message: WireMessage, onFail?: (err: Error) => void): void {
     const self = this.#self!;
+    const answer = message.method === 'ACK' || message.method === 'NACK';
+    if (!this.#ref && !answer) message = { method: message.method, args: message.args, v: WIRE_VERSION };
     if (to.port === self.port && to.host === self.host) {
       // to ourselves (a lookup we started and answer): no datagram needed
+      if (this.#ref && answer) return this.#refReply?.(message.method, message.args);
       if (message.method === 'ACK' || message.method === 'NACK') {
         this.#settle(isArgs(message.args) ? message.args : {}, to, message.method);
         return;
@@ -1148,8 +1210,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
       : this.#lateError;
     try {
       // replies to clients go untagged (a client has no ring key); node-to-node messages are tagged
-      const authenticate = message.method !== 'ACK' && message.method !== 'NACK';
-      this.#transport!.send(to, message, { authenticate, stream: member, onError: late });
+      this.#transport!.send(to, message, { authenticate: !answer, stream: member, onError: late });
       return;
     } catch (err) {
       const e = err instanceof SendError ? err : new SendError(`could not send ${message.method} to ${to.host}:${to.port}: ${(err as Error).message}`, { cause: err });
@@ -1164,6 +1225,333 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
     this.#counters.sendErrors++;
     this.#log.warn(err.message);
   };
+
+  // ---------------------------------------------------- the original protocol
+
+  /** Drops a node-to-node message of another wire version; a joiner of a newer version is told why. */
+  #wrongVersion(method: string, rawArgs: Value | undefined, v: Value | undefined, from: Address): void {
+    this.#counters.wireVersion++;
+    const what = v === undefined ? 'no wire version (the original protocol; start this node with --wire reference to talk to it)' : `wire version ${String(v).slice(0, 20)}`;
+    const reason = `${method.slice(0, 40)} with ${what}; this node speaks Trellis wire ${WIRE_VERSION}`;
+    if (method === 'JOIN_REQ' && typeof v === 'number' && isArgs(rawArgs)) {
+      this.#send(from, { method: 'JOIN_REP', args: { rid: rawArgs.rid ?? null, error: reason } });
+    }
+    this.#dropped(from, reason);
+  }
+
+  /**
+   * Reference mode: the original node protocol (REFERENCE.md §3). Every check that the protocol
+   * allows stays: ids must be the hash of their address, NOTIFY must come from the node it names
+   * and is acted on only after a PREDECESSOR round trip to that address, a STABILIZE counts only
+   * from the node asked, `from` is honoured only from a source that answered such a round trip.
+   */
+  #receiveReference(method: string, rawArgs: Value | undefined, from: Address, member: boolean, meta?: ReceiveMeta): void {
+    if (method === 'STABILIZE') {
+      // the original's answer to PREDECESSOR: args are the predecessor id alone (or None)
+      const id = rawArgs === undefined || rawArgs === null ? undefined : readId(rawArgs, 'STABILIZE args');
+      const waiting = this.#refAsks.get(addressKey(from));
+      if (!waiting) return this.#dropped(from, 'a STABILIZE nobody asked for');
+      this.#refAsks.delete(addressKey(from));
+      this.#refProven.set(addressKey(from), this.#clock.now() + MEMBER_TTL_MS);
+      for (const w of waiting) w(id);
+      return;
+    }
+    if (method === 'ACK' || method === 'NACK') return this.#refReply?.(method, rawArgs);
+    const args = rawArgs === undefined || rawArgs === null ? {} : rawArgs;
+    if (!isArgs(args)) throw new ProtocolError(`${method.slice(0, 40)}: "args" must be a dict`);
+    if (meta?.reply) return this.#streamClient(method, args, meta.reply);
+    const self = this.#self!;
+    switch (method) {
+      case 'PREDECESSOR': {
+        const p = this.#predecessor;
+        return this.#send(from, { method: 'STABILIZE', args: p ? wireId(p.id) : null });
+      }
+      case 'JOIN_REQ':
+        return this.#refJoinRequest(args);
+      case 'JOIN_REP':
+        return this.#refJoin?.(args, from);
+      case 'NOTIFY': {
+        const x = { id: readId(args.predecessor_id, 'predecessor_id'), ...readAddr(args.predecessor_addr, 'predecessor_addr') };
+        if (!this.#idOk(x)) return this.#refuse(from, `NOTIFY names id ${x.id}, not the hash of ${x.host}:${x.port}`);
+        void this.#sameAddress(x, from).then(async (same) => {
+          if (!same) return this.#refuse(from, `NOTIFY for ${x.host}:${x.port} sent from ${from.host}:${from.port}`);
+          if (!(await this.#refProve(x))) return this.#refuse(from, `NOTIFY from ${x.host}:${x.port}, which did not answer a round trip`);
+          this.#refLearn(x);
+          if (this.#state === 'running') this.#notified(x);
+        });
+        return;
+      }
+      case 'SUCCESSOR': {
+        const id = readId(args.id, 'id');
+        const to = readAddr(args.from, 'from');
+        const succ = this.#successors[0]!;
+        if (sameNode(succ, self) || inHalfOpen(self.id, succ.id, id)) {
+          return this.#send(to, { method: 'SUCCESSOR_REP', args: { req_id: wireId(id), successor_id: wireId(succ.id), successor_addr: wireAddr(succ) } });
+        }
+        return this.#send(this.#refNextHop(id), { method: 'SUCCESSOR', args: { id: wireId(id), from: wireAddr(to) } });
+      }
+      case 'SUCCESSOR_REP': {
+        const id = readId(args.req_id, 'req_id');
+        const node = { id: readId(args.successor_id, 'successor_id'), ...readAddr(args.successor_addr, 'successor_addr') };
+        const waiting = this.#refLookups.get(id);
+        if (!waiting) return; // fix-fingers answers that arrived late, or nobody asked
+        if (!this.#idOk(node)) return this.#refuse(from, `SUCCESSOR_REP names id ${node.id}, not the hash of ${node.host}:${node.port}`);
+        this.#refLookups.delete(id);
+        this.#refLearn(node);
+        for (const w of waiting) w(node);
+        return;
+      }
+      case 'PUT':
+      case 'GET': {
+        if (this.#state !== 'running') return;
+        const claimed = args.from === undefined || args.from === null ? undefined : readAddr(args.from, 'from');
+        const route = (answer: Address) => {
+          if (this.#state === 'running') this.#refRoute(readRouted(method, { ...args, from: wireAddr(answer) }, from, (key) => this.hashOf(key)));
+        };
+        if (!claimed || this.#sameAddressSync(claimed, from) || member) return route(claimed ?? from);
+        // a forward names the client in `from`: honoured only from a source that answers as a node
+        void this.#refProve(from).then((ok) => {
+          if (!ok) this.#counters.reflectionRefused++;
+          route(ok ? claimed : from);
+        });
+        return;
+      }
+      case 'INFO':
+        return this.#send(from, { method: 'ACK', args: this.wireInfo() });
+      case 'LOOKUP': {
+        const key = typeof args.key === 'string' ? args.key : readId(args.id, 'id');
+        this.lookup(key).then(
+          (r) => this.#send(from, { method: 'ACK', args: { id: wireId(r.id), node: wireNode(r.node), hops: r.hops, route_hops: r.routeHops, path: r.path.map(wireNode) } }),
+          () => this.#send(from, { method: 'NACK' }),
+        );
+        return;
+      }
+      default:
+        throw new ProtocolError(`"${method.slice(0, 40)}" is not part of the original protocol (this node runs with wire "reference")`);
+    }
+  }
+
+  /** The original's next hop toward `id`: the successor when it covers `id`, else the closest preceding finger. */
+  #refNextHop(id: bigint): DhtNode {
+    const self = this.#self!;
+    const succ = this.#successors[0]!;
+    if (inHalfOpen(self.id, succ.id, id)) return succ;
+    const next = this.#closestPreceding(id);
+    return next && !sameNode(next, self) ? next : succ;
+  }
+
+  /** A PUT/GET in reference mode: answered by the owner to `from`, else forwarded with the original's three fields. */
+  #refRoute(m: Routed): void {
+    if (this.owns(m.target)) return this.#deliver(m);
+    const args: Record<string, Value> = { key: m.args.key!, from: wireAddr(m.from) };
+    if (m.method === 'PUT') args.value = m.args.value!;
+    this.#counters.forwarded++;
+    this.#send(this.#refNextHop(m.target), { method: m.method, args }, (err) => this.#nack(m, `could not forward: ${err.message}`));
+  }
+
+  /** A JOIN_REQ in reference mode: the node whose (self, successor] holds the id answers and links the joiner. */
+  #refJoinRequest(args: Args): void {
+    if (this.#state !== 'running') return;
+    const self = this.#self!;
+    const joiner = { id: readId(args.id, 'id'), ...readAddr(args.addr, 'addr') };
+    if (!this.#idOk(joiner)) {
+      this.#counters.membershipRefused++;
+      throw new ProtocolError(`JOIN_REQ for id ${joiner.id}, not the hash of ${joiner.host}:${joiner.port}`);
+    }
+    if (joiner.id === self.id) throw new ProtocolError(`JOIN_REQ for id ${joiner.id}, which this node holds`);
+    const succ = this.#successors[0]!;
+    if (!sameNode(succ, self) && !inHalfOpen(self.id, succ.id, joiner.id)) {
+      return this.#send(this.#refNextHop(joiner.id), { method: 'JOIN_REQ', args: { addr: wireAddr(joiner), id: wireId(joiner.id) } });
+    }
+    // a joiner whose JOIN_REP was lost asks again: it is already our successor
+    const next = sameNode(succ, joiner) ? this.#successors[1] ?? self : succ;
+    if (joiner.id === next.id && !sameNode(next, joiner)) throw new ProtocolError(`JOIN_REQ for id ${joiner.id}, which ${next.host}:${next.port} holds`);
+    this.#send(joiner, { method: 'JOIN_REP', args: { successor_id: wireId(next.id), successor_addr: wireAddr(next) } });
+    if (sameNode(succ, joiner)) return;
+    this.#refLearn(joiner);
+    // linked once it answers at its address (the original links at once; a forged JOIN_REQ must not)
+    void this.#refProve(joiner).then((ok) => {
+      if (!ok) return this.#refuse(joiner, `joiner ${joiner.host}:${joiner.port} did not answer a round trip`);
+      if (this.#state === 'running' && sameNode(this.#successors[0], succ) && (sameNode(succ, self) || inOpen(self.id, succ.id, joiner.id))) this.#setSuccessors([joiner, ...this.#successors]);
+    });
+  }
+
+  async #joinReference(bootstrap: Address, where: string): Promise<DhtNode> {
+    const self = this.#self!;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const rep = await new Promise<{ args: Args; from: Address } | undefined>((resolve) => {
+        const timer = this.#clock.schedule(this.#opt.lookupTimeoutMs, () => {
+          this.#refJoin = undefined;
+          resolve(undefined);
+        });
+        // the answer comes from whichever node precedes our id, not from the bootstrap
+        this.#refJoin = (args, from) => {
+          timer.cancel();
+          this.#refJoin = undefined;
+          resolve({ args, from });
+        };
+        this.#send(bootstrap, { method: 'JOIN_REQ', args: { addr: wireAddr(self), id: wireId(self.id) } }, () => undefined);
+      });
+      if (!rep) continue;
+      let successor: DhtNode;
+      try {
+        successor = { id: readId(rep.args.successor_id, 'successor_id'), ...readAddr(rep.args.successor_addr, 'successor_addr') };
+      } catch (err) {
+        throw new JoinError(`malformed JOIN_REP from ${rep.from.host}:${rep.from.port}: ${(err as Error).message}`);
+      }
+      if (!this.#idOk(successor)) {
+        this.#counters.membershipRefused++;
+        throw new JoinError(`the JOIN_REP from ${rep.from.host}:${rep.from.port} names id ${successor.id}, not the hash of ${successor.host}:${successor.port}`);
+      }
+      if (successor.id === self.id && !sameNode(successor, self)) throw new JoinError(`join refused: id ${self.id} is taken by ${successor.host}:${successor.port}`);
+      this.#refLearn(successor);
+      this.#predecessor = undefined;
+      this.#setSuccessors([successor]);
+      await this.stabilize();
+      return successor;
+    }
+    throw new JoinError(`no JOIN_REP for a JOIN_REQ sent through ${where} after 3 tries`);
+  }
+
+  /**
+   * Stabilize with the original's messages: PREDECESSOR to the successor, whose STABILIZE names an
+   * id only. A closer node is adopted only when its address is known from a checked message and it
+   * answers a round trip there (the original takes the sender's address, which is the old
+   * successor's: the flaw REFERENCE.md names). Then NOTIFY.
+   */
+  async #stabilizeReference(): Promise<void> {
+    const self = this.#running();
+    let succ = this.#successors[0]!;
+    if (sameNode(succ, self)) {
+      if (!this.#predecessor) return;
+      this.#setSuccessors([this.#predecessor]);
+      succ = this.#predecessor;
+    }
+    let x: bigint | undefined;
+    try {
+      x = await this.#refAsk(succ);
+      this.#succMisses = 0;
+    } catch (err) {
+      if (err instanceof TimeoutError && ++this.#succMisses >= 2) {
+        this.#succMisses = 0;
+        this.#peerFailed(succ);
+      }
+      return;
+    }
+    if (this.#state !== 'running' || !sameNode(this.#successors[0], succ)) return;
+    if (x !== undefined && x !== self.id && inOpen(self.id, succ.id, x)) {
+      const known = this.#refKnown.get(x);
+      if (known && (await this.#refProve(known)) && sameNode(this.#successors[0], succ)) this.#setSuccessors([known, ...this.#successors]);
+    }
+    const now = this.#successors[0]!;
+    if (!sameNode(now, self)) this.#send(now, { method: 'NOTIFY', args: { predecessor_id: wireId(self.id), predecessor_addr: wireAddr(self) } });
+  }
+
+  /** Sends PREDECESSOR to `to` and resolves with the id its STABILIZE names (from that address only). */
+  async #refAsk(to: Address): Promise<bigint | undefined> {
+    await this.#resolveHost(to.host);
+    const key = this.#socketKey(to);
+    return new Promise<bigint | undefined>((resolve, reject) => {
+      let waiter: (id: bigint | undefined) => void = () => undefined;
+      const timer = this.#clock.schedule(this.#opt.rpcTimeoutMs, () => {
+        const list = this.#refAsks.get(key)?.filter((w) => w !== waiter);
+        if (list && list.length > 0) this.#refAsks.set(key, list);
+        else this.#refAsks.delete(key);
+        reject(new TimeoutError(`PREDECESSOR to ${to.host}:${to.port} got no STABILIZE within ${this.#opt.rpcTimeoutMs} ms`));
+      });
+      waiter = (id) => {
+        timer.cancel();
+        resolve(id);
+      };
+      const list = this.#refAsks.get(key);
+      if (list) list.push(waiter);
+      else this.#refAsks.set(key, [waiter]);
+      // one question answers every waiter: only the first asks
+      if (!list) this.#send(to, { method: 'PREDECESSOR' });
+    });
+  }
+
+  /** Whether a node answers the original protocol at address `a` (cached for 5 minutes). */
+  #refProve(a: Address): Promise<boolean> {
+    if (this.#isMember(a)) return Promise.resolve(true);
+    const key = `${a.host}:${a.port}`;
+    let pending = this.#refProving.get(key);
+    if (!pending) {
+      pending = this.#refAsk(a).then(
+        () => true,
+        () => false,
+      );
+      void pending.finally(() => this.#refProving.delete(key));
+      this.#refProving.set(key, pending);
+    }
+    return pending;
+  }
+
+  #refLearn(n: DhtNode): void {
+    if (sameNode(n, this.#self)) return;
+    if (this.#refKnown.size >= MAX_TRACKED) this.#refKnown.delete(this.#refKnown.keys().next().value!);
+    this.#refKnown.set(n.id, n);
+  }
+
+  /** A lookup with the original's SUCCESSOR: the answer comes from anywhere, matched by req_id. */
+  #refLookup(id: bigint): Promise<DhtNode> {
+    const self = this.#self!;
+    const succ = this.#successors[0]!;
+    if (sameNode(succ, self) || inHalfOpen(self.id, succ.id, id)) return Promise.resolve(succ);
+    return new Promise<DhtNode>((resolve, reject) => {
+      let waiter: (n: DhtNode) => void = () => undefined;
+      const timer = this.#clock.schedule(this.#opt.lookupTimeoutMs, () => {
+        const list = this.#refLookups.get(id)?.filter((w) => w !== waiter);
+        if (list && list.length > 0) this.#refLookups.set(id, list);
+        else this.#refLookups.delete(id);
+        reject(new TimeoutError(`SUCCESSOR for id ${id} got no answer within ${this.#opt.lookupTimeoutMs} ms`));
+      });
+      waiter = (n) => {
+        timer.cancel();
+        resolve(n);
+      };
+      const list = this.#refLookups.get(id);
+      if (list) list.push(waiter);
+      else this.#refLookups.set(id, [waiter]);
+      if (!list) this.#send(this.#refNextHop(id), { method: 'SUCCESSOR', args: { id: wireId(id), from: wireAddr(self) } });
+    });
+  }
+
+  /**
+   * Runs `start` and waits for the rid-less ACK/NACK it causes. The original's answers carry no
+   * request id, so these run one at a time: put/get started here and key hand-overs.
+   */
+  #refExclusive(what: string, timeoutMs: number, start: () => void): Promise<{ method: string; args: Value | undefined; error?: string }> {
+    const run = () =>
+      new Promise<{ method: string; args: Value | undefined; error?: string }>((resolve, reject) => {
+        const timer = this.#clock.schedule(timeoutMs, () => {
+          this.#refReply = undefined;
+          reject(new TimeoutError(`${what} got no ACK or NACK within ${timeoutMs} ms`));
+        });
+        this.#refReply = (method, args) => {
+          timer.cancel();
+          this.#refReply = undefined;
+          const error = method === 'NACK' && isArgs(args) && typeof args.error === 'string' ? args.error : undefined;
+          resolve({ method, args: method === 'ACK' ? args : undefined, ...(error ? { error } : {}) });
+        };
+        start();
+      });
+    const next = this.#refChain.then(run, run);
+    this.#refChain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Hands keys to `to` as the original's PUTs, one acknowledged at a time. */
+  async #refHandOver(to: DhtNode, entries: [string, Value][]): Promise<void> {
+    for (const [key, value] of entries) {
+      try {
+        await this.#refExclusive('PUT', this.#opt.rpcTimeoutMs, () => this.#send(to, { method: 'PUT', args: { key, value } }));
+      } catch (err) {
+        if (this.#state !== 'running' && this.#state !== 'closing') return;
+        this.#log.warn(`handing ${key} to ${to.host}:${to.port} failed: ${(err as Error).message}`);
+      }
+    }
+  }
 
   // ------------------------------------------------------------- verification
 
@@ -1204,6 +1592,7 @@ export class ChordNode extends SafeEmitter<ChordNodeEvents> {
   #isMember(a: Address): boolean {
     const self = this.#self!;
     if (a.port === self.port && a.host === self.host) return true;
+    if (this.#ref) return (this.#refProven.get(this.#socketKey(a)) ?? 0) > this.#clock.now();
     const m = this.#members.get(this.#socketKey(a));
     return m !== undefined && m.until > this.#clock.now();
   }

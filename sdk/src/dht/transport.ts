@@ -14,6 +14,11 @@ export interface Address {
 export interface WireMessage {
   readonly method: string;
   readonly args?: Value;
+  /**
+   * The Trellis wire version (`WIRE_VERSION`) on node-to-node messages; absent on the original
+   * protocol's messages (`wire: 'reference'`) and on answers to clients.
+   */
+  readonly v?: number;
 }
 
 /** What the transport knows about a datagram besides its sender. */

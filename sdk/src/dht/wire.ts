@@ -10,6 +10,17 @@ import type { Address } from './transport.js';
 
 export type Args = { readonly [key: string]: Value };
 
+/**
+ * The version of Trellis's node-to-node wire, carried as a top-level `"v"` beside `method` and
+ * `args` (the original reads only those two, so the mark costs it nothing). Version 1 is the
+ * original protocol, which carries no mark; 2 is the checked protocol (rids, HOP_ACK, PING
+ * proofs, addresses in STABILIZE). A node drops node-to-node messages of any other version.
+ */
+export const WIRE_VERSION = 2;
+
+/** Which node protocol a node speaks: Trellis's versioned wire, or the original's (REFERENCE.md §3). */
+export type WireMode = 'trellis' | 'reference';
+
 export function isArgs(v: unknown): v is Args {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
