@@ -20,7 +20,8 @@
  * ```
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+// ioredis is loaded by joinRedisCluster only, so importing the broker does not load it
+import type { Redis } from 'ioredis';
 import type { Broker } from './broker.js';
 import type { BrokerStore, StoredMessage, StoredSession, StoredSessionMeta } from './persistence.js';
 import type { ClusterItem } from './sessions.js';
@@ -196,8 +197,9 @@ export async function joinRedisCluster(broker: Broker, options: RedisClusterOpti
   /** Each session's epoch (a new one when a session of that id is created anew), as this node knows it. */
   const epochs = new Map<string, string>();
   // auto-pipelining: the commands of one event-loop turn go to Redis in one write
-  const pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true });
-  const sub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
+  const { Redis: RedisClient } = await import('ioredis');
+  const pub = new RedisClient(options.url, { lazyConnect: true, maxRetriesPerRequest: 20, enableAutoPipelining: true });
+  const sub = new RedisClient(options.url, { lazyConnect: true, maxRetriesPerRequest: 20 });
   const report = (what: string) => (err: unknown) => {
     counters.failures++;
     broker.log.warn(`cluster: ${what}: ${err instanceof Error ? err.message : String(err)}`);

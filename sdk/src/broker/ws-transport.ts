@@ -12,7 +12,8 @@
  */
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
+// ws is loaded by attachWebSocket only, so importing the broker does not load it
+import type { WebSocket, WebSocketServer } from 'ws';
 import type { Broker } from './broker.js';
 
 export interface WebSocketOptions {
@@ -41,11 +42,12 @@ export async function attachWebSocket(broker: Broker, options: WebSocketOptions)
   const origins = options.origins ? new Set(options.origins) : undefined;
   const verifyClient = origins ? (info: { origin: string }) => origins.has(info.origin) : undefined;
   const common = { maxPayload: options.maxPayload ?? 1024 * 1024 + 64 * 1024, perMessageDeflate: false, ...(verifyClient ? { verifyClient } : {}) };
+  const { WebSocketServer: Server, createWebSocketStream } = await import('ws');
   let wss: WebSocketServer;
   if (options.server) {
-    wss = new WebSocketServer({ ...common, server: options.server, path: options.path ?? '/broker' });
+    wss = new Server({ ...common, server: options.server, path: options.path ?? '/broker' });
   } else {
-    wss = new WebSocketServer({ ...common, port: options.port ?? 0, host: options.host ?? '127.0.0.1', ...(options.path ? { path: options.path } : {}) });
+    wss = new Server({ ...common, port: options.port ?? 0, host: options.host ?? '127.0.0.1', ...(options.path ? { path: options.path } : {}) });
     await new Promise<void>((resolve, reject) => {
       wss.once('listening', resolve);
       wss.once('error', reject);
