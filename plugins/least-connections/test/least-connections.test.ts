@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import { createHost, type Backend, type Strategy } from '@trellis/sdk';
+import { createHost, type Backend } from '@trellis/sdk';
+import { replay, weighted } from '../../../sdk/test/strategy-replay.js';
 import { LeastConnections } from '../src/strategy.js';
 
 const four: Backend[] = [5000, 5001, 5002, 5003].map((port) => ({ id: `b${port - 5000}`, host: '127.0.0.1', port }));
@@ -81,36 +82,6 @@ test('the least-connections plugin loads lazily through the plugin host', async 
   await host.dispose();
 });
 
-/**
- * Replays one seeded script of selects, completions (on a fake clock) and list changes against
- * `make(list)`, returning every pick: the equal-weights check runs it with and without weights.
- */
-function replay(make: (list: Backend[], now: () => number) => Strategy, list: Backend[], seed: number, steps = 2000): (string | undefined)[] {
-  let x = seed;
-  const rnd = (n: number) => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8) % n;
-  const clock = { t: 0 };
-  const s = make(list, () => clock.t);
-  const inFlight: Backend[] = [];
-  const out: (string | undefined)[] = [];
-  for (let i = 0; i < steps; i++) {
-    const op = rnd(10);
-    if (op < 5) {
-      const b = s.select();
-      out.push(b?.id);
-      if (b !== undefined) inFlight.push(b);
-    } else if (op < 9) {
-      if (inFlight.length === 0) continue;
-      clock.t += rnd(50);
-      const [b] = inFlight.splice(rnd(inFlight.length), 1);
-      s.update(b!, { durationMs: 0, ok: true });
-    } else {
-      s.setBackends(list.filter(() => rnd(4) !== 0));
-    }
-  }
-  return out;
-}
-
-const weighted = (list: Backend[], w: number | ((i: number) => number)) => list.map((b, i) => ({ ...b, weight: typeof w === 'number' ? w : w(i) }));
 test('least-connections with all weights equal replays the unweighted picks exactly', () => {
   for (const seed of [1, 2, 3, 42]) {
     const make = (list: Backend[]) => new LeastConnections({ backends: list, options: {} });
