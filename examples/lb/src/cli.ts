@@ -5,7 +5,7 @@ import { defineCommand, intOption, portOption, addressOption, untilAborted, Usag
 import { createWriteStream, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import cluster from 'node:cluster';
-import { createBalancer, createAdminServer, parseBackend, type BackendAddress } from '@trellis/sdk/balancer';
+import { createBalancer, createAdminServer, parseBackend, FORWARD_HEADERS, type BackendAddress, type ForwardHeader } from '@trellis/sdk/balancer';
 import { watchPlugins } from '@trellis/sdk';
 import { strategyId } from './strategy-names.js';
 import { loadConfig, type LbConfigFile } from './config.js';
@@ -29,6 +29,20 @@ function backendOption(value: string): BackendAddress {
 }
 
 /** The admin token: `--admin-token-file`, else `TRELLIS_ADMIN_TOKEN`; never a flag value (ps shows those). */
+/** `--forward-headers x-forwarded,via` / `none`: the families to add, undefined for the default (all). */
+function forwardHeadersOption(value: string | undefined): ForwardHeader[] | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toLowerCase();
+  if (v === 'none') return [];
+  const out: ForwardHeader[] = [];
+  for (const part of v.split(',')) {
+    const h = part.trim();
+    if (!FORWARD_HEADERS.includes(h as ForwardHeader)) throw new UsageError(`--forward-headers: unknown header family "${part.trim()}" (use a comma list of ${FORWARD_HEADERS.join(', ')}, or none)`);
+    if (!out.includes(h as ForwardHeader)) out.push(h as ForwardHeader);
+  }
+  return out;
+}
+
 function adminToken(file: string | undefined): string | undefined {
   if (file !== undefined) {
     let text: string;
@@ -90,6 +104,7 @@ export const lb = defineCommand({
     'backend-ca': { type: 'string', description: 'PEM CA bundle to verify back-end certificates with (implies --backend-tls)', placeholder: 'file' },
     'tls-cert': { type: 'string', multiple: true, description: 'terminate TLS with this PEM certificate (repeatable with --tls-key: the first is the default, the others picked by SNI); reloaded on SIGHUP', placeholder: 'file' },
     'tls-key': { type: 'string', multiple: true, description: 'the PEM private key of the --tls-cert in the same position', placeholder: 'file' },
+    'forward-headers': { type: 'string', description: 'forwarding headers added to requests: a comma list of x-forwarded, forwarded, via, or none (default: all three); one left out passes through as the client sent it', placeholder: 'list' },
     'access-log': { type: 'string', description: 'write one JSON line per request to FILE (appended), or - for stdout', placeholder: 'file|-' },
     quiet: { type: 'boolean', short: 'q', description: 'do not log back-end state changes' },
   },
@@ -172,6 +187,7 @@ export const lb = defineCommand({
         accessLog.once('error', (err) => reject(new UsageError(`--access-log: cannot open "${logTo}": ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
       });
     }
+    const forwardHeaders = forwardHeadersOption(values['forward-headers']);
     const workers = intOption('workers', values.workers, { min: 1, max: 64 })!;
     const adminPort = initial.adminPort;
     if (workers > 1 && cluster.isPrimary) {
@@ -218,6 +234,7 @@ export const lb = defineCommand({
       retries: initial.retries,
       timeouts: initial.timeouts,
       ...(accessLog !== undefined ? { accessLog } : {}),
+      ...(forwardHeaders !== undefined ? { forwardHeaders } : {}),
       ...(tls !== undefined ? { tls } : {}),
       ...(values['backend-ca'] !== undefined ? { backendTls: { ca: values['backend-ca'] } } : values['backend-tls'] ? { backendTls: true } : {}),
       limits: {

@@ -100,6 +100,63 @@ test('forwarding headers are added and hop-by-hop headers dropped', async () => 
   }
 });
 
+for (const engine of ['raw', 'undici'] as const) {
+  test(`${engine} engine: forwardHeaders picks the families added; one left out passes through untouched`, async () => {
+    const { startServer } = await import('./helpers.js');
+    let seen: Record<string, string | string[] | undefined> = {};
+    const echo = await startServer((req, res) => {
+      seen = req.headers;
+      res.writeHead(200, { 'content-type': 'text/plain', via: '1.0 origin' });
+      res.end('ok');
+    });
+    const client = { 'x-forwarded-for': '10.0.0.1', 'x-forwarded-proto': 'gopher', 'x-forwarded-host': 'spoof.test', forwarded: 'for=10.0.0.1', via: '1.0 client', host: 'example.test' };
+    const none = await startBalancer([echo.port], { engine, forwardHeaders: [], healthCheck: false });
+    const onlyForwarded = await startBalancer([echo.port], { engine, forwardHeaders: ['forwarded'], healthCheck: false });
+    try {
+      let r = await get(none.port, '/', { headers: client });
+      assert.is(r.status, 200);
+      // nothing added, nothing stripped: the client's own headers reach the back-end as sent
+      assert.is(seen['x-forwarded-for'], '10.0.0.1');
+      assert.is(seen['x-forwarded-proto'], 'gopher');
+      assert.is(seen['x-forwarded-host'], 'spoof.test');
+      assert.is(seen.forwarded, 'for=10.0.0.1');
+      assert.is(seen.via, '1.0 client');
+      assert.is(r.headers.via, '1.0 origin');
+      r = await get(onlyForwarded.port, '/', { headers: client });
+      assert.is(seen.forwarded, 'for=10.0.0.1, for=127.0.0.1;proto=http;host="example.test"');
+      assert.is(seen['x-forwarded-for'], '10.0.0.1');
+      assert.is(seen['x-forwarded-proto'], 'gopher');
+      assert.is(seen.via, '1.0 client');
+      assert.is(r.headers.via, '1.0 origin');
+      // the balancer's own answers carry no Via either when it is off
+      await echo.close();
+      const down = await get(none.port, '/');
+      assert.ok(down.status >= 500, `status ${down.status}`);
+      assert.is(down.headers.via, undefined);
+    } finally {
+      await none.close();
+      await onlyForwarded.close();
+      await echo.close().catch(() => undefined);
+    }
+  });
+}
+
+test('forwardHeaders: an unknown family is refused at creation', async () => {
+  const { createBalancer } = await import('@trellis/sdk/balancer');
+  const host = createHost({ logger: silent });
+  try {
+    await createBalancer({ host, strategy: 'round-robin', backends: ['127.0.0.1:1'], forwardHeaders: ['x-real-ip' as never] }).then(
+      () => assert.unreachable('accepted an unknown family'),
+      (err: Error & { code?: string }) => {
+        assert.match(err.message, /unknown forwarding header "x-real-ip"/);
+        assert.is(err.code, 'TRELLIS_ERR_INVALID_ARGUMENT');
+      },
+    );
+  } finally {
+    await host.dispose();
+  }
+});
+
 test('request and response bodies stream through without being buffered whole', async () => {
   const { startServer } = await import('./helpers.js');
   const echo = await startServer((req, res) => {

@@ -97,8 +97,31 @@ test('trellis lb takes repeated -s and --backend, in list order, with the refere
   assert.match(cli.out(), /strategy round-robin/);
 });
 
+test('trellis lb --forward-headers none adds no forwarding headers', async () => {
+  const { startServer } = await import('./helpers.js');
+  let seen: Record<string, unknown> = {};
+  const echo = await startServer((req, res) => {
+    seen = req.headers;
+    res.end('ok');
+  });
+  const port = await freePort();
+  const cli = io();
+  const running = runCommand('trellis lb', lb, ['-p', String(port), '-s', String(echo.port), '--forward-headers', 'none', '--health-interval', '0', '--quiet'], cli);
+  try {
+    await waitFor(() => cli.out().includes('lb: http mode'), 5000, 'the balancer to start');
+    const r = await get(port, '/');
+    assert.is(r.body, 'ok');
+    assert.is(r.headers.via, undefined);
+    assert.equal([seen['x-forwarded-for'], seen.forwarded, seen.via], [undefined, undefined, undefined]);
+  } finally {
+    cli.stop();
+    assert.is(await running, 0);
+    await echo.close();
+  }
+});
+
 test('trellis lb rejects bad flags with one line and exit code 2', async () => {
-  for (const argv of [['--mode', 'udp', '-s', '5000'], [], ['--backend', 'nope'], ['-s', '5000', '--engine', 'x'], ['--retries', 'many', '-s', '5000']]) {
+  for (const argv of [['--mode', 'udp', '-s', '5000'], [], ['--backend', 'nope'], ['-s', '5000', '--engine', 'x'], ['--retries', 'many', '-s', '5000'], ['-s', '5000', '--forward-headers', 'x-forwarded,x-real-ip']]) {
     const cli = io();
     assert.is(await runCommand('trellis lb', lb, argv, cli), 2, argv.join(' '));
     assert.is(cli.err().trim().split('\n').length, 1);

@@ -26,7 +26,7 @@ import type { CoreSettings, Pick, RoutingCore } from './routing-core.js';
 import { HttpExchange } from './http-exchange.js';
 import { TcpSession } from './tcp-session.js';
 import { listenOn } from './listen-on.js';
-import { clientAddress, requestHeaders } from './forward-headers.js';
+import { clientAddress, forwardingOf, requestHeaders, type ForwardHeader } from './forward-headers.js';
 import { ClientConnection, type RawHost } from './raw/client-connection.js';
 import type { UpstreamPool } from './raw/upstream-pool.js';
 import { ClientLimiter } from './client-limits.js';
@@ -98,6 +98,13 @@ export interface BalancerOptions {
   connectionsPerBackend?: number;
   /** The `Via` pseudonym (default `trellis`). */
   via?: string;
+  /**
+   * Forwarding headers HTTP mode adds (default all: `['x-forwarded', 'forwarded', 'via']`):
+   * `x-forwarded` appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host`,
+   * `forwarded` appends an RFC 7239 `Forwarded` element, `via` appends to `Via` both ways. A
+   * family left out is neither added nor stripped: the client's own headers of it pass through.
+   */
+  forwardHeaders?: readonly ForwardHeader[];
   limits?: BalancerLimits;
   /**
    * Where to write the access log (raw HTTP engine): one JSON line per request, see
@@ -322,8 +329,11 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     };
     this.#tcpOptions = { idleTimeoutMs: this.#timeouts.idleMs, connectTimeoutMs: this.#timeouts.connectMs };
     // not frozen: setTimeouts() changes retries and the upstream timeout at run time
+    const forwarding = forwardingOf(options.forwardHeaders, options.via ?? 'trellis');
+    if (typeof forwarding === 'string') throw new InvalidArgumentError(forwarding);
     this.settings = ({
-      via: `1.1 ${options.via ?? 'trellis'}`,
+      via: forwarding.via,
+      forwarding,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
       pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024), tls: backendTls(options) }),
@@ -632,7 +642,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     const h = req.headers;
     const hasBody = (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined;
     if (this.#closing) res.shouldKeepAlive = false;
-    const headers = requestHeaders(req.rawHeaders, h.connection, clientAddress(req.socket.remoteAddress), 'http', this.settings.via);
+    const headers = requestHeaders(req.rawHeaders, h.connection, clientAddress(req.socket.remoteAddress), 'http', this.settings.forwarding);
     new HttpExchange(this, req, res, headers, hasBody).start();
   };
 

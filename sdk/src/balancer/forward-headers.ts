@@ -31,11 +31,37 @@ export function forwardedNode(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
 }
 
+/** The forwarding header families HTTP mode can add to requests (`via` goes on responses too). */
+export type ForwardHeader = 'x-forwarded' | 'forwarded' | 'via';
+export const FORWARD_HEADERS: readonly ForwardHeader[] = ['x-forwarded', 'forwarded', 'via'];
+
+/**
+ * What the balancer adds on the way through. A family that is off is neither added nor touched:
+ * the client's own headers of that family pass through as they came (as haproxy without
+ * `option forwardfor` and nginx without `proxy_set_header` do).
+ */
+export interface Forwarding {
+  /** `X-Forwarded-For` (appended to), `X-Forwarded-Proto` and `X-Forwarded-Host` (replaced). */
+  readonly xForwarded: boolean;
+  /** RFC 7239 `Forwarded` (appended to). */
+  readonly forwarded: boolean;
+  /** `1.1 NAME` appended to `Via` both ways, and sent on the balancer's own answers; '' when off. */
+  readonly via: string;
+}
+
+/** Checks a `forwardHeaders` list; returns the settings or a message saying what is wrong. */
+export function forwardingOf(list: readonly string[] | undefined, viaName: string): Forwarding | string {
+  if (list === undefined) return { xForwarded: true, forwarded: true, via: `1.1 ${viaName}` };
+  if (!Array.isArray(list)) return 'forwardHeaders must be an array of "x-forwarded", "forwarded", "via"';
+  for (const h of list) if (!FORWARD_HEADERS.includes(h as ForwardHeader)) return `unknown forwarding header "${String(h)}" (known: ${FORWARD_HEADERS.join(', ')})`;
+  return { xForwarded: list.includes('x-forwarded'), forwarded: list.includes('forwarded'), via: list.includes('via') ? `1.1 ${viaName}` : '' };
+}
+
 /**
  * Request headers for the back-end: `raw` is Node's `req.rawHeaders`. Returns a flat
  * `[name, value, …]` array for undici.
  */
-export function requestHeaders(raw: readonly string[], connection: string | undefined, clientIp: string, proto: string, via: string): string[] {
+export function requestHeaders(raw: readonly string[], connection: string | undefined, clientIp: string, proto: string, fwd: Forwarding): string[] {
   const extra = connectionTokens(connection);
   const out: string[] = [];
   let xff: string | undefined;
@@ -49,16 +75,20 @@ export function requestHeaders(raw: readonly string[], connection: string | unde
     const value = raw[i + 1]!;
     switch (lower) {
       case 'x-forwarded-for':
+        if (!fwd.xForwarded) break;
         xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
       case 'forwarded':
+        if (!fwd.forwarded) break;
         forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
         continue;
       case 'via':
+        if (fwd.via === '') break;
         viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
         continue;
       case 'x-forwarded-proto':
       case 'x-forwarded-host':
+        if (!fwd.xForwarded) break;
         continue;
       case 'host':
         host = value;
@@ -66,18 +96,22 @@ export function requestHeaders(raw: readonly string[], connection: string | unde
     }
     out.push(name, value);
   }
-  out.push('x-forwarded-for', xff === undefined ? clientIp : `${xff}, ${clientIp}`);
-  out.push('x-forwarded-proto', proto);
-  if (host !== undefined) out.push('x-forwarded-host', host);
-  const self = `for=${forwardedNode(clientIp)};proto=${proto}${host !== undefined ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
-  out.push('forwarded', forwarded === undefined ? self : `${forwarded}, ${self}`);
-  out.push('via', viaIn === undefined ? via : `${viaIn}, ${via}`);
+  if (fwd.xForwarded) {
+    out.push('x-forwarded-for', xff === undefined ? clientIp : `${xff}, ${clientIp}`);
+    out.push('x-forwarded-proto', proto);
+    if (host !== undefined) out.push('x-forwarded-host', host);
+  }
+  if (fwd.forwarded) {
+    const self = `for=${forwardedNode(clientIp)};proto=${proto}${host !== undefined ? `;host="${host.replace(/["\\]/g, '')}"` : ''}`;
+    out.push('forwarded', forwarded === undefined ? self : `${forwarded}, ${self}`);
+  }
+  if (fwd.via !== '') out.push('via', viaIn === undefined ? fwd.via : `${viaIn}, ${fwd.via}`);
   return out;
 }
 
 /**
  * Response headers for the client: `raw` is undici's raw `[name, value, …]` buffers. Returns a
- * flat string array for `res.writeHead`, with `Via` appended.
+ * flat string array for `res.writeHead`, with `Via` appended (when `via` is not '').
  */
 export function responseHeaders(raw: readonly (Buffer | string)[], via: string): string[] {
   const out: string[] = [];
@@ -92,7 +126,7 @@ export function responseHeaders(raw: readonly (Buffer | string)[], via: string):
       continue;
     }
     if (HOP_BY_HOP.has(lower)) continue;
-    if (lower === 'via') {
+    if (lower === 'via' && via !== '') {
       viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
       continue;
     }
@@ -101,6 +135,6 @@ export function responseHeaders(raw: readonly (Buffer | string)[], via: string):
   if (extra !== undefined) {
     for (let i = out.length - 2; i >= 0; i -= 2) if (extra.has(out[i]!.toLowerCase())) out.splice(i, 2);
   }
-  out.push('via', viaIn === undefined ? via : `${viaIn}, ${via}`);
+  if (via !== '') out.push('via', viaIn === undefined ? via : `${viaIn}, ${via}`);
   return out;
 }

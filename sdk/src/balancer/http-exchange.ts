@@ -147,7 +147,7 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     const res = this.#res;
     if (res.headersSent || res.destroyed) return;
     res.shouldKeepAlive = !this.#core.closing && !this.#hasBody;
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), via: this.#core.settings.via, ...extra });
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(this.#core.settings.via !== '' ? { via: this.#core.settings.via } : {}), ...extra });
     res.end(body);
   }
 }

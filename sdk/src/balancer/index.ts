@@ -8,3 +8,4 @@ export { prometheusText } from './metrics.js';
 export { NoBackendError } from './errors.js';
 export type { BackendAddress, BackendStats } from './backend-state.js';
 export type { HealthCheckOptions } from './health-checker.js';
+export { FORWARD_HEADERS, type ForwardHeader } from './forward-headers.js';

@@ -5,6 +5,7 @@
  */
 import type { RoutingContext, Strategy } from '../areas/routing.js';
 import type { BackendState, PoolOptions } from './backend-state.js';
+import type { Forwarding } from './forward-headers.js';
 
 /** One routing decision: the back-end and the strategy instance that chose it. */
 export interface Pick {
@@ -31,7 +32,10 @@ export interface RoutingCore {
 }
 
 export interface CoreSettings {
+  /** `1.1 NAME` for `Via`, or '' when the balancer adds no `Via`. */
   readonly via: string;
+  /** The forwarding headers added to requests (`via` is the same as above). */
+  readonly forwarding: Forwarding;
   /** Extra attempts on another back-end for safe requests (default 2). */
   readonly retries: number;
   /** Max wait for the back-end's response headers, and between body chunks. */

@@ -13,7 +13,7 @@ import { clientAddress } from '../forward-headers.js';
 import { IDEMPOTENT_METHODS, UNREACHABLE } from '../failure-policy.js';
 import { ChunkedScanner } from './chunked-scanner.js';
 import { HttpRoutingContext } from '../routing-context.js';
-import { HeadError, headEnd, parseRequest, parseResponse, type RequestHead, type ResponseHead } from './http-head.js';
+import { HeadError, headEnd, parseRequest, parseResponse, requestForwarding, type RequestForwarding, type RequestHead, type ResponseHead } from './http-head.js';
 import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-pool.js';
 import type { ClientLimiter } from '../client-limits.js';
 import type { AccessLog } from '../access-log.js';
@@ -69,6 +69,8 @@ export class ClientConnection {
   clientEnded = false;
   /** The routing context, one per connection, refilled before each pick. */
   readonly routing: HttpRoutingContext;
+  /** The forwarding headers this client's requests gain. */
+  readonly forwarding: RequestForwarding;
   readonly #onClose: (c: ClientConnection) => void;
 
   constructor(socket: Socket, host: RawHost, settings: RawSettings, onClose: (c: ClientConnection) => void) {
@@ -77,6 +79,7 @@ export class ClientConnection {
     this.settings = settings;
     this.clientIp = clientAddress(socket.remoteAddress);
     this.routing = new HttpRoutingContext(socket, this.clientIp);
+    this.forwarding = requestForwarding(host.settings.forwarding, this.clientIp, settings.proto);
     this.#onClose = onClose;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -181,7 +184,7 @@ export class ClientConnection {
       let req: RequestHead;
       const headText = buf.toString('latin1', 0, end);
       try {
-        req = parseRequest(headText, this.clientIp, this.host.settings.via, this.settings.proto);
+        req = parseRequest(headText, this.forwarding);
       } catch (err) {
         if (err instanceof HeadError) return this.#reject(err.status, err.message);
         throw err;
@@ -276,7 +279,7 @@ export class ClientConnection {
   reply(status: number, body: string, keepAlive: boolean, extra = ''): void {
     if (this.socket.destroyed || !this.socket.writable) return;
     this.socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nvia: ${this.host.settings.via}\r\n${extra}${keepAlive ? '' : 'connection: close\r\n'}\r\n${body}`,
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${this.host.settings.via !== '' ? `via: ${this.host.settings.via}\r\n` : ''}${extra}${keepAlive ? '' : 'connection: close\r\n'}\r\n${body}`,
     );
   }
 

@@ -4,7 +4,7 @@
  * back-end's response head (as strictly: anything ambiguous is a 502) and write the head sent to
  * the client. Bodies never pass through here. Grammar: RFC 9112 §2-§7 and RFC 9110 §5.
  */
-import { connectionTokens, forwardedNode } from '../forward-headers.js';
+import { connectionTokens, forwardedNode, type Forwarding } from '../forward-headers.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** request-line = method SP request-target SP HTTP-version; the target is visible ASCII only. */
@@ -99,11 +99,24 @@ export interface RequestHead {
   readonly upstreamHead: string;
 }
 
+/** What one client connection's requests gain on the way upstream, its strings made once. */
+export interface RequestForwarding extends Forwarding {
+  readonly clientIp: string;
+  readonly proto: 'http' | 'https';
+  /** This hop's `Forwarded` element without its host: `for=NODE;proto=PROTO`. */
+  readonly forwardedSelf: string;
+}
+
+export function requestForwarding(fwd: Forwarding, clientIp: string, proto: 'http' | 'https'): RequestForwarding {
+  return { xForwarded: fwd.xForwarded, forwarded: fwd.forwarded, via: fwd.via, clientIp, proto, forwardedSelf: `for=${forwardedNode(clientIp)};proto=${proto}` };
+}
+
 /**
  * Parses `head` (request line and header lines, without the final blank line) and writes the
- * upstream head with forwarding headers. Throws `HeadError` with the status to answer.
+ * upstream head with the forwarding headers `fwd` asks for. Throws `HeadError` with the status
+ * to answer.
  */
-export function parseRequest(head: string, clientIp: string, via: string, proto: 'http' | 'https' = 'http'): RequestHead {
+export function parseRequest(head: string, fwd: RequestForwarding): RequestHead {
   let eol = head.indexOf('\r\n');
   const line = eol === -1 ? head : head.slice(0, eol);
   const m = REQUEST_LINE.exec(line);
@@ -178,12 +191,15 @@ export function parseRequest(head: string, clientIp: string, via: string, proto:
         else throw new HeadError(417, `Expect "${value}" is not supported`);
         continue;
       case 'x-forwarded-for':
+        if (!fwd.xForwarded) break;
         xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
       case 'forwarded':
+        if (!fwd.forwarded) break;
         forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
         continue;
       case 'via':
+        if (fwd.via === '') break;
         viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
         continue;
       case 'upgrade':
@@ -191,6 +207,8 @@ export function parseRequest(head: string, clientIp: string, via: string, proto:
         continue;
       case 'x-forwarded-proto':
       case 'x-forwarded-host':
+        if (!fwd.xForwarded) break;
+        continue;
       // the rest of HOP_BY_HOP, spelled out: cheaper than hashing every name for a set lookup
       case 'keep-alive':
       case 'proxy-connection':
@@ -221,10 +239,15 @@ export function parseRequest(head: string, clientIp: string, via: string, proto:
   const conn = connection?.toLowerCase() ?? '';
   const keepAlive = minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
   out += kept;
-  out += `x-forwarded-for: ${xff === undefined ? clientIp : `${xff}, ${clientIp}`}\r\nx-forwarded-proto: ${proto}\r\n`;
-  if (host !== undefined) out += `x-forwarded-host: ${host}\r\n`;
-  const self = `for=${forwardedNode(clientIp)};proto=${proto}${host !== undefined ? `;host="${unquoted(host)}"` : ''}`;
-  out += `forwarded: ${forwarded === undefined ? self : `${forwarded}, ${self}`}\r\nvia: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
+  if (fwd.xForwarded) {
+    out += `x-forwarded-for: ${xff === undefined ? fwd.clientIp : `${xff}, ${fwd.clientIp}`}\r\nx-forwarded-proto: ${fwd.proto}\r\n`;
+    if (host !== undefined) out += `x-forwarded-host: ${host}\r\n`;
+  }
+  if (fwd.forwarded) {
+    const self = host !== undefined ? `${fwd.forwardedSelf};host="${unquoted(host)}"` : fwd.forwardedSelf;
+    out += `forwarded: ${forwarded === undefined ? self : `${forwarded}, ${self}`}\r\n`;
+  }
+  if (fwd.via !== '') out += `via: ${viaIn === undefined ? fwd.via : `${viaIn}, ${fwd.via}`}\r\n`;
   // the whole coding list goes on: a proxy must not drop codings it does not decode
   if (codings !== undefined) out += `transfer-encoding: ${codings.length === 1 ? 'chunked' : codings.join(', ')}\r\n`;
   else if (contentLength !== -1) out += `content-length: ${contentLength}\r\n`;
@@ -310,6 +333,7 @@ export function parseResponse(head: string, via: string): ResponseHead {
         connection = connection === undefined ? value : `${connection}, ${value}`;
         continue;
       case 'via':
+        if (via === '') break;
         viaIn = viaIn === undefined ? value : `${viaIn}, ${value}`;
         continue;
       case 'upgrade':
@@ -346,6 +370,6 @@ export function parseResponse(head: string, via: string): ResponseHead {
   const conn = connection?.toLowerCase() ?? '';
   // a back-end that sent both framings is not trusted with the next request on that socket
   const upstreamKeepAlive = bothFramings ? false : minor === 1 ? !/(?:^|,)\s*close\s*(?:,|$)/.test(conn) : /(?:^|,)\s*keep-alive\s*(?:,|$)/.test(conn);
-  headers += `via: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
+  if (via !== '') headers += `via: ${viaIn === undefined ? via : `${viaIn}, ${via}`}\r\n`;
   return { status, contentLength, chunked, codings, upstreamKeepAlive, headers, reason: m[3] ?? '', upgrade };
 }

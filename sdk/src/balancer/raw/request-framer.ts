@@ -6,7 +6,10 @@
  * Node's llhttp); the engine itself frames incrementally on the socket.
  */
 import { ChunkedScanner } from './chunked-scanner.js';
-import { HeadError, headEnd, parseRequest, type RequestHead } from './http-head.js';
+import { forwardingOf, type Forwarding } from '../forward-headers.js';
+import { HeadError, headEnd, parseRequest, requestForwarding, type RequestHead } from './http-head.js';
+
+const FORWARDING = requestForwarding(forwardingOf(undefined, 'trellis') as Forwarding, '127.0.0.1', 'http');
 
 export type FrameResult =
   | {
@@ -35,7 +38,7 @@ export function frameRequest(buf: Buffer, from = 0, maxHeadBytes = 16 * 1024): F
   const text = buf.toString('latin1', start, end);
   let head: RequestHead;
   try {
-    head = parseRequest(text, '127.0.0.1', '1.1 trellis');
+    head = parseRequest(text, FORWARDING);
   } catch (err) {
     if (err instanceof HeadError) return { kind: 'rejected', status: err.status, message: err.message };
     throw err;
