@@ -7,15 +7,19 @@
  *   TCP:   Trellis (tcp), minimal net pipe, haproxy mode tcp                     — wrk -t1 -cC
  *   Strategies: 4 one-at-a-time Pi back-ends, one slowed; p99 and success per strategy.
  *
+ * Trellis runs from the packages' built `dist/` (as installed from npm; the script runs
+ * `npm run build` first when a source is newer than its build). BENCH_FROM_SOURCE=1 runs it from
+ * the TypeScript sources through tsx instead (as a BENCH_BASELINE checkout always runs).
+ *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
- * BENCH_ONLY (comma list of http,tcp,strategies), BENCH_STRATEGY_REQUESTS (300).
+ * BENCH_ONLY (comma list of http,tcp,tls,workers,strategies), BENCH_STRATEGY_REQUESTS (300).
  */
 import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, hasTool, toolPath, start, startNode, wrk, median, sleep, type Proc, type WrkResult } from './tools.js';
+import { ensureBuilt, freePort, hasTool, toolPath, start, startNode, wrk, median, sleep, type Proc, type WrkResult } from './tools.js';
 import { haproxyConfig, nginxConfig } from './configs.js';
 import { runStress } from '../src/stress.js';
 
@@ -26,7 +30,12 @@ const ONLY = new Set((process.env.BENCH_ONLY ?? 'http,tcp,tls,workers,strategies
 /** Another checkout (e.g. main, `npm ci` done) whose balancer runs in the same HTTP rounds. */
 const BASELINE = process.env.BENCH_BASELINE;
 const STRATEGY_REQUESTS = Number(process.env.BENCH_STRATEGY_REQUESTS ?? 300);
+/** Trellis from dist/ (default) or from its TypeScript sources (always beside a baseline, which runs from its sources). */
+const BUILT = process.env.BENCH_FROM_SOURCE !== '1' && BASELINE === undefined;
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const trellisNode = (name: string, port: number, args: (string | number)[]) => startNode(name, port, './peers/trellis.ts', args, BUILT);
 
+const PLAIN = 'Trellis lb (http, no fwd headers)';
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const procs: Proc[] = [];
 const tmp = mkdtempSync(join(tmpdir(), 'trellis-bench-lb-'));
@@ -81,9 +90,10 @@ async function httpSection(backends: number[]): Promise<string> {
   log('\nHTTP mode: starting targets');
   const targets: Target[] = [{ name: 'direct (one back-end)', port: backends[0]! }];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
-  await add('Trellis lb (http)', freePort().then((port) => startNode('trellis', port, './peers/trellis.ts', ['http', port, 'round-robin', ...backends])));
+  await add('Trellis lb (http)', freePort().then((port) => trellisNode('trellis', port, ['http', port, 'round-robin', ...backends])));
+  await add(PLAIN, freePort().then((port) => trellisNode('trellis-plain', port, ['http-plain', port, 'round-robin', ...backends])));
   if (BASELINE) await add('Trellis lb (baseline)', freePort().then((port) => startNode('trellis-baseline', port, join(BASELINE, 'examples/lb/bench/peers/trellis.ts'), ['http', port, 'round-robin', ...backends])));
-  await add('Trellis lb (undici engine)', freePort().then((port) => startNode('trellis-undici', port, './peers/trellis.ts', ['http-undici', port, 'round-robin', ...backends])));
+  await add('Trellis lb (undici engine)', freePort().then((port) => trellisNode('trellis-undici', port, ['http-undici', port, 'round-robin', ...backends])));
   await add('http-proxy (keep-alive)', freePort().then((port) => startNode('http-proxy', port, './peers/http-proxy.ts', [port, ...backends])));
   await add('@fastify/http-proxy', freePort().then((port) => startNode('fastify', port, './peers/fastify-proxy.ts', [port, ...backends])));
   await add('undici Pool proxy', freePort().then((port) => startNode('undici', port, './peers/undici-proxy.ts', [port, ...backends])));
@@ -101,21 +111,25 @@ async function httpSection(backends: number[]): Promise<string> {
   const trellis = median(results.get('Trellis lb (http)')!.map((r) => r.rps));
   const nodePeers = ['http-proxy (keep-alive)', '@fastify/http-proxy', 'undici Pool proxy'].map((n) => [n, median(results.get(n)!.map((r) => r.rps))] as const);
   const best = nodePeers.reduce((a, b) => (b[1] > a[1] ? b : a));
-  const summary = [`Trellis ÷ best Node peer (${best[0]}): **${(trellis / best[1]).toFixed(2)}×** (target ≥ 1.5×)`];
+  const plain = median(results.get(PLAIN)!.map((r) => r.rps));
+  const summary = [
+    `Trellis ÷ best Node peer (${best[0]}): **${(trellis / best[1]).toFixed(2)}×** (target ≥ 1.5×), Trellis as configured by default: it adds X-Forwarded-For/-Proto/-Host, Forwarded and Via, which no peer here adds`,
+    `Like for like, Trellis adding no forwarding headers (\`forwardHeaders: []\`) as no peer does: ÷ best Node peer **${(plain / best[1]).toFixed(2)}×**${results.has('haproxy 1 thread') ? `, ÷ haproxy **${(plain / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×**` : ''}`,
+  ];
   if (results.has('haproxy 1 thread')) summary.push(`Trellis ÷ haproxy: **${(trellis / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 0.6×)`);
   if (BASELINE) summary.push(`Trellis ÷ baseline (${BASELINE}): **${(trellis / median(results.get('Trellis lb (baseline)')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 1.0×: no worse)`);
   const p99T = median(results.get('Trellis lb (http)')!.map((r) => r.p99Ms));
   const p99H = median(results.get('http-proxy (keep-alive)')!.map((r) => r.p99Ms));
   summary.push(`p99 Trellis ${p99T.toFixed(2)} ms vs http-proxy ${p99H.toFixed(2)} ms (target: no worse)`);
   for (const p of procs.splice(0)) await p.stop();
-  return `### HTTP mode (wrk -t1 -c${CONNS} -d${SECONDS}s, ${ROUNDS} rounds, 2 back-ends)\n\n${table(results, 'Trellis lb (http)')}\n\n${summary.map((s) => `- ${s}`).join('\n')}${notes.length ? `\n- skipped: ${notes.join('; ')}` : ''}\n`;
+  return `### HTTP mode (wrk -t1 -c${CONNS} -d${SECONDS}s, ${ROUNDS} rounds, 2 back-ends, Trellis from ${BUILT ? 'dist/' : 'source'})\n\n${table(results, 'Trellis lb (http)')}\n\n${summary.map((s) => `- ${s}`).join('\n')}${notes.length ? `\n- skipped: ${notes.join('; ')}` : ''}\n`;
 }
 
 async function tcpSection(backends: number[]): Promise<string> {
   log('\nTCP mode: starting targets');
   const targets: Target[] = [];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
-  await add('Trellis lb (tcp)', freePort().then((port) => startNode('trellis-tcp', port, './peers/trellis.ts', ['tcp', port, 'round-robin', ...backends])));
+  await add('Trellis lb (tcp)', freePort().then((port) => trellisNode('trellis-tcp', port, ['tcp', port, 'round-robin', ...backends])));
   await add('net pipe', freePort().then((port) => startNode('net-pipe', port, './peers/net-pipe.ts', [port, ...backends])));
   if (hasTool('haproxy')) {
     const port = await freePort();
@@ -139,7 +153,7 @@ async function tlsSection(backends: number[]): Promise<string> {
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
   await add(
     'Trellis lb (https)',
-    freePort().then((port) => start('trellis-https', port, process.execPath, ['--conditions=source', '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
+    freePort().then((port) => start('trellis-https', port, process.execPath, [...(BUILT ? [] : ['--conditions=source']), '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
   );
   if (hasTool('haproxy')) {
     const port = await freePort();
@@ -156,10 +170,10 @@ async function workersSection(backends: number[]): Promise<string> {
   log('\nAll cores: trellis lb --workers 2 against haproxy nbthread 2');
   const targets: Target[] = [];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
-  const main = fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url));
+  const main = BUILT ? [fileURLToPath(new URL('../../cli/bin/trellis.js', import.meta.url))] : ['--conditions=source', '--import', 'tsx', fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url))];
   const cli = (workers: number) => async () => {
     const port = await freePort();
-    return start(`trellis-w${workers}`, port, process.execPath, ['--conditions=source', '--import', 'tsx', main, 'lb', '--workers', String(workers), '-p', String(port), ...backends.flatMap((b) => ['-b', `127.0.0.1:${b}`]), '--health-interval', '0', '--idle-timeout', '60000', '--quiet'], { TRELLIS_LOG: 'error' });
+    return start(`trellis-w${workers}`, port, process.execPath, [...main, 'lb', '--workers', String(workers), '-p', String(port), ...backends.flatMap((b) => ['-b', `127.0.0.1:${b}`]), '--health-interval', '0', '--idle-timeout', '60000', '--quiet'], { TRELLIS_LOG: 'error' });
   };
   await add('Trellis lb --workers 2', cli(2)());
   await add('Trellis lb --workers 1', cli(1)());
@@ -185,7 +199,7 @@ async function strategySection(): Promise<string> {
   for (let r = 0; r < rounds; r++) {
     for (const s of strategies.map((_, i) => strategies[(i + r) % strategies.length]!)) {
       const port = await freePort();
-      const lb = await startNode(`lb-${s}`, port, './peers/trellis.ts', ['http', port, s, ...pis]);
+      const lb = await trellisNode(`lb-${s}`, port, ['http', port, s, ...pis]);
       // one fresh lb per run: strategies start without history
       const sum = await runStress({ url: `http://127.0.0.1:${port}/50`, requests: STRATEGY_REQUESTS, concurrency: 8, timeoutMs: 1000 });
       await lb.stop();
@@ -211,6 +225,7 @@ async function main(): Promise<void> {
     ONLY.delete('http');
     ONLY.delete('tcp');
   }
+  if (BUILT) ensureBuilt(ROOT, log);
   const out: string[] = [`## Load balancer benchmark (${new Date().toISOString().slice(0, 16)}Z, node ${process.version})\n`];
   if (ONLY.has('http') || ONLY.has('tcp') || ONLY.has('tls') || ONLY.has('workers')) {
     const backends: number[] = [];
