@@ -1,6 +1,8 @@
 /**
  * One build for every workspace. Each workspace's package.json `exports` map names its entry
- * points: the `source` condition is the TypeScript file, `default` the file to produce. Plugins
+ * points: the `trellis-source` condition (repository-only: named so that it cannot collide with an
+ * app's own conditions, e.g. a monorepo's `source`) is the TypeScript file, `default` the file to
+ * produce. Plugins
  * are found the same way through their manifest's `main` (built from `src/index.ts`).
  * Every workspace ships ESM + .d.ts (the `types` condition beside each `default`) and keeps
  * `@trellis/*` packages and npm dependencies external.
@@ -9,7 +11,7 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { defineConfig, type Options } from 'tsup';
 
-type Exports = Record<string, string | { source?: string; default?: string }>;
+type Exports = Record<string, string | { 'trellis-source'?: string; default?: string }>;
 
 function workspaces(): string[] {
   const dirs = ['sdk'];
@@ -32,7 +34,7 @@ function entries(dir: string): Record<string, string> {
   };
   const exp = (pkg.exports ?? {}) as Exports;
   for (const value of Object.values(exp)) {
-    if (typeof value === 'object' && value.source && value.default) add(value.source, value.default);
+    if (typeof value === 'object' && value['trellis-source'] && value.default) add(value['trellis-source'], value.default);
   }
   if (pkg.main && dir.startsWith('plugins') && existsSync(join(dir, 'src/index.ts'))) add('./src/index.ts', pkg.main);
   for (const [, target] of Object.entries((pkg.bin ?? {}) as Record<string, string>)) {

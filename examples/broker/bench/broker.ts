@@ -43,7 +43,7 @@ async function startServer(kind: 'trellis' | 'trellis-durable' | 'trellis-cluste
   const script = fileURLToPath(new URL('./server.ts', import.meta.url));
   // BENCH_PROF_DIR: each broker process writes a V8 CPU profile there when it exits (profiling)
   const prof = process.env.BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR}`] : [];
-  const child = spawn(process.execPath, [...prof, '--conditions=source', '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...prof, '--conditions=trellis-source', '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));

@@ -151,7 +151,7 @@ import { createBroker } from '@trellis/sdk/broker';
     process.stdin.on('data', () => {});
     process.stdin.on('end', async () => { await broker.close(); process.exit(0); });
   `;
-  const proc = spawn(process.execPath, ['--max-old-space-size=160', '--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: BROKER_DIR, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--max-old-space-size=160', '--conditions=trellis-source', '--import', 'tsx', '--input-type=module', '-e', script], { cwd: BROKER_DIR, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (c) => (stderr += c));
   const exited = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));

@@ -51,7 +51,7 @@ async function startRedis(children: ChildProcess[]): Promise<string> {
 }
 
 async function startNode(url: string, children: ChildProcess[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', FIXTURE, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', FIXTURE, url], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   const line = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the broker process did not start within 30 s')), 30_000);

@@ -16,7 +16,7 @@ import { testHost, take } from './helpers.js';
 const FIXTURE = new URL('./fixtures/durable-broker.ts', import.meta.url).pathname;
 
 async function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', FIXTURE, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', FIXTURE, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the broker process did not start within 30 s')), 30_000);
     createInterface({ input: child.stdout! }).once('line', (l) => {

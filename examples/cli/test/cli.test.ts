@@ -9,7 +9,7 @@ const FIXTURES = fileURLToPath(new URL('../../../sdk/test/fixtures/plugins', imp
 
 function trellis(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr });
     });
   });

@@ -162,6 +162,27 @@ console.log(JSON.stringify({
   assert.equal(JSON.parse(r.stdout), { createHost: 'function', engines: [], undici: 0 });
 });
 
+test('an app running with its own `source` condition still loads the installed packages', async () => {
+  // monorepos often resolve their own packages with --conditions=source: the published exports
+  // must not answer that condition with TypeScript files the tarballs do not ship
+  const r = await run(process.execPath, ['--conditions=source', '--conditions=development', 'core.mjs'], app);
+  ok(r, 'core.mjs with --conditions=source');
+  assert.equal(JSON.parse(r.stdout), { createHost: 'function', engines: [], undici: 0 });
+  for (const dir of ['sdk', 'plugin-round-robin', 'cli']) {
+    const pkg = JSON.parse(await readFile(join(app, 'node_modules', '@trellis', dir, 'package.json'), 'utf8'));
+    const conditions = new Set<string>();
+    const walk = (v: unknown): void => {
+      if (v === null || typeof v !== 'object') return;
+      for (const [k, x] of Object.entries(v)) {
+        if (!k.startsWith('.')) conditions.add(k);
+        walk(x);
+      }
+    };
+    walk(pkg.exports);
+    assert.not.ok(conditions.has('source'), `@trellis/${dir} answers the "source" condition`);
+  }
+});
+
 test('the installed trellis command: --help, new, plugins', async () => {
   const help = await run(NPX, ['--no-install', 'trellis', '--help'], app);
   ok(help, 'trellis --help');

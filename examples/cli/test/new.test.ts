@@ -30,7 +30,7 @@ function run(cmd: string, args: string[], cwd: string, timeout = 120_000): Promi
   });
 }
 
-const trellis = (cwd: string, ...args: string[]) => run(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, ...args], cwd, 60_000);
+const trellis = (cwd: string, ...args: string[]) => run(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, ...args], cwd, 60_000);
 
 let work = '';
 
@@ -89,7 +89,7 @@ test('trellis plugins --plugin-dir activates all three; a missing --plugin-dir f
 });
 
 test('a DHT node runs with the custom routing plugin from --plugin-dir', async () => {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'dht', 'node', '--port', '0', '--plugin-dir', join(work, 'my-dht-routing'), '--routing', 'my-dht-routing'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'dht', 'node', '--port', '0', '--plugin-dir', join(work, 'my-dht-routing'), '--routing', 'my-dht-routing'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';

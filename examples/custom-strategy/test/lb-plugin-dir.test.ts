@@ -31,7 +31,7 @@ async function holdingBackend(name: string) {
 test('trellis lb --plugin-dir runs the custom p2c-least-request strategy: held requests split evenly over two back-ends', async () => {
   const a = await holdingBackend('a');
   const b = await holdingBackend('b');
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'lb', '--port', '0', '--admin-port', '0', '--health-interval', '0', '--plugin-dir', 'examples/custom-strategy', '--strategy', 'p2c-least-request', '--backend', a.address, '--backend', b.address], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'lb', '--port', '0', '--admin-port', '0', '--health-interval', '0', '--plugin-dir', 'examples/custom-strategy', '--strategy', 'p2c-least-request', '--backend', a.address, '--backend', b.address], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

@@ -33,7 +33,7 @@ function waitFor(child: ChildProcess, output: { text: string }, pattern: RegExp,
 const post = (url: string, body: string) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
 test('trellis demo prints working URLs, answers bad input with 4xx, and stops cleanly on SIGINT', async () => {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'demo', '--port', '0', '--nodes', '4', '--no-open', '--duration', '60'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'demo', '--port', '0', '--nodes', '4', '--no-open', '--duration', '60'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = { text: '' };
   let err = '';
   child.stdout!.on('data', (d) => (out.text += d));
@@ -88,7 +88,7 @@ test('trellis demo prints working URLs, answers bad input with 4xx, and stops cl
 });
 
 test('trellis demo rejects a bad flag with one line and exit 2', async () => {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'demo', '--nodes', '1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'demo', '--nodes', '1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -103,7 +103,7 @@ test('trellis demo on a busy web port says so in one line, exits 1, and starts n
   // An ephemeral port (32768–60999 on Linux) always leaves room for the plan above it.
   const port = (blocker.address() as AddressInfo).port;
   try {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'demo', '--port', String(port), '--no-open'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'demo', '--port', String(port), '--no-open'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout!.on('data', (d) => (out += d));

@@ -40,7 +40,7 @@ async function freePorts(n: number): Promise<number[]> {
 }
 
 function startNode(port: number, dir: string) {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', MAIN, 'dht', 'node', '--port', String(port), '--data-dir', dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'dht', 'node', '--port', String(port), '--data-dir', dir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));

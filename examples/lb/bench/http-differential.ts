@@ -5,7 +5,7 @@
  * (method, target, body of each message, in order): Trellis must forward the same messages as a
  * reference, or fewer because it refused (a 4xx to the client), never different or extra ones.
  *
- *   node --conditions=source --import tsx examples/lb/bench/http-differential.ts [COUNT] [SEED]
+ *   node --conditions=trellis-source --import tsx examples/lb/bench/http-differential.ts [COUNT] [SEED]
  *
  * Loopback only, bounded: COUNT inputs (default 200), one connection at a time per proxy.
  */

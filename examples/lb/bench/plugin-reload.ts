@@ -35,7 +35,7 @@ try {
   const ports = [await freePort(), await freePort()];
   for (const p of ports) procs.push(await startNode(`backend-${p}`, p, 'backend.ts', [p]));
   const lbPort = await freePort();
-  const args = ['--conditions=source', '--import', 'tsx', here('../../cli/src/main.ts'), 'lb', '--strategy', 'live', '-p', String(lbPort), '--plugin-dir', tmp, '--watch', '--quiet'];
+  const args = ['--conditions=trellis-source', '--import', 'tsx', here('../../cli/src/main.ts'), 'lb', '--strategy', 'live', '-p', String(lbPort), '--plugin-dir', tmp, '--watch', '--quiet'];
   for (const p of ports) args.push('--backend', `127.0.0.1:${p}`);
   const lb = await start('trellis-lb', lbPort, process.execPath, args);
   procs.push(lb);

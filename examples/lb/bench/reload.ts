@@ -50,7 +50,7 @@ try {
   writeFileSync(file, configs[0]!);
   const lbPort = await freePort();
   const adminPort = await freePort();
-  const lb = await start('trellis-lb', lbPort, process.execPath, ['--conditions=source', '--import', 'tsx', here('../../cli/src/main.ts'), 'lb', '--config', file, '-p', String(lbPort), '--admin-port', String(adminPort), '--admin-token-file', tokenFile, '--quiet']);
+  const lb = await start('trellis-lb', lbPort, process.execPath, ['--conditions=trellis-source', '--import', 'tsx', here('../../cli/src/main.ts'), 'lb', '--config', file, '-p', String(lbPort), '--admin-port', String(adminPort), '--admin-token-file', tokenFile, '--quiet']);
   procs.push(lb);
   const url = `http://127.0.0.1:${lbPort}/`;
   await wrk(url, 2, 32); // warm-up

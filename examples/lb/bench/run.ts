@@ -153,7 +153,7 @@ async function tlsSection(backends: number[]): Promise<string> {
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
   await add(
     'Trellis lb (https)',
-    freePort().then((port) => start('trellis-https', port, process.execPath, [...(BUILT ? [] : ['--conditions=source']), '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
+    freePort().then((port) => start('trellis-https', port, process.execPath, [...(BUILT ? [] : ['--conditions=trellis-source']), '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
   );
   if (hasTool('haproxy')) {
     const port = await freePort();
@@ -170,7 +170,7 @@ async function workersSection(backends: number[]): Promise<string> {
   log('\nAll cores: trellis lb --workers 2 against haproxy nbthread 2');
   const targets: Target[] = [];
   const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
-  const main = BUILT ? [fileURLToPath(new URL('../../cli/bin/trellis.js', import.meta.url))] : ['--conditions=source', '--import', 'tsx', fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url))];
+  const main = BUILT ? [fileURLToPath(new URL('../../cli/bin/trellis.js', import.meta.url))] : ['--conditions=trellis-source', '--import', 'tsx', fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url))];
   const cli = (workers: number) => async () => {
     const port = await freePort();
     return start(`trellis-w${workers}`, port, process.execPath, [...main, 'lb', '--workers', String(workers), '-p', String(port), ...backends.flatMap((b) => ['-b', `127.0.0.1:${b}`]), '--health-interval', '0', '--idle-timeout', '60000', '--quiet'], { TRELLIS_LOG: 'error' });

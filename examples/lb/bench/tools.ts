@@ -82,7 +82,7 @@ export async function start(name: string, port: number, cmd: string, args: strin
  * resolve to the packages' `dist/` (what a user installs) instead of their TypeScript sources.
  */
 export function startNode(name: string, port: number, file: string, args: (string | number)[], built = false): Promise<Proc> {
-  return start(name, port, process.execPath, [...(built ? [] : ['--conditions=source']), '--import', 'tsx', file.startsWith('/') ? file : here(file), ...args.map(String)], { TRELLIS_LOG: 'error' });
+  return start(name, port, process.execPath, [...(built ? [] : ['--conditions=trellis-source']), '--import', 'tsx', file.startsWith('/') ? file : here(file), ...args.map(String)], { TRELLIS_LOG: 'error' });
 }
 
 /** Newest modification time (ms) of the files under `dir`, skipping node_modules and dist. */
