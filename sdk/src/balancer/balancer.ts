@@ -23,7 +23,7 @@ import { BackendState, backendOf, MAX_WEIGHT, type BackendAddress, type BackendS
 import { HealthChecker, resolveHealthCheck, type HealthCheckOptions, type ResolvedHealthCheck } from './health-checker.js';
 import { NoBackendError } from './errors.js';
 import type { CoreSettings, Pick, RoutingCore } from './routing-core.js';
-import { HttpExchange } from './http-exchange.js';
+import { HttpExchange, kBackend } from './http-exchange.js';
 import { TcpSession } from './tcp-session.js';
 import { listenOn } from './listen-on.js';
 import { clientAddress, forwardingOf, requestHeaders, type ForwardHeader } from './forward-headers.js';
@@ -62,11 +62,11 @@ export interface BalancerTimeouts {
 export interface BalancerLimits {
   /** Open client connections in all; beyond it new connections are dropped at accept (default 10000, 0: none). */
   maxConnections?: number;
-  /** Open connections per client address (raw HTTP engine and TCP mode; default 1000, 0: none); beyond it a 429 (HTTP) or a close (TCP). */
+  /** Open connections per client address (default 1000, 0: none); beyond it a 429 (HTTP) or a close (TCP). */
   maxConnectionsPerClient?: number;
-  /** Requests per second per client address, bursts up to the same number (raw HTTP engine; default 0: none); beyond it a 429. */
+  /** Requests per second per client address, bursts up to the same number (HTTP mode; default 0: none); beyond it a 429. */
   requestsPerSecondPerClient?: number;
-  /** Requests waiting for a socket to one back-end when all its connections are busy (raw HTTP engine; default 1024); beyond it a 503. */
+  /** Requests waiting for a socket to one back-end when all its connections are busy (HTTP mode; default 1024); beyond it a 503. */
   maxPendingPerBackend?: number;
 }
 
@@ -107,7 +107,7 @@ export interface BalancerOptions {
   forwardHeaders?: readonly ForwardHeader[];
   limits?: BalancerLimits;
   /**
-   * Where to write the access log (raw HTTP engine): one JSON line per request, see
+   * Where to write the access log (HTTP mode, both engines): one JSON line per request, see
    * `access-log.ts` for the format. Written without blocking; the caller owns (and closes) the stream.
    */
   accessLog?: Writable;
@@ -135,7 +135,7 @@ export interface BalancerStats {
   uptimeMs: number;
   closing: boolean;
   active: number;
-  /** Open client connections (raw HTTP engine and TCP mode; null with the undici engine). */
+  /** Open client connections. */
   clientConnections: number | null;
   requests: number;
   errors: number;
@@ -291,6 +291,8 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   readonly #tcpSockets = new Set<Socket>();
   readonly #tcpSessions = new Set<TcpSession>();
   readonly #rawConnections = new Set<ClientConnection>();
+  /** The undici engine's client sockets (node:http keeps its own; this one counts per client). */
+  readonly #httpSockets = new Set<Socket>();
   readonly #handshaking = new Set<Socket>();
   #sweeper: NodeJS.Timeout | undefined;
   #closing = false;
@@ -629,13 +631,49 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
 
   // ------------------------------------------------------------------ serving
 
+  /** The undici engine's per-client connection limit (the raw engine checks in its own accept path). */
+  #onHttpConnection = (socket: Socket): void => {
+    const ip = clientAddress(socket.remoteAddress);
+    if (!this.limiter.openConnection(ip)) {
+      this.#local.clientLimited++;
+      const body = 'Too Many Requests: too many connections from your address\n';
+      const answer = `HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nretry-after: 1\r\nconnection: close\r\n\r\n${body}`;
+      this.accessLog?.write({ client: ip, method: '-', path: '-', status: 429, bytes: answer.length, backend: '-', ms: 0 });
+      socket.on('error', () => socket.destroy());
+      socket.end(answer);
+      socket.destroySoon();
+      return;
+    }
+    this.#httpSockets.add(socket);
+    socket.once('close', () => {
+      this.#httpSockets.delete(socket);
+      this.limiter.closeConnection(ip);
+    });
+  };
+
   #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url!;
+    const ip = clientAddress(req.socket.remoteAddress);
+    const log = this.accessLog;
+    if (log !== null) {
+      // one line when the response is done (or cut: 499), bytes as written to the client
+      const t0 = performance.now();
+      const socket = req.socket;
+      const b0 = socket.bytesWritten;
+      res.once('close', () => log.write({ client: ip, method: req.method ?? '-', path: url, status: res.writableFinished ? res.statusCode : 499, bytes: socket.bytesWritten - b0, backend: (res as ServerResponse & { [kBackend]?: string })[kBackend] ?? '-', ms: performance.now() - t0 }));
+    }
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       this.#local.badRequests++;
       const body = 'Bad Request: the request target must be a path (origin-form)\n';
       res.shouldKeepAlive = false;
       res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      res.end(body);
+      return;
+    }
+    if (!this.limiter.takeRequest(ip)) {
+      this.#local.rateLimited++;
+      const body = 'Too Many Requests: request rate limit for your address\n';
+      res.writeHead(429, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
       res.end(body);
       return;
     }
@@ -655,7 +693,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (status === 408) this.#local.timeouts++;
     else this.#local.badRequests++;
     const body = `${STATUS_CODES[status]}: ${status === 408 ? 'request headers not received in time' : (err.message || 'malformed request').replace(/[\r\n]/g, ' ')}\n`;
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const answer = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    this.accessLog?.write({ client: clientAddress(socket.remoteAddress), method: '-', path: '-', status, bytes: answer.length, backend: '-', ms: 0 });
+    socket.end(answer);
     socket.destroySoon();
   };
 
@@ -744,8 +784,14 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
         connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(t.headersMs / 4))),
         noDelay: true,
       });
+      http.on('connection', this.#onHttpConnection);
       http.on('request', this.#onRequest);
       http.on('clientError', this.#onClientError);
+      // per-client entries (connections, rate tokens) of clients that went quiet are dropped
+      this.#sweeper = setInterval(() => {
+        if (this.limiter.size > 0) this.limiter.sweep(Date.now());
+      }, 1000);
+      this.#sweeper.unref();
       server = http;
     } else {
       const tcp = createTcpServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
@@ -857,7 +903,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       uptimeMs: Date.now() - this.#startedAt,
       closing: this.#closing,
       active: this.#active,
-      clientConnections: this.mode === 'tcp' ? this.#tcpSockets.size : this.engine === 'raw' ? this.#rawConnections.size : null,
+      clientConnections: this.mode === 'tcp' ? this.#tcpSockets.size : this.engine === 'raw' ? this.#rawConnections.size : this.#httpSockets.size,
       requests: this.#requests,
       errors: this.#errors,
       ...this.#local,

@@ -12,6 +12,8 @@ import { DROPPED, IDEMPOTENT_METHODS, UNREACHABLE } from './failure-policy.js';
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 const kContext = Symbol('trellis.routingContext');
+/** Set on the `ServerResponse` once a back-end is picked: the access log's `backend`. */
+export const kBackend = Symbol('trellis.backend');
 
 export class HttpExchange implements Dispatcher.DispatchHandler {
   readonly #core: RoutingCore;
@@ -56,8 +58,19 @@ export class HttpExchange implements Dispatcher.DispatchHandler {
     this.#settled = false;
     this.#attempts++;
     this.#status = 0;
+    (this.#res as ServerResponse & { [kBackend]?: string })[kBackend] = pick.state.backend.id;
     const req = this.#req;
-    pick.state.httpPool(this.#core.settings.pool).dispatch(
+    const settings = this.#core.settings.pool;
+    const pool = pick.state.httpPool(settings);
+    if (pool.stats.queued >= settings.maxPending) {
+      // every connection busy and the queue full: shed load with a clear answer
+      this.#status = 503;
+      this.#settle(true);
+      this.#core.countLocal('queueFull');
+      this.#reply(503, `Service Unavailable: back-end ${pick.state.backend.id} has too many requests waiting\n`, { 'retry-after': '1' });
+      return;
+    }
+    pool.dispatch(
       {
         path: req.url!,
         method: req.method as Dispatcher.HttpMethod,
