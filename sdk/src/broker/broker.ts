@@ -1180,6 +1180,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (old !== undefined && old.owner === retained.owner) {
       // the common case, a client replacing its own value: only the bytes change (the same checks)
       const delta = retained.size - old.size;
+      if (delta === 0) {
+        // nothing to count or check: the totals stay what they were
+        this.#tree.retain(node, retained);
+        return;
+      }
       if (this.#retainedBytes + delta > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
       const mine = (this.#retainedBy.get(retained.owner) ?? 0) + delta;
       if (mine > this.#maxRetainedPerClient) {
