@@ -681,7 +681,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     this.#perAddress.set(address, fromAddress + 1);
     const s = new Session(this.#nextId++, socket);
-    s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
+    s.reader = new FrameReader({
+      maxFrameBytes: this.#maxFrame,
+      // a PUBLISH on an open connection is read in place; every other frame gets its view
+      onFrameAt: (buf, start, end) => {
+        if (buf[start] === FrameType.PUBLISH && s.state === 'open') this.#publish(s, buf, start, end);
+        else this.#onFrame(s, buf.subarray(start, end));
+      },
+    });
     this.#sessions.add(s);
     s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
@@ -783,7 +790,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #onFrame(s: Session, body: Buffer): void {
     const type = body[0]!;
     if (s.state === 'open') {
-      if (type === FrameType.PUBLISH) this.#publish(s, body);
+      if (type === FrameType.PUBLISH) this.#publish(s, body, 0, body.length);
       else this.#control(s, type, body);
       return;
     }
@@ -1002,15 +1009,15 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * its topic: the bytes of the last one it sent (already checked) are kept, and an equal topic
    * reuses its string.
    */
-  #topicOf(s: Session, body: Buffer, tend: number): string {
+  #topicOf(s: Session, buf: Buffer, from: number, to: number): string {
     const last = s.topicBytes;
-    const n = tend - 8;
+    const n = to - from;
     if (last !== undefined && last.length === n) {
       let i = 0;
-      while (i < n && last[i] === body[8 + i]) i++;
+      while (i < n && last[i] === buf[from + i]) i++;
       if (i === n) return s.topic;
     }
-    const raw = body.subarray(8, tend);
+    const raw = buf.subarray(from, to);
     if (!isUtf8(raw)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
     const topic = raw.toString('utf8');
     if (n <= MAX_TOPIC_BYTES) {
@@ -1020,25 +1027,26 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     return topic;
   }
 
-  #publish(s: Session, body: Buffer): void {
+  /** A PUBLISH frame: its body is `buf[at..end)` (no view is made of it: this runs per message). */
+  #publish(s: Session, buf: Buffer, at: number, end: number): void {
     if (!(s.role & Role.PRODUCER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a consumer; it may not publish');
-    if (body.length < 8) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH frame is truncated (${body.length} bytes)`);
-    const flags = body[1]!;
-    const tend = 8 + body.readUInt16BE(6);
-    if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
-    const topic = this.#topicOf(s, body, tend);
+    if (end - at < 8) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH frame is truncated (${end - at} bytes)`);
+    const flags = buf[at + 1]!;
+    const tend = at + 8 + buf.readUInt16BE(at + 6);
+    if (end < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
+    const topic = this.#topicOf(s, buf, at + 8, tend);
     let start = tend;
     let expiresAt = 0;
     if (flags & PublishFlag.EXPIRY) {
-      if (body.length < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
-      const secs = body.readUInt32BE(tend);
+      if (end < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
+      const secs = buf.readUInt32BE(tend);
       if (secs === 0) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry must be at least 1 second');
       expiresAt = Date.now() + secs * 1000;
       start += 4;
     }
     if (flags & ~(PublishFlag.ACK | PublishFlag.CLEAR | PublishFlag.EXPIRY)) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH flags 0x${flags.toString(16)} has unknown bits`);
     if (flags & PublishFlag.CLEAR) {
-      if (body.length !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
+      if (end !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
       const problem = checkTopic(topic);
       if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
       if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
@@ -1046,7 +1054,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (node) this.#clear(node);
       this.#relay?.cleared(topic);
       if (flags & PublishFlag.ACK) {
-        const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+        const puback = idFrame(FrameType.PUBACK, buf.readUInt32BE(at + 2));
         if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
         else this.#reply(s, puback);
       }
@@ -1058,7 +1066,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       throw this.#denied(s, 'publish to', topic);
     }
     const node = this.#node(topic, false);
-    const payload = body.subarray(start);
+    const payload = buf.subarray(start, end);
     const codec = s.codec!;
     let value: Value;
     try {
@@ -1081,7 +1089,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     this.#counters.messagesIn++;
     const relayed = this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
     if (flags & PublishFlag.ACK) {
-      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+      const puback = idFrame(FrameType.PUBACK, buf.readUInt32BE(at + 2));
       this.#counters.acks++;
       // durable: acknowledged only once the last value and every session's copy are on disk,
       // and in a cluster once Redis has it (then it reaches every node even if this one dies)
