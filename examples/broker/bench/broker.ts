@@ -13,7 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
-import { readFileSync, writeFileSync, mkdtempSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { createHost, type Value } from '@trellis/sdk';
 import { connect, type BrokerClient } from '@trellis/sdk/broker';
+import { checkBuilt } from './built.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RUN_MS = Number(process.env.BENCH_MS ?? 1500);
@@ -275,28 +276,6 @@ interface System {
   readonly pids: number[];
   run(subs: number, acks: boolean, ms?: number): Promise<Result>;
   readonly acks: boolean;
-}
-
-/**
- * The Trellis brokers run from the built dist/ of the SDK and plugins (the code users run); a
- * missing or older-than-source build would measure something else, so it stops the run.
- */
-function checkBuilt(): void {
-  const root = fileURLToPath(new URL('../../../', import.meta.url));
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  for (const pkg of ['sdk', 'plugins/json']) {
-    const built = join(root, pkg, 'dist', 'index.js');
-    if (!existsSync(built) || statSync(built).mtimeMs < newest(join(root, pkg, 'src'))) {
-      throw new Error(`${pkg}/dist is missing or older than ${pkg}/src: run \`npm run build\` first (the brokers run from the build)`);
-    }
-  }
 }
 
 async function main(): Promise<void> {
