@@ -25,6 +25,19 @@ test('frame reader yields whole frames however the stream is chunked', () => {
   }
 });
 
+test('frame reader hands out bounds instead of views with onFrameAt, however the stream is chunked', () => {
+  const bodies = ['a', 'hello', 'x'.repeat(300), 'end'];
+  const stream = Buffer.concat(bodies.map((b) => frame(Buffer.from(b))));
+  for (const size of [1, 2, 7, 64, stream.length]) {
+    const frames: string[] = [];
+    const reader = new FrameReader({ maxFrameBytes: 1024, onFrameAt: (buf, start, end) => frames.push(buf.toString('utf8', start, end)) });
+    for (let off = 0; off < stream.length; off += size) reader.push(stream.subarray(off, off + size));
+    assert.equal(frames, bodies, `chunks of ${size}`);
+    assert.is(reader.bufferedBytes, 0);
+  }
+  assert.throws(() => new FrameReader({ maxFrameBytes: 10 }), /needs onFrame/);
+});
+
 test('frame reader refuses an oversized length from the header alone, before any body byte', () => {
   const { reader, frames } = collect(100);
   reader.push(frame(Buffer.from('ok')));

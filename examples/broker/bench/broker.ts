@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { createHost, type Value } from '@trellis/sdk';
 import { connect, type BrokerClient } from '@trellis/sdk/broker';
+import { checkBuilt } from './built.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const RUN_MS = Number(process.env.BENCH_MS ?? 1500);
@@ -29,7 +30,8 @@ const WINDOW = Number(process.env.BENCH_WINDOW ?? 1000);
 const WARMUP_MS = 500;
 /** Profiling aid: run only these scenarios (substring of the name) and systems. */
 const ONLY_SCENARIO = process.env.BENCH_SCENARIO ?? '';
-const ONLY_SYSTEM = process.env.BENCH_SYSTEM ?? '';
+/** Comma-separated system names (exact), e.g. `trellis,nats-server`; empty = all. */
+const ONLY_SYSTEMS = (process.env.BENCH_SYSTEM ?? '').split(',').filter((s) => s.length > 0);
 
 const PAYLOAD: Value = { sensor: 'greenhouse-07', kind: 'temperature', value: 21.375, unit: 'celsius', seq: 1234567, ok: true };
 const PAYLOAD_TEXT = JSON.stringify(PAYLOAD);
@@ -43,7 +45,9 @@ async function startServer(kind: 'trellis' | 'trellis-durable' | 'trellis-cluste
   const script = fileURLToPath(new URL('./server.ts', import.meta.url));
   // BENCH_PROF_DIR: each broker process writes a V8 CPU profile there when it exits (profiling)
   const prof = process.env.BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR}`] : [];
-  const child = spawn(process.execPath, [...prof, '--conditions=trellis-source', '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // no `--conditions=trellis-source`: @trellis/sdk and the plugins load from their built dist/ (as the
+  // `trellis` command runs them); tsx only compiles this small server script
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', script, kind, ...extra], { stdio: ['pipe', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
@@ -243,13 +247,16 @@ async function runNats(port: number, subs: number, _acks: boolean, ms = RUN_MS):
   return result;
 }
 
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
-function cpuMs(pid: number): number {
+/**
+ * CPU time (ms) a process has used so far, user and system (kernel: socket reads and writes)
+ * apart, from /proc (Linux). The same count for every system: the broker process(es) only.
+ */
+function cpuOf(pid: number): { user: number; sys: number } {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ = 100
+    return { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 }; // clock ticks at USER_HZ = 100
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
 
@@ -272,7 +279,8 @@ interface System {
 }
 
 async function main(): Promise<void> {
-  console.log(`broker benchmark: ${ROUNDS} rounds x ${RUN_MS} ms per run, payload ${Buffer.byteLength(PAYLOAD_TEXT)} bytes of JSON, window ${WINDOW}, node ${process.version}`);
+  checkBuilt();
+  console.log(`broker benchmark: ${ROUNDS} rounds x ${RUN_MS} ms per run, payload ${Buffer.byteLength(PAYLOAD_TEXT)} bytes of JSON, window ${WINDOW}, node ${process.version}; Trellis brokers run from the built dist/`);
   const children: ChildProcess[] = [];
   const systems: System[] = [];
   try {
@@ -310,7 +318,7 @@ async function main(): Promise<void> {
       { name: `1→${FANOUT} acked (QoS 1 publish)`, subs: FANOUT, acks: true },
     ];
     const scenarios = all.filter((s) => s.name.includes(ONLY_SCENARIO));
-    const active = systems.filter((s) => s.name.includes(ONLY_SYSTEM));
+    const active = systems.filter((s) => ONLY_SYSTEMS.length === 0 || ONLY_SYSTEMS.includes(s.name));
     const rates = new Map<string, number[]>();
     const perCpu = new Map<string, number[]>();
     const key = (s: string, sys: string) => `${s}|${sys}`;
@@ -321,16 +329,18 @@ async function main(): Promise<void> {
         const order = active.map((_, i) => active[(i + round) % active.length]!);
         for (const sys of order) {
           if (s.acks && !sys.acks) continue;
-          const cpu = () => sys.pids.reduce((n, pid) => n + cpuMs(pid), 0);
+          const cpu = () => sys.pids.map(cpuOf).reduce((a, b) => ({ user: a.user + b.user, sys: a.sys + b.sys }), { user: 0, sys: 0 });
           const cpuBefore = cpu();
           const r = await sys.run(s.subs, s.acks);
-          const brokerCpu = cpu() - cpuBefore;
+          const cpuAfter = cpu();
+          const kernelCpu = cpuAfter.sys - cpuBefore.sys;
+          const brokerCpu = cpuAfter.user - cpuBefore.user + kernelCpu;
           const perSec = (r.deliveries / r.ms) * 1000;
           const perCpuSec = (r.deliveries / brokerCpu) * 1000;
           rates.set(key(s.name, sys.name), [...(rates.get(key(s.name, sys.name)) ?? []), perSec]);
           perCpu.set(key(s.name, sys.name), [...(perCpu.get(key(s.name, sys.name)) ?? []), perCpuSec]);
           console.log(
-            `  round ${round} ${s.name.padEnd(28)} ${sys.name.padEnd(15)} ${fmt(perSec).padStart(10)} deliveries/s ${fmt(perCpuSec).padStart(10)} per broker CPU-s (${fmt(r.messages)} msgs, ${fmt(r.deliveries)} deliveries, ${r.ms.toFixed(0)} ms, broker CPU ${brokerCpu.toFixed(0)} ms)`,
+            `  round ${round} ${s.name.padEnd(28)} ${sys.name.padEnd(15)} ${fmt(perSec).padStart(10)} deliveries/s ${fmt(perCpuSec).padStart(10)} per broker CPU-s (${fmt(r.messages)} msgs, ${fmt(r.deliveries)} deliveries, ${r.ms.toFixed(0)} ms, broker CPU ${brokerCpu.toFixed(0)} ms, ${kernelCpu.toFixed(0)} of it in the kernel)`,
           );
         }
       }

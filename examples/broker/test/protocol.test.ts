@@ -117,6 +117,16 @@ test('connect() rejects with the broker\'s reason when the codec is unknown ther
   await stillServing(r);
 });
 
+test('a PUBLISH topic that is not UTF-8 is refused even right after a valid topic of the same length', async ({ r }) => {
+  // the broker reuses the text of a producer's repeated topic: only the very same bytes may skip the check
+  const bad = publishFrame('/a/b2', Buffer.from('2'));
+  bad[12 + 3] = 0xff; // the topic starts after length, type, flags, request id and topic length
+  const err = await refused(r, helloFrame(0, Role.PRODUCER), publishFrame('/a/b1', Buffer.from('1')), bad);
+  assert.is(err.code, BrokerErrorCode.MALFORMED);
+  assert.match(err.message, /not valid UTF-8/);
+  await stillServing(r);
+});
+
 test('a connection that never says HELLO is closed after the hello timeout', async ({ r }) => {
   const err = await refused(r);
   assert.is(err.code, BrokerErrorCode.OUT_OF_ORDER);

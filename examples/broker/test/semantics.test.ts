@@ -1,6 +1,8 @@
 /** REFERENCE.md §2 rules, over real sockets, with producers and consumers in different codecs. */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { Duplex } from 'node:stream';
+import { helloFrame, publishFrame, Role } from '@trellis/sdk/broker';
 import { startBroker, take, arrivedWithin, until, type Running } from './helpers.js';
 
 const test = suite<{ r: Running }>('broker semantics');
@@ -38,6 +40,55 @@ test('a message is encoded once per target codec, not once per subscriber', asyn
   assert.is(stats.encodes.json, undefined, 'JSON subscribers reuse the producer bytes');
   assert.is(stats.messagesIn, 5);
   assert.is(stats.messagesOut, 40);
+});
+
+test('a producer alternating topics of one length reaches the right subscribers, and the last values outlive the input', async ({ r }) => {
+  // the broker keeps the text of a producer's last topic and a same-codec MESSAGE frame's copy of the payload
+  const producer = await r.client('json', 'producer');
+  const a = await (await r.client('json', 'consumer')).subscribe('/t/a1');
+  const b = await (await r.client('json', 'consumer')).subscribe('/t/a2');
+  for (let i = 0; i < 50; i++) producer.publish(i % 2 ? '/t/a2' : '/t/a1', { i });
+  producer.publish('/t/nobody', { last: 'copied' }); // no subscriber: the payload is copied, not framed
+  await producer.publish('/t/a1', { i: 50 }, { ack: true });
+  assert.equal((await take(a, 26)).map((m) => [m.topic, m.value]), [...Array.from({ length: 25 }, (_, k) => ['/t/a1', { i: 2 * k }]), ['/t/a1', { i: 50 }]]);
+  assert.equal((await take(b, 25)).map((m) => [m.topic, m.value]), Array.from({ length: 25 }, (_, k) => ['/t/a2', { i: 2 * k + 1 }]));
+  const expected = [
+    ['/t/a1', { i: 50 }],
+    ['/t/a2', { i: 49 }],
+    ['/t/nobody', { last: 'copied' }],
+  ];
+  for (const codec of ['json', 'v8'] as const) {
+    const late = await (await r.client(codec, 'consumer')).subscribe('/t');
+    const got = (await take(late, 3)).map((m) => [m.topic, m.value, m.retained] as const).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+    assert.equal(got, expected.map(([t, v]) => [t, v, true]), `last values for a ${codec} subscriber`);
+  }
+  assert.equal(r.broker.lastValue('/t/a2'), { i: 49 });
+});
+
+test('a last value never shares memory with the input, even from a transport that reuses its buffer', async ({ r }) => {
+  // a PUBLISH is read in place from the chunk: what the broker keeps must be bytes of its own
+  const stream = Object.assign(new Duplex({ read() {}, write: (_c, _e, cb) => cb() }), { remoteAddress: '127.0.0.1', remotePort: 1 });
+  r.broker.acceptStream(stream);
+  const scratch = Buffer.alloc(1024);
+  const send = async (f: Buffer) => {
+    f.copy(scratch);
+    stream.push(scratch.subarray(0, f.length));
+    await new Promise((resolve) => setImmediate(resolve)); // read before the next frame overwrites it
+  };
+  await send(helloFrame(0, Role.PRODUCER));
+  await until(() => r.broker.clients().some((c) => c.codec === 'json' && c.role === 'producer'));
+  const sub = await (await r.client('json', 'consumer')).subscribe('/alias/framed');
+  await send(publishFrame('/alias/framed', Buffer.from('{"v":"kept from the frame"}'))); // a json subscriber: its frame's copy is kept
+  await send(publishFrame('/alias/copied', Buffer.from('{"v":"kept as a copy"}'))); // nobody subscribed: copied
+  await send(publishFrame('/elsewhere', Buffer.from(`{"v":"${'x'.repeat(200)}"}`))); // overwrites the scratch buffer
+  assert.equal((await take(sub, 1))[0]!.value, { v: 'kept from the frame' });
+  const late = await (await r.client('json', 'consumer')).subscribe('/alias');
+  const got = (await take(late, 2)).map((m) => [m.topic, m.value] as const).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+  assert.equal(got, [
+    ['/alias/copied', { v: 'kept as a copy' }],
+    ['/alias/framed', { v: 'kept from the frame' }],
+  ]);
+  stream.destroy();
 });
 
 test('a new subscriber gets the last value of the topic at once', async ({ r }) => {

@@ -42,6 +42,8 @@ import {
   pingFrame,
   PublishFlag,
   messageFrame,
+  MESSAGE_HEADER_BYTES,
+  MAX_TOPIC_BYTES,
   readHello,
   type Hello,
   readId,
@@ -244,6 +246,9 @@ class Session {
   codec: Codec | undefined;
   wire = -1;
   role = 0;
+  /** The topic of the last PUBLISH, as received and as text (a producer usually repeats it). */
+  topicBytes: Buffer | undefined;
+  topic = '';
   /** The publish sequence this session last received, to deliver once under overlapping subscriptions. */
   seen = 0;
   readonly subs = new Set<Node>();
@@ -344,7 +349,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   /** Per-publish scratch: MESSAGE frames by wire id, and which ids are set. */
   readonly #frames: (Buffer | null | undefined)[] = new Array(256).fill(undefined);
   readonly #used: number[] = [];
-  readonly #targets: Session[] = [];
+  #usedCount = 0;
+  /** The targets of the publish being delivered (the first `#targetCount`; the rest are cleared). */
+  readonly #targets: (Session | undefined)[] = [];
+  #targetCount = 0;
+  /** The message and node `#encodeFor` is collecting targets for. */
+  #current: Retained | undefined;
+  #currentNode: Node | undefined;
   readonly #counters = { messagesIn: 0, messagesOut: 0, acks: 0, bytesIn: 0, protocolErrors: 0, slowConsumers: 0 };
   readonly #encodes = new Map<string, number>();
   #rates = { in: 0, out: 0 };
@@ -670,7 +681,14 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     this.#perAddress.set(address, fromAddress + 1);
     const s = new Session(this.#nextId++, socket);
-    s.reader = new FrameReader({ maxFrameBytes: this.#maxFrame }, (body) => this.#onFrame(s, body));
+    s.reader = new FrameReader({
+      maxFrameBytes: this.#maxFrame,
+      // a PUBLISH on an open connection is read in place; every other frame gets its view
+      onFrameAt: (buf, start, end) => {
+        if (buf[start] === FrameType.PUBLISH && s.state === 'open') this.#publish(s, buf, start, end);
+        else this.#onFrame(s, buf.subarray(start, end));
+      },
+    });
     this.#sessions.add(s);
     s.helloTimer = setTimeout(() => this.#drop(s, BrokerErrorCode.OUT_OF_ORDER, `no HELLO within ${this.#helloTimeoutMs} ms`), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => {
@@ -741,7 +759,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (s.link) this.#acked.detach(s.link);
     for (const node of s.subs) {
       node.subscribers.delete(s);
-      this.#refund(s.owner, segmentsOf(node.path));
+      this.#refund(s.owner, node.segments);
       this.#tree.prune(node);
     }
     s.subs.clear();
@@ -772,7 +790,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #onFrame(s: Session, body: Buffer): void {
     const type = body[0]!;
     if (s.state === 'open') {
-      if (type === FrameType.PUBLISH) this.#publish(s, body);
+      if (type === FrameType.PUBLISH) this.#publish(s, body, 0, body.length);
       else this.#control(s, type, body);
       return;
     }
@@ -986,27 +1004,49 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     return this.#tree.ensure(topic);
   }
 
-  #publish(s: Session, body: Buffer): void {
+  /**
+   * The PUBLISH topic at `body[8..tend)` as text, checked to be UTF-8. A producer usually repeats
+   * its topic: the bytes of the last one it sent (already checked) are kept, and an equal topic
+   * reuses its string.
+   */
+  #topicOf(s: Session, buf: Buffer, from: number, to: number): string {
+    const last = s.topicBytes;
+    const n = to - from;
+    if (last !== undefined && last.length === n) {
+      let i = 0;
+      while (i < n && last[i] === buf[from + i]) i++;
+      if (i === n) return s.topic;
+    }
+    const raw = buf.subarray(from, to);
+    if (!isUtf8(raw)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
+    const topic = raw.toString('utf8');
+    if (n <= MAX_TOPIC_BYTES) {
+      s.topicBytes = Buffer.from(raw);
+      s.topic = topic;
+    }
+    return topic;
+  }
+
+  /** A PUBLISH frame: its body is `buf[at..end)` (no view is made of it: this runs per message). */
+  #publish(s: Session, buf: Buffer, at: number, end: number): void {
     if (!(s.role & Role.PRODUCER)) throw new BrokerError(BrokerErrorCode.NOT_ALLOWED, 'this connection announced itself as a consumer; it may not publish');
-    if (body.length < 8) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH frame is truncated (${body.length} bytes)`);
-    const flags = body[1]!;
-    const tend = 8 + body.readUInt16BE(6);
-    if (body.length < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
-    const rawTopic = body.subarray(8, tend);
-    if (!isUtf8(rawTopic)) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic is not valid UTF-8');
+    if (end - at < 8) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH frame is truncated (${end - at} bytes)`);
+    const flags = buf[at + 1]!;
+    const tend = at + 8 + buf.readUInt16BE(at + 6);
+    if (end < tend) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH topic runs past the end of the frame');
+    const topic = this.#topicOf(s, buf, at + 8, tend);
     let start = tend;
     let expiresAt = 0;
     if (flags & PublishFlag.EXPIRY) {
-      if (body.length < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
-      const secs = body.readUInt32BE(tend);
+      if (end < tend + 4) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry runs past the end of the frame');
+      const secs = buf.readUInt32BE(tend);
       if (secs === 0) throw new BrokerError(BrokerErrorCode.MALFORMED, 'PUBLISH expiry must be at least 1 second');
       expiresAt = Date.now() + secs * 1000;
       start += 4;
     }
     if (flags & ~(PublishFlag.ACK | PublishFlag.CLEAR | PublishFlag.EXPIRY)) throw new BrokerError(BrokerErrorCode.MALFORMED, `PUBLISH flags 0x${flags.toString(16)} has unknown bits`);
     if (flags & PublishFlag.CLEAR) {
-      if (body.length !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
-      const topic = rawTopic.toString('utf8');
+      if (end !== start || expiresAt) throw new BrokerError(BrokerErrorCode.MALFORMED, 'a PUBLISH that clears a last value carries no payload and no expiry');
       const problem = checkTopic(topic);
       if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
       if (!this.#may(s, 'publish', topic)) throw this.#denied(s, 'clear the last value of', topic);
@@ -1014,20 +1054,19 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       if (node) this.#clear(node);
       this.#relay?.cleared(topic);
       if (flags & PublishFlag.ACK) {
-        const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+        const puback = idFrame(FrameType.PUBACK, buf.readUInt32BE(at + 2));
         if (this.#store.durable) this.#store.flushed().then(() => s.state === 'open' && this.#reply(s, puback), (err) => this.#storeFailed(s, err));
         else this.#reply(s, puback);
       }
       return;
     }
-    const topic = rawTopic.toString('utf8');
     if (this.#accessOption && !this.#may(s, 'publish', topic)) {
       const problem = checkTopic(topic);
       if (problem) throw new BrokerError(BrokerErrorCode.BAD_TOPIC, `${JSON.stringify(topic.slice(0, 100))}: ${problem}`);
       throw this.#denied(s, 'publish to', topic);
     }
     const node = this.#node(topic, false);
-    const payload = body.subarray(start);
+    const payload = buf.subarray(start, end);
     const codec = s.codec!;
     let value: Value;
     try {
@@ -1044,13 +1083,13 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       throw err;
     }
     const payloads: (Buffer | undefined)[] = [];
-    payloads[s.wire] = Buffer.from(payload);
-    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: segmentsOf(node.path) };
-    const deliveries = this.#distribute(node, retained, expiresAt);
+    payloads[s.wire] = payload; // a view of the input until #encodeFor gives it bytes of its own
+    const retained: Retained = { value, size: payload.length, payloads, owner: s.owner, segments: node.segments };
+    const deliveries = this.#distribute(node, retained, expiresAt, s.wire);
     this.#counters.messagesIn++;
     const relayed = this.#relay?.published(node.path, s.wire, payloads[s.wire]!, expiresAt);
     if (flags & PublishFlag.ACK) {
-      const puback = idFrame(FrameType.PUBACK, body.readUInt32BE(2));
+      const puback = idFrame(FrameType.PUBACK, buf.readUInt32BE(at + 2));
       this.#counters.acks++;
       // durable: acknowledged only once the last value and every session's copy are on disk,
       // and in a cluster once Redis has it (then it reaches every node even if this one dies)
@@ -1061,18 +1100,18 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   }
 
   /** Keeps a decoded message as the topic's last value and delivers it to every subscriber here; returns the deliveries. */
-  #distribute(node: Node, retained: Retained, expiresAt: number, remote: boolean | ReadonlySet<string> = false): number {
+  #distribute(node: Node, retained: Retained, expiresAt: number, borrowed = -1, remote: boolean | ReadonlySet<string> = false): number {
     let deliveries: number;
     try {
       // every target codec encodes first: a value one cannot carry is refused before anyone gets it
-      const targets = this.#encodeFor(node, retained);
+      this.#encodeFor(node, retained, borrowed);
       if (this.#acked.active) this.#acked.route(node.path.split('/'), (c) => this.#encodedFor(retained, c));
       // kept before delivering, so a subscriber dropped while it is written to cannot prune the node
       this.#keep(node, retained);
       if (expiresAt) this.#expiring.set(node, expiresAt);
-      else this.#expiring.delete(node);
+      else if (this.#expiring.size > 0) this.#expiring.delete(node);
       if (this.#store.durable) this.#storeRetained(node, retained, expiresAt || undefined);
-      deliveries = this.#send(node, targets);
+      deliveries = this.#send(node);
       if (this.#acked.active) {
         const acked = this.#acked.commit(node.pathBytes, remote);
         deliveries += acked;
@@ -1113,7 +1152,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     const payloads: (Buffer | undefined)[] = [];
     payloads[wire] = payload;
-    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: segmentsOf(node.path) }, expiresAt, routed ?? true);
+    const deliveries = this.#distribute(node, { value, size: payload.length, payloads, owner: 'cluster', segments: node.segments }, expiresAt, -1, routed ?? true);
     this.#counters.messagesIn++;
     return deliveries;
   }
@@ -1146,6 +1185,24 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    */
   #keep(node: Node, retained: Retained): void {
     const old = node.retained;
+    if (old !== undefined && old.owner === retained.owner) {
+      // the common case, a client replacing its own value: only the bytes change (the same checks)
+      const delta = retained.size - old.size;
+      if (delta === 0) {
+        // nothing to count or check: the totals stay what they were
+        this.#tree.retain(node, retained);
+        return;
+      }
+      if (this.#retainedBytes + delta > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
+      const mine = (this.#retainedBy.get(retained.owner) ?? 0) + delta;
+      if (mine > this.#maxRetainedPerClient) {
+        throw new BrokerError(BrokerErrorCode.LIMIT, `a client (${retained.owner}) may keep at most ${this.#maxRetainedPerClient} bytes of last values per client; clear some or publish smaller values`);
+      }
+      this.#retainedBytes += delta;
+      this.#retainedBy.set(retained.owner, mine);
+      this.#tree.retain(node, retained);
+      return;
+    }
     const total = this.#retainedBytes - (old?.size ?? 0) + retained.size;
     if (total > this.#maxRetained) throw new BrokerError(BrokerErrorCode.LIMIT, `the broker keeps at most ${this.#maxRetained} bytes of last values`);
     const mine = (this.#retainedBy.get(retained.owner) ?? 0) - (old?.owner === retained.owner ? old.size : 0) + retained.size;
@@ -1247,39 +1304,52 @@ export class Broker extends SafeEmitter<BrokerEvents> {
    * builds one MESSAGE frame per target codec (never per subscriber). The encodings are cached on
    * `retained` and counted in its size.
    */
-  #encodeFor(node: Node, retained: Retained): Session[] {
-    const seq = ++this.#seq;
+  #encodeFor(node: Node, retained: Retained, borrowed: number): void {
+    ++this.#seq;
+    this.#current = retained;
+    this.#currentNode = node;
+    for (let n: Node | undefined = node; n !== undefined; n = n.parent) if (n.subscribers.size > 0) this.#addTargets(n.subscribers);
+    if (this.#wild.size > 0) this.#wild.match(node.path.split('/'), this.#addWildTargets);
+    if (borrowed >= 0) {
+      // the producer's payload is still a view of the socket's input: keep a copy of its own, or the
+      // copy its MESSAGE frame already made (the frame is never written to after it is built)
+      const frame = this.#frames[borrowed];
+      retained.payloads[borrowed] = frame ? frame.subarray(MESSAGE_HEADER_BYTES + node.pathBytes.length) : Buffer.from(retained.payloads[borrowed]!);
+    }
+  }
+
+  readonly #addWildTargets = (subscribers: Set<Session>): void => this.#addTargets(subscribers);
+
+  /** `#encodeFor`'s step: adds the open subscribers not yet reached, encoding for each new codec. */
+  #addTargets(subscribers: Set<Session>): void {
+    const seq = this.#seq;
     const frames = this.#frames;
-    const used = this.#used;
-    const targets = this.#targets;
-    const add = (subscribers: Set<Session>): void => {
-      for (const sub of subscribers) {
-        if (sub.seen === seq || sub.state !== 'open') continue;
-        sub.seen = seq;
-        targets.push(sub);
-        const w = sub.wire;
-        if (frames[w] !== undefined) continue;
-        const payload = this.#payload(retained, sub.codec!, false);
-        if (payload instanceof CodecError) {
-          throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
-        }
-        if (payload && payload.length > this.#maxEncoded) {
-          throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${sub.codec!.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
-        }
-        frames[w] = payload ? messageFrame(node.pathBytes, payload, false) : null;
-        used.push(w);
+    for (const sub of subscribers) {
+      if (sub.seen === seq || sub.state !== 'open') continue;
+      sub.seen = seq;
+      this.#targets[this.#targetCount++] = sub;
+      const w = sub.wire;
+      if (frames[w] !== undefined) continue;
+      const payload = this.#payload(this.#current!, sub.codec!, false);
+      if (payload instanceof CodecError) {
+        throw new BrokerError(BrokerErrorCode.BAD_PAYLOAD, `the value cannot be sent to subscribers using ${sub.codec!.name}: ${payload.message}`, { cause: payload });
       }
-    };
-    for (let n: Node | undefined = node; n !== undefined; n = n.parent) if (n.subscribers.size > 0) add(n.subscribers);
-    if (this.#wild.size > 0) this.#wild.match(node.path.split('/'), add);
-    return targets;
+      if (payload && payload.length > this.#maxEncoded) {
+        throw new BrokerError(BrokerErrorCode.LIMIT, `the value's ${sub.codec!.name} encoding is ${payload.length} bytes, over the broker's ${this.#maxEncoded}-byte limit for a translated message`);
+      }
+      frames[w] = payload ? messageFrame(this.#currentNode!.pathBytes, payload, false) : null;
+      this.#used[this.#usedCount++] = w;
+    }
   }
 
   /** Writes the frames built by `#encodeFor` to its targets; returns the number of deliveries. */
-  #send(node: Node, targets: Session[]): number {
+  #send(node: Node): number {
     const frames = this.#frames;
+    const targets = this.#targets;
+    const n = this.#targetCount;
     let count = 0;
-    for (const sub of targets) {
+    for (let i = 0; i < n; i++) {
+      const sub = targets[i]!;
       const frame = frames[sub.wire];
       if (!frame) {
         // its codec plugin is broken: losing messages silently would break the stream
@@ -1297,9 +1367,12 @@ export class Broker extends SafeEmitter<BrokerEvents> {
 
   /** Clears the per-publish scratch. */
   #release(): void {
-    for (const w of this.#used) this.#frames[w] = undefined;
-    this.#used.length = 0;
-    this.#targets.length = 0;
+    for (let i = 0; i < this.#usedCount; i++) this.#frames[this.#used[i]!] = undefined;
+    this.#usedCount = 0;
+    for (let i = 0; i < this.#targetCount; i++) this.#targets[i] = undefined;
+    this.#targetCount = 0;
+    this.#current = undefined;
+    this.#currentNode = undefined;
   }
 
   /**
@@ -1372,7 +1445,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       }
       if (!node.subscribers.has(s)) {
         try {
-          this.#charge(s.owner, segmentsOf(node.path));
+          this.#charge(s.owner, node.segments);
         } catch (err) {
           this.#tree.prune(node);
           throw err;
@@ -1418,7 +1491,7 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     const node = this.#tree.get(topic);
     if (node && s.subs.delete(node)) {
-      this.#refund(s.owner, segmentsOf(node.path));
+      this.#refund(s.owner, node.segments);
       node.subscribers.delete(s);
       this.#tree.prune(node);
       this.emit('unsubscribe', s.info(), topic);

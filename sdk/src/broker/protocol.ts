@@ -236,14 +236,25 @@ export function pingFrame(type: typeof FrameType.PING | typeof FrameType.PONG): 
   return control(type, 0);
 }
 
+/** Bytes of a MESSAGE frame before its topic: length prefix, type, flags, topic length. */
+export const MESSAGE_HEADER_BYTES = FRAME_HEADER_BYTES + 4;
+
 /** MESSAGE: `u8 flags (bit 0 = retained value) | u16 topic length | topic | payload`. */
 export function messageFrame(topicBytes: Buffer, payload: Uint8Array, retained: boolean): Buffer {
   const tlen = topicBytes.length;
-  const f = control(FrameType.MESSAGE, 3 + tlen + payload.length);
+  const body = 4 + tlen + payload.length; // type, flags, topic length, topic, payload
+  // written byte by byte: this runs once per message (tlen < 2^16 and body < 2^32 by construction)
+  const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body);
+  f[0] = body >>> 24;
+  f[1] = (body >>> 16) & 0xff;
+  f[2] = (body >>> 8) & 0xff;
+  f[3] = body & 0xff;
+  f[4] = FrameType.MESSAGE;
   f[5] = retained ? 1 : 0;
-  f.writeUInt16BE(tlen, 6);
-  f.set(topicBytes, 8);
-  f.set(payload, 8 + tlen);
+  f[6] = tlen >>> 8;
+  f[7] = tlen & 0xff;
+  f.set(topicBytes, MESSAGE_HEADER_BYTES);
+  f.set(payload, MESSAGE_HEADER_BYTES + tlen);
   return f;
 }
 

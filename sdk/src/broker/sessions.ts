@@ -443,8 +443,9 @@ export class SessionEngine {
 
   /** Clears the per-publish scratch (also when the publish was refused between route and commit). */
   release(): void {
-    this.#planSubs.length = 0;
-    this.#planPayloads.length = 0;
+    // most publishes plan nothing: setting an array's length is not free
+    if (this.#planSubs.length !== 0) this.#planSubs.length = 0;
+    if (this.#planPayloads.length !== 0) this.#planPayloads.length = 0;
   }
 
   /** Numbers and keeps one message for `sub`, and sends it if its client is here; false if not sent. */

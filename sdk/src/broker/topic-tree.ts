@@ -14,6 +14,8 @@ export interface TopicNode<S, R> {
   readonly path: string;
   /** The path as UTF-8, reused in every MESSAGE frame. */
   readonly pathBytes: Buffer;
+  /** Nodes the path holds below the root (its `/`-separated segments; 0 for the root), counted once. */
+  readonly segments: number;
   readonly parent: TopicNode<S, R> | undefined;
   readonly children: Map<string, TopicNode<S, R>>;
   /** Subscribers of exactly this path. */
@@ -29,7 +31,8 @@ export class TopicTree<S, R> {
   #retainedCount = 0;
 
   static #node<S, R>(path: string, parent: TopicNode<S, R> | undefined): TopicNode<S, R> {
-    return { path, pathBytes: Buffer.from(path, 'utf8'), parent, children: new Map(), subscribers: new Set(), retained: undefined };
+    const segments = parent === undefined ? 0 : path.split('/').length;
+    return { path, pathBytes: Buffer.from(path, 'utf8'), segments, parent, children: new Map(), subscribers: new Set(), retained: undefined };
   }
 
   /** Number of nodes, the root included. */

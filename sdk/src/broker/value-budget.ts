@@ -128,12 +128,9 @@ function digitsOfBig(a: bigint): number {
 
 /** Decimal digits (and sign) of an integer below 10^15 in magnitude, without making a string. */
 function digitsOf(v: number): number {
-  let n = 1;
-  let a = v < 0 ? -v : v;
-  if (v < 0) n++;
-  while (a >= 10) {
-    a /= 10;
-    n++;
-  }
+  let n = v < 0 ? 2 : 1;
+  const a = v < 0 ? -v : v;
+  // powers of ten below 10^16 are exact doubles: compare, no division
+  for (let p = 10; a >= p; p *= 10) n++;
   return n;
 }

@@ -14,6 +14,11 @@ export interface FrameReaderOptions {
   readonly maxFrameBytes: number;
   /** Smallest frame body accepted (default 1: a frame carries at least a type byte). */
   readonly minFrameBytes?: number;
+  /**
+   * Called instead of `onFrame` with the buffer holding the body and its bounds, so a hot path
+   * need not make a view per frame. The same lifetime rule: valid only during the call.
+   */
+  readonly onFrameAt?: (buf: Buffer, start: number, end: number) => void;
 }
 
 /** A frame that broke the limits; the reader stops and the connection must close. */
@@ -37,7 +42,7 @@ export class FrameSizeError extends ProtocolError {
 export class FrameReader {
   readonly #max: number;
   readonly #min: number;
-  readonly #onFrame: (body: Buffer) => void;
+  readonly #onFrameAt: (buf: Buffer, start: number, end: number) => void;
   /** Leftover bytes of an incomplete frame, as received (concatenated once the frame is whole). */
   #parts: Buffer[] = [];
   #partsBytes = 0;
@@ -45,10 +50,12 @@ export class FrameReader {
   #need = -1;
   #failed: Error | undefined;
 
-  constructor(options: FrameReaderOptions, onFrame: (body: Buffer) => void) {
+  constructor(options: FrameReaderOptions, onFrame?: (body: Buffer) => void) {
     this.#max = options.maxFrameBytes;
     this.#min = options.minFrameBytes ?? 1;
-    this.#onFrame = onFrame;
+    if (options.onFrameAt) this.#onFrameAt = options.onFrameAt;
+    else if (onFrame) this.#onFrameAt = (buf, start, end) => onFrame(buf.subarray(start, end));
+    else throw new TypeError('FrameReader needs onFrame or options.onFrameAt');
   }
 
   /** Bytes held for an incomplete frame (for stats and tests). */
@@ -92,7 +99,7 @@ export class FrameReader {
       const start = off + FRAME_HEADER_BYTES;
       off = start + size;
       this.#need = -1;
-      this.#onFrame(buf.subarray(start, off));
+      this.#onFrameAt(buf, start, off);
       if (this.#failed) return;
     }
     if (off < end) {
