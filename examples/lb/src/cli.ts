@@ -169,6 +169,7 @@ export const lb = defineCommand({
         adminPort: portOption('admin-port', values['admin-port']) ?? cfg.admin?.port,
         tokenFile: values['admin-token-file'] ?? cfg.admin?.tokenFile,
         pluginDirs: [...(values['plugin-dir'] ?? []), ...(cfg.pluginDirs ?? [])],
+        forwardHeaders: forwardHeadersOption(values['forward-headers']) ?? cfg.forwardHeaders,
       };
     };
     const initial = resolve(file === undefined ? {} : await loadConfig(file));
@@ -187,7 +188,6 @@ export const lb = defineCommand({
         accessLog.once('error', (err) => reject(new UsageError(`--access-log: cannot open "${logTo}": ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
       });
     }
-    const forwardHeaders = forwardHeadersOption(values['forward-headers']);
     const workers = intOption('workers', values.workers, { min: 1, max: 64 })!;
     const adminPort = initial.adminPort;
     if (workers > 1 && cluster.isPrimary) {
@@ -234,7 +234,7 @@ export const lb = defineCommand({
       retries: initial.retries,
       timeouts: initial.timeouts,
       ...(accessLog !== undefined ? { accessLog } : {}),
-      ...(forwardHeaders !== undefined ? { forwardHeaders } : {}),
+      ...(initial.forwardHeaders !== undefined ? { forwardHeaders: initial.forwardHeaders } : {}),
       ...(tls !== undefined ? { tls } : {}),
       ...(values['backend-ca'] !== undefined ? { backendTls: { ca: values['backend-ca'] } } : values['backend-tls'] ? { backendTls: true } : {}),
       limits: {

@@ -84,6 +84,7 @@ export const CONFIG_SCHEMA = {
       properties: { port, tokenFile: { type: 'string', minLength: 1 } },
     },
     pluginDirs: { type: 'array', items: { type: 'string', minLength: 1 } },
+    forwardHeaders: { type: 'array', uniqueItems: true, items: { enum: ['x-forwarded', 'forwarded', 'via'] } },
   },
 } as const;
 
@@ -98,6 +99,8 @@ export interface LbConfigFile {
   retries?: number;
   admin?: { port?: number; tokenFile?: string };
   pluginDirs?: string[];
+  /** Forwarding header families added to requests (default all three; [] for none). */
+  forwardHeaders?: ('x-forwarded' | 'forwarded' | 'via')[];
 }
 
 /** A configuration file that cannot be used: the message names file, line, column and field. */

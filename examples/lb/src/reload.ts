@@ -4,7 +4,7 @@
  * then the back-end list and weights in one step. Connections are never closed: requests in
  * flight finish on the back-end and strategy instance that took them.
  */
-import type { Balancer, BackendAddress, BalancerTimeouts, HealthCheckOptions } from '@trellis/sdk/balancer';
+import type { Balancer, BackendAddress, BalancerTimeouts, ForwardHeader, HealthCheckOptions } from '@trellis/sdk/balancer';
 
 /** Everything `trellis lb` runs with: the configuration file plus the flags on top. */
 export interface Settings {
@@ -22,10 +22,12 @@ export interface Settings {
   adminPort: number | undefined;
   tokenFile: string | undefined;
   pluginDirs: string[];
+  /** undefined: the default (all three families). */
+  forwardHeaders: ForwardHeader[] | undefined;
 }
 
 /** Fields a reload cannot change in place (they need a restart). */
-export const RESTART_ONLY = ['host', 'port', 'mode', 'engine', 'healthCheck', 'adminPort', 'tokenFile', 'pluginDirs'] as const;
+export const RESTART_ONLY = ['host', 'port', 'mode', 'engine', 'healthCheck', 'adminPort', 'tokenFile', 'pluginDirs', 'forwardHeaders'] as const;
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 

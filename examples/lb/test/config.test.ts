@@ -45,6 +45,8 @@ test('an invalid configuration is refused with its line, column and field', () =
   assert.match(refused('backends: [\n'), /^lb\.yaml:\d+:\d+: /);
   assert.match(refused('retries: 1\nretries: 2\n'), /^lb\.yaml:2:1: .*[Mm]ap keys must be unique/);
   assert.is(refused(''), 'lb.yaml:1:1: the file is empty');
+  assert.match(refused('forwardHeaders: [x-forwarded, x-real-ip]\n'), /^lb\.yaml:1:31: forwardHeaders\[1\]: must be one of "x-forwarded", "forwarded", "via"/);
+  assert.match(refused('forwardHeaders: [via, via]\n'), /^lb\.yaml:1:\d+: forwardHeaders: /);
 });
 
 test('a valid YAML file describes back-ends with weights and tags, strategy and options', () => {
@@ -57,6 +59,7 @@ test('a valid YAML file describes back-ends with weights and tags, strategy and 
       '  - { host: 127.0.0.1, port: 5001, tags: [green] }',
       'healthCheck: { intervalMs: 500, path: /health }',
       'timeouts: { upstreamMs: 2000 }',
+      'forwardHeaders: [x-forwarded, via]',
     ].join('\n'),
     'lb.yaml',
   );
@@ -65,6 +68,40 @@ test('a valid YAML file describes back-ends with weights and tags, strategy and 
     { host: '127.0.0.1', port: 5001, tags: ['green'] },
   ]);
   assert.equal(cfg.strategy, { id: 'consistent-hash', options: { hashOn: 'cookie:sid', stickyCookie: 'lb' } });
+  assert.equal(cfg.forwardHeaders, ['x-forwarded', 'via']);
+});
+
+test('forwardHeaders from the file applies ([] adds none); the flag overrides it', async () => {
+  const { startServer } = await import('./helpers.js');
+  let seen: Record<string, unknown> = {};
+  const echo = await startServer((req, res) => {
+    seen = req.headers;
+    res.end('ok');
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-lb-fwd-'));
+  const file = join(dir, 'lb.yaml');
+  writeFileSync(file, `backends: [127.0.0.1:${echo.port}]\nhealthCheck: false\nforwardHeaders: []\n`);
+  try {
+    for (const [flags, expected] of [
+      [[], [undefined, undefined]],
+      [['--forward-headers', 'via'], [undefined, '1.1 trellis']],
+    ] as const) {
+      const port = await freePort();
+      const cli = io();
+      const running = runCommand('trellis lb', lb, ['--config', file, '-p', String(port), '--quiet', ...flags], cli);
+      try {
+        await waitFor(() => cli.out().includes('lb: http mode'), 5000, 'the balancer to start');
+        assert.is((await get(port, '/')).body, 'ok');
+        assert.equal([seen['x-forwarded-for'], seen.via], [...expected], flags.join(' '));
+      } finally {
+        cli.stop();
+        assert.is(await running, 0);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await echo.close();
+  }
 });
 
 test("the README's example configuration file is valid", async () => {
