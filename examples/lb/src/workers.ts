@@ -21,7 +21,10 @@ export function reportToPrimary(balancer: Balancer, everyMs = 500): () => void {
   };
   const timer = setInterval(() => send({ trellis: 'lb-stats', stats: balancer.stats() }), everyMs);
   timer.unref();
-  const forward = (event: 'backend-down' | 'backend-up' | 'strategy-changed') => (...args: unknown[]) => send({ trellis: 'lb-event', event, args });
+  const forward =
+    (event: 'backend-down' | 'backend-up' | 'strategy-changed') =>
+    (...args: unknown[]) =>
+      send({ trellis: 'lb-event', event, args });
   const down = forward('backend-down');
   const up = forward('backend-up');
   const strategy = forward('strategy-changed');
@@ -35,7 +38,21 @@ export function reportToPrimary(balancer: Balancer, everyMs = 500): () => void {
   };
 }
 
-const COUNTERS = ['active', 'requests', 'errors', 'retries', 'badRequests', 'noBackend', 'upstreamErrors', 'timeouts', 'aborted', 'rateLimited', 'clientLimited', 'queueFull', 'droppedConnections'] as const;
+const COUNTERS = [
+  'active',
+  'requests',
+  'errors',
+  'retries',
+  'badRequests',
+  'noBackend',
+  'upstreamErrors',
+  'timeouts',
+  'aborted',
+  'rateLimited',
+  'clientLimited',
+  'queueFull',
+  'droppedConnections',
+] as const;
 
 /**
  * The primary's view of its workers, for the admin port: counters summed, per back-end
@@ -63,13 +80,20 @@ export class WorkersView extends SafeEmitter<BalancerEvents> {
     if (first === undefined) throw new Error('no worker has reported yet');
     const out = { ...first, workers: all.length, clientConnections: 0 } as BalancerStats & { workers: number };
     for (const k of COUNTERS) (out as unknown as Record<string, number>)[k] = all.reduce((a, s) => a + s[k], 0);
-    out.clientConnections = all.reduce((a, s) => a + (s.clientConnections ?? 0), 0);
+    out.clientConnections = all.reduce((a, s) => a + s.clientConnections, 0);
     out.uptimeMs = Math.max(...all.map((s) => s.uptimeMs));
     out.closing = all.some((s) => s.closing);
     const calls = all.map((s) => s.strategyCalls).filter((c): c is NonNullable<typeof c> => c != null);
     if (calls.length > 0) {
       const sum = (k: 'calls' | 'failed' | 'timed' | 'slow') => calls.reduce((a, c) => a + c[k], 0);
-      out.strategyCalls = { ...calls[0]!, calls: sum('calls'), failed: sum('failed'), timed: sum('timed'), slow: sum('slow'), maxMs: Math.max(...calls.map((c) => c.maxMs)) };
+      out.strategyCalls = {
+        ...calls[0]!,
+        calls: sum('calls'),
+        failed: sum('failed'),
+        timed: sum('timed'),
+        slow: sum('slow'),
+        maxMs: Math.max(...calls.map((c) => c.maxMs)),
+      };
     }
     out.backends = first.backends.map((b, i) => {
       const rows = all.map((s) => s.backends[i]).filter((x): x is NonNullable<typeof x> => x !== undefined && x.id === b.id);
@@ -97,7 +121,13 @@ export class WorkersView extends SafeEmitter<BalancerEvents> {
  * drain (up to `drainMs` + 2 s, then kills). Resolves with the bound address once every worker
  * listens; `done` resolves when all workers are gone.
  */
-export function runPrimary(n: number, view: WorkersView, signal: AbortSignal, drainMs: number, log: (line: string) => void): { listening: Promise<{ host: string; port: number }>; done: Promise<void> } {
+export function runPrimary(
+  n: number,
+  view: WorkersView,
+  signal: AbortSignal,
+  drainMs: number,
+  log: (line: string) => void,
+): { listening: Promise<{ host: string; port: number }>; done: Promise<void> } {
   let stopping = false;
   const listeningIds = new Set<number>();
   let resolveListening!: (a: { host: string; port: number }) => void;
