@@ -21,10 +21,7 @@ export function reportToPrimary(balancer: Balancer, everyMs = 500): () => void {
   };
   const timer = setInterval(() => send({ trellis: 'lb-stats', stats: balancer.stats() }), everyMs);
   timer.unref();
-  const forward =
-    (event: 'backend-down' | 'backend-up' | 'strategy-changed') =>
-    (...args: unknown[]) =>
-      send({ trellis: 'lb-event', event, args });
+  const forward = (event: 'backend-down' | 'backend-up' | 'strategy-changed') => (...args: unknown[]) => send({ trellis: 'lb-event', event, args });
   const down = forward('backend-down');
   const up = forward('backend-up');
   const strategy = forward('strategy-changed');
@@ -38,21 +35,7 @@ export function reportToPrimary(balancer: Balancer, everyMs = 500): () => void {
   };
 }
 
-const COUNTERS = [
-  'active',
-  'requests',
-  'errors',
-  'retries',
-  'badRequests',
-  'noBackend',
-  'upstreamErrors',
-  'timeouts',
-  'aborted',
-  'rateLimited',
-  'clientLimited',
-  'queueFull',
-  'droppedConnections',
-] as const;
+const COUNTERS = ['active', 'requests', 'errors', 'retries', 'badRequests', 'noBackend', 'upstreamErrors', 'timeouts', 'aborted', 'rateLimited', 'clientLimited', 'queueFull', 'droppedConnections'] as const;
 
 /**
  * The primary's view of its workers, for the admin port: counters summed, per back-end
@@ -86,14 +69,7 @@ export class WorkersView extends SafeEmitter<BalancerEvents> {
     const calls = all.map((s) => s.strategyCalls).filter((c): c is NonNullable<typeof c> => c != null);
     if (calls.length > 0) {
       const sum = (k: 'calls' | 'failed' | 'timed' | 'slow') => calls.reduce((a, c) => a + c[k], 0);
-      out.strategyCalls = {
-        ...calls[0]!,
-        calls: sum('calls'),
-        failed: sum('failed'),
-        timed: sum('timed'),
-        slow: sum('slow'),
-        maxMs: Math.max(...calls.map((c) => c.maxMs)),
-      };
+      out.strategyCalls = { ...calls[0]!, calls: sum('calls'), failed: sum('failed'), timed: sum('timed'), slow: sum('slow'), maxMs: Math.max(...calls.map((c) => c.maxMs)) };
     }
     out.backends = first.backends.map((b, i) => {
       const rows = all.map((s) => s.backends[i]).filter((x): x is NonNullable<typeof x> => x !== undefined && x.id === b.id);
@@ -121,13 +97,7 @@ export class WorkersView extends SafeEmitter<BalancerEvents> {
  * drain (up to `drainMs` + 2 s, then kills). Resolves with the bound address once every worker
  * listens; `done` resolves when all workers are gone.
  */
-export function runPrimary(
-  n: number,
-  view: WorkersView,
-  signal: AbortSignal,
-  drainMs: number,
-  log: (line: string) => void,
-): { listening: Promise<{ host: string; port: number }>; done: Promise<void> } {
+export function runPrimary(n: number, view: WorkersView, signal: AbortSignal, drainMs: number, log: (line: string) => void): { listening: Promise<{ host: string; port: number }>; done: Promise<void> } {
   let stopping = false;
   const listeningIds = new Set<number>();
   let resolveListening!: (a: { host: string; port: number }) => void;

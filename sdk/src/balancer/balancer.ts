@@ -184,24 +184,13 @@ export interface BalancerEvents {
   close: [];
 }
 
-type LocalCounter =
-  | 'badRequests'
-  | 'noBackend'
-  | 'upstreamErrors'
-  | 'timeouts'
-  | 'aborted'
-  | 'retries'
-  | 'rateLimited'
-  | 'clientLimited'
-  | 'queueFull'
-  | 'droppedConnections';
+type LocalCounter = 'badRequests' | 'noBackend' | 'upstreamErrors' | 'timeouts' | 'aborted' | 'retries' | 'rateLimited' | 'clientLimited' | 'queueFull' | 'droppedConnections';
 
 /** The upstream TLS settings from `backendTls`, the CA file read once (a bad file fails here). */
 function backendTls(options: BalancerOptions): { ca?: Buffer } | undefined {
   const o = options.backendTls;
   if (o === undefined || o === false) return undefined;
-  if ((options.mode ?? 'http') !== 'http' || (options.engine ?? 'raw') !== 'raw')
-    throw new InvalidArgumentError('backendTls needs HTTP mode with the raw engine');
+  if ((options.mode ?? 'http') !== 'http' || (options.engine ?? 'raw') !== 'raw') throw new InvalidArgumentError('backendTls needs HTTP mode with the raw engine');
   if (o === true || o.ca === undefined) return {};
   try {
     return { ca: readFileSync(o.ca) };
@@ -312,18 +301,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
   #active = 0;
   #requests = 0;
   #errors = 0;
-  readonly #local: Record<LocalCounter, number> = {
-    badRequests: 0,
-    noBackend: 0,
-    upstreamErrors: 0,
-    timeouts: 0,
-    aborted: 0,
-    retries: 0,
-    rateLimited: 0,
-    clientLimited: 0,
-    queueFull: 0,
-    droppedConnections: 0,
-  };
+  readonly #local: Record<LocalCounter, number> = { badRequests: 0, noBackend: 0, upstreamErrors: 0, timeouts: 0, aborted: 0, retries: 0, rateLimited: 0, clientLimited: 0, queueFull: 0, droppedConnections: 0 };
   readonly limiter: ClientLimiter;
   readonly accessLog: AccessLog | null;
   readonly tls: TlsCertificates | null;
@@ -355,36 +333,22 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     // not frozen: setTimeouts() changes retries and the upstream timeout at run time
     const forwarding = forwardingOf(options.forwardHeaders, options.via ?? 'trellis');
     if (typeof forwarding === 'string') throw new InvalidArgumentError(forwarding);
-    this.settings = {
+    this.settings = ({
       via: forwarding.via,
       forwarding,
       retries: Math.max(0, options.retries ?? 2),
       upstreamTimeoutMs: this.#timeouts.upstreamMs,
-      pool: Object.freeze({
-        connections: options.connectionsPerBackend ?? 128,
-        connectTimeoutMs: this.#timeouts.connectMs,
-        keepAliveTimeoutMs: 4_000,
-        maxPending: limit(options.limits?.maxPendingPerBackend, 1024),
-        tls: backendTls(options),
-      }),
-    };
+      pool: Object.freeze({ connections: options.connectionsPerBackend ?? 128, connectTimeoutMs: this.#timeouts.connectMs, keepAliveTimeoutMs: 4_000, maxPending: limit(options.limits?.maxPendingPerBackend, 1024), tls: backendTls(options) }),
+    });
     this.#maxConnections = limit(options.limits?.maxConnections, 10_000);
     this.accessLog = options.accessLog ? new AccessLog(options.accessLog) : null;
-    if (options.tls !== undefined && (this.mode !== 'http' || this.engine !== 'raw'))
-      throw new InvalidArgumentError('TLS termination needs HTTP mode with the raw engine');
+    if (options.tls !== undefined && (this.mode !== 'http' || this.engine !== 'raw')) throw new InvalidArgumentError('TLS termination needs HTTP mode with the raw engine');
     this.tls = options.tls !== undefined ? new TlsCertificates(options.tls) : null;
-    this.limiter = new ClientLimiter({
-      maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000),
-      requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0),
-    });
+    this.limiter = new ClientLimiter({ maxConnectionsPerClient: limit(options.limits?.maxConnectionsPerClient, 1000), requestsPerSecond: limit(options.limits?.requestsPerSecondPerClient, 0) });
     for (const a of options.backends ?? []) this.#addState(parseBackend(a));
     this.#ejectMs = options.ejectMs ?? 5_000;
     this.#healthOptions = resolveHealthCheck(options.healthCheck);
-    this.#health = new HealthChecker(
-      this.#healthOptions,
-      () => this.#states,
-      (state, reason) => this.#onProbe(state, reason),
-    );
+    this.#health = new HealthChecker(this.#healthOptions, () => this.#states, (state, reason) => this.#onProbe(state, reason));
   }
 
   /** @internal Resolves the strategy; `createBalancer` awaits it. */
@@ -426,11 +390,9 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
    */
   setTimeouts(timeouts: BalancerTimeouts, retries?: number): void {
     for (const [k, v] of Object.entries(timeouts)) {
-      if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 3_600_000))
-        throw new InvalidArgumentError(`timeouts.${k} must be an integer number of milliseconds in 0..3600000, got ${JSON.stringify(v)}`);
+      if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 3_600_000)) throw new InvalidArgumentError(`timeouts.${k} must be an integer number of milliseconds in 0..3600000, got ${JSON.stringify(v)}`);
     }
-    if (retries !== undefined && (!Number.isInteger(retries) || retries < 0 || retries > 10))
-      throw new InvalidArgumentError(`retries must be an integer in 0..10, got ${JSON.stringify(retries)}`);
+    if (retries !== undefined && (!Number.isInteger(retries) || retries < 0 || retries > 10)) throw new InvalidArgumentError(`retries must be an integer in 0..10, got ${JSON.stringify(retries)}`);
     const t = this.#timeouts;
     Object.assign(t, Object.fromEntries(Object.entries(timeouts).filter(([, v]) => v !== undefined)));
     const s = this.settings as { -readonly [K in keyof CoreSettings]: CoreSettings[K] };
@@ -700,17 +662,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       const t0 = performance.now();
       const socket = req.socket;
       const b0 = socket.bytesWritten;
-      res.once('close', () =>
-        log.write({
-          client: ip,
-          method: req.method ?? '-',
-          path: url,
-          status: res.writableFinished ? res.statusCode : 499,
-          bytes: socket.bytesWritten - b0,
-          backend: (res as ServerResponse & { [kBackend]?: string })[kBackend] ?? '-',
-          ms: performance.now() - t0,
-        }),
-      );
+      res.once('close', () => log.write({ client: ip, method: req.method ?? '-', path: url, status: res.writableFinished ? res.statusCode : 499, bytes: socket.bytesWritten - b0, backend: (res as ServerResponse & { [kBackend]?: string })[kBackend] ?? '-', ms: performance.now() - t0 }));
     }
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       this.#local.badRequests++;
@@ -775,14 +727,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
     if (this.mode === 'http' && this.engine === 'raw') {
       const t = this.#timeouts;
       const tls = this.tls;
-      const settings = (this.#rawSettings = {
-        headersMs: t.headersMs,
-        idleMs: t.idleMs,
-        upstreamMs: t.upstreamMs,
-        requestMs: t.requestMs,
-        maxHeadBytes: 16 * 1024,
-        proto: tls === null ? 'http' : 'https',
-      });
+      const settings = (this.#rawSettings = { headersMs: t.headersMs, idleMs: t.idleMs, upstreamMs: t.upstreamMs, requestMs: t.requestMs, maxHeadBytes: 16 * 1024, proto: tls === null ? 'http' : 'https' });
       const limiter = this.limiter;
       const onClose = (c: ClientConnection) => {
         this.#rawConnections.delete(c);
@@ -799,10 +744,7 @@ export class Balancer extends SafeEmitter<BalancerEvents> implements RoutingCore
       let raw: TcpServer | TlsServer;
       if (tls === null) raw = createTcpServer({ noDelay: true, allowHalfOpen: true }, onSocket);
       else {
-        raw = createTlsServer(
-          { ...TLS_DEFAULTS, ...tls.serverOptions, SNICallback: tls.sniCallback, allowHalfOpen: true, handshakeTimeout: t.headersMs },
-          onSocket,
-        );
+        raw = createTlsServer({ ...TLS_DEFAULTS, ...tls.serverOptions, SNICallback: tls.sniCallback, allowHalfOpen: true, handshakeTimeout: t.headersMs }, onSocket);
         // sockets still in their handshake: not yet connections, closed at once on close()
         const handshaking = this.#handshaking;
         raw.on('connection', (socket: Socket) => {
