@@ -2,8 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { builtFresh } from '../../../sdk/bench/built.js';
 
 export const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -85,26 +84,12 @@ export function startNode(name: string, port: number, file: string, args: (strin
   return start(name, port, process.execPath, [...(built ? [] : ['--conditions=trellis-source']), '--import', 'tsx', file.startsWith('/') ? file : here(file), ...args.map(String)], { TRELLIS_LOG: 'error' });
 }
 
-/** Newest modification time (ms) of the files under `dir`, skipping node_modules and dist. */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.name === 'node_modules' || e.name === 'dist') continue;
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
 /**
  * Builds the checkout at `root` (`npm run build`) unless its SDK and CLI builds are newer than
  * their sources: the balancer is measured as users run it, from `dist/`.
  */
 export function ensureBuilt(root: string, log: (s: string) => void): void {
-  const outputs = [join(root, 'sdk/dist/balancer/index.js'), join(root, 'examples/cli/dist/main.js')];
-  const built = Math.min(...outputs.map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
-  const sources = Math.max(...['sdk/src', 'examples/lb/src', 'examples/cli/src', 'plugins'].map((d) => (existsSync(join(root, d)) ? newest(join(root, d)) : 0)));
-  if (built > sources) return;
+  if (builtFresh(root, ['sdk/dist/balancer/index.js', 'examples/cli/dist/main.js'], ['sdk/src', 'examples/lb/src', 'examples/cli/src', 'plugins'])) return;
   log(`building ${root} (npm run build): the balancer runs from dist/`);
   const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status !== 0) throw new Error(`npm run build failed in ${root}`);
