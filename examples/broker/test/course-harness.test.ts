@@ -5,30 +5,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { startBroker } from './helpers.js';
+import { runPython, startBroker } from './helpers.js';
 
-const PYTHON_DIR = fileURLToPath(new URL('../python', import.meta.url));
-
-function python(port: number, code: string, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-c', code], {
-      env: { ...process.env, PYTHONPATH: PYTHON_DIR, TRELLIS_BROKER_PORT: String(port), TRELLIS_BROKER_HOST: '127.0.0.1', PYTHONDONTWRITEBYTECODE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out);
-      else reject(new Error(`python3 exited with ${code}: ${err}${out}`));
-    });
-  });
-}
+const python = (port: number, code: string, timeoutMs = 30_000) => runPython(port, ['-c', code], timeoutMs);
 
 const HARNESS = `
 import random, string, threading, time

@@ -1,5 +1,7 @@
 /** Test helpers: a broker on port 0 with in-process codec plugins, raw sockets, and waiting. */
 import { connect as netConnect, type Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { serialize, deserialize } from 'node:v8';
 import { FrameReader } from '@trellis/sdk/framing';
 import { createHost, createLogger, type Codec, type PluginHost, type Value } from '@trellis/sdk';
@@ -134,3 +136,32 @@ export function plain(value: unknown): unknown {
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
   return value;
 }
+
+const PYTHON_DIR = fileURLToPath(new URL('../python', import.meta.url));
+
+/**
+ * Runs `python3 ARGS` with the Python client (examples/broker/python) importable and pointed at
+ * the broker on `port`; resolves with its stdout, rejects on a non-zero exit or after
+ * `timeoutMs` (killed: a hang).
+ */
+export function runPython(port: number, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', args, {
+      env: { ...process.env, PYTHONPATH: PYTHON_DIR, TRELLIS_BROKER_PORT: String(port), TRELLIS_BROKER_HOST: '127.0.0.1', PYTHONDONTWRITEBYTECODE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`python3 exited with ${code ?? signal}${signal === 'SIGKILL' ? ` (killed after ${timeoutMs} ms = a hang)` : ''}: ${err}${out}`));
+    });
+  });
+}
+
+/** `runPython` on a `-c` snippet, as its non-empty stdout lines. */
+export const pythonLines = (port: number, code: string, timeoutMs: number): Promise<string[]> => runPython(port, ['-c', code], timeoutMs).then((out) => out.split('\n').filter(Boolean));

@@ -1,30 +1,9 @@
 /** The Python client's acknowledged delivery and persistent session (the original API plus `acked`/`client_id`). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { startBroker } from './helpers.js';
+import { pythonLines, startBroker } from './helpers.js';
 
-const PYTHON_DIR = fileURLToPath(new URL('../python', import.meta.url));
-
-function python(port: number, code: string, timeoutMs = 15_000): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', ['-c', code], {
-      env: { ...process.env, PYTHONPATH: PYTHON_DIR, TRELLIS_BROKER_PORT: String(port), TRELLIS_BROKER_HOST: '127.0.0.1', PYTHONDONTWRITEBYTECODE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.split('\n').filter(Boolean));
-      else reject(new Error(`python3 exited with ${code}: ${err || out}`));
-    });
-  });
-}
+const python = (port: number, code: string, timeoutMs = 15_000) => pythonLines(port, code, timeoutMs);
 
 test('a Python consumer with a client id resumes its session: the unacked message again (duplicate), then what queued', async () => {
   const r = await startBroker();

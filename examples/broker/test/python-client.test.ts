@@ -1,9 +1,8 @@
 /** The Python client (examples/broker/python) against the real broker, driven by `python3`. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startBroker, take, plain } from './helpers.js';
+import { startBroker, take, plain, runPython } from './helpers.js';
 
 const PYTHON_DIR = fileURLToPath(new URL('../python', import.meta.url));
 
@@ -13,22 +12,7 @@ function python(port: number, code: string, timeoutMs = 10_000): Promise<string[
 }
 
 function run(port: number, args: string[], timeoutMs = 10_000): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('python3', args, {
-      env: { ...process.env, PYTHONPATH: PYTHON_DIR, TRELLIS_BROKER_PORT: String(port), TRELLIS_BROKER_HOST: '127.0.0.1', PYTHONDONTWRITEBYTECODE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += c));
-    child.stderr.on('data', (c) => (err += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(out.split('\n').filter(Boolean));
-      else reject(new Error(`python3 exited with ${code}: ${err || out}`));
-    });
-  });
+  return runPython(port, args, timeoutMs).then((out) => out.split('\n').filter(Boolean));
 }
 
 test('a Python pickle producer reaches a TypeScript consumer in another codec', async () => {
