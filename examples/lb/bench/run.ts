@@ -11,6 +11,8 @@
  * `npm run build` first when a source is newer than its build). BENCH_FROM_SOURCE=1 runs it from
  * the TypeScript sources through tsx instead (as a BENCH_BASELINE checkout always runs).
  *
+ * Each proxy's own CPU (its process tree, from /proc) is measured per request beside req/s.
+ *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (32),
  * BENCH_ONLY (comma list of http,tcp,tls,workers,strategies), BENCH_STRATEGY_REQUESTS (300).
  */
@@ -55,6 +57,16 @@ async function track(p: Promise<Proc>): Promise<Proc> {
 interface Target {
   name: string;
   port: number;
+  /** The proxy's process, whose CPU per request is measured (not for the direct back-end). */
+  pid?: number;
+}
+
+/** `add(name, started)`: tracks a started proxy and makes it a target, its process measured. */
+function adder(targets: Target[]): (name: string, p: Promise<Proc>) => Promise<void> {
+  return async (name, p) => {
+    const proc = await track(p);
+    targets.push({ name, port: proc.port, pid: proc.child.pid });
+  };
 }
 
 /** Runs every target once per round in rotating order; returns per-target results. */
@@ -64,7 +76,7 @@ async function alternate(targets: Target[], path: string, scheme = 'http'): Prom
   for (let r = 0; r < ROUNDS; r++) {
     const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
     for (const t of order) {
-      const res = await wrk(`${scheme}://127.0.0.1:${t.port}${path}`, SECONDS, CONNS);
+      const res = await wrk(`${scheme}://127.0.0.1:${t.port}${path}`, SECONDS, CONNS, t.pid);
       results.get(t.name)!.push(res);
       log(`  round ${r + 1}/${ROUNDS}  ${t.name.padEnd(28)} ${res.rps.toFixed(0).padStart(7)} req/s  p99 ${res.p99Ms.toFixed(2)} ms${res.errors ? `  errors ${res.errors}` : ''}`);
       await sleep(300);
@@ -73,15 +85,24 @@ async function alternate(targets: Target[], path: string, scheme = 'http'): Prom
   return results;
 }
 
+/** Median CPU µs per request of a target's rounds (NaN when not measured). */
+function cpuPerReq(rs: WrkResult[]): number {
+  const xs = rs.map((r) => r.cpuUsPerReq).filter(Number.isFinite);
+  return xs.length === 0 ? Number.NaN : median(xs);
+}
+
 function table(results: Map<string, WrkResult[]>, reference: string | undefined): string {
   const ref = reference ? median(results.get(reference)!.map((r) => r.rps)) : undefined;
-  const lines = ['| target | req/s (median) | p99 ms (median) | errors | Trellis ÷ target |', '|---|---:|---:|---:|---:|'];
+  const refCpu = reference ? cpuPerReq(results.get(reference)!) : Number.NaN;
+  const lines = ['| target | req/s (median) | p99 ms (median) | errors | Trellis ÷ target | proxy CPU µs/req (median) | Trellis ÷ target per CPU-second |', '|---|---:|---:|---:|---:|---:|---:|'];
   for (const [name, rs] of results) {
     const rps = median(rs.map((r) => r.rps));
     const p99 = median(rs.map((r) => r.p99Ms));
     const errors = rs.reduce((a, r) => a + r.errors, 0);
     const ratio = ref !== undefined && name !== reference ? `${(ref / rps).toFixed(2)}×` : '';
-    lines.push(`| ${name} | ${rps.toFixed(0)} | ${p99.toFixed(2)} | ${errors} | ${ratio} |`);
+    const cpu = cpuPerReq(rs);
+    const cpuRatio = Number.isFinite(cpu) && Number.isFinite(refCpu) && name !== reference ? `${(cpu / refCpu).toFixed(2)}×` : '';
+    lines.push(`| ${name} | ${rps.toFixed(0)} | ${p99.toFixed(2)} | ${errors} | ${ratio} | ${Number.isFinite(cpu) ? cpu.toFixed(1) : '—'} | ${cpuRatio} |`);
   }
   return lines.join('\n');
 }
@@ -89,7 +110,7 @@ function table(results: Map<string, WrkResult[]>, reference: string | undefined)
 async function httpSection(backends: number[]): Promise<string> {
   log('\nHTTP mode: starting targets');
   const targets: Target[] = [{ name: 'direct (one back-end)', port: backends[0]! }];
-  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const add = adder(targets);
   await add('Trellis lb (http)', freePort().then((port) => trellisNode('trellis', port, ['http', port, 'round-robin', ...backends])));
   await add(PLAIN, freePort().then((port) => trellisNode('trellis-plain', port, ['http-plain', port, 'round-robin', ...backends])));
   if (BASELINE) await add('Trellis lb (baseline)', freePort().then((port) => startNode('trellis-baseline', port, join(BASELINE, 'examples/lb/bench/peers/trellis.ts'), ['http', port, 'round-robin', ...backends])));
@@ -117,6 +138,14 @@ async function httpSection(backends: number[]): Promise<string> {
     `Like for like, Trellis adding no forwarding headers (\`forwardHeaders: []\`) as no peer does: ÷ best Node peer **${(plain / best[1]).toFixed(2)}×**${results.has('haproxy 1 thread') ? `, ÷ haproxy **${(plain / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×**` : ''}`,
   ];
   if (results.has('haproxy 1 thread')) summary.push(`Trellis ÷ haproxy: **${(trellis / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 0.6×)`);
+  const perCpu = (name: string) => cpuPerReq(results.get(name)!);
+  const tCpu = perCpu('Trellis lb (http)');
+  if (Number.isFinite(tCpu)) {
+    const bestCpu = nodePeers.map(([n]) => [n, perCpu(n)] as const).reduce((a, b) => (b[1] < a[1] ? b : a));
+    summary.push(
+      `Per proxy CPU-second (requests per second of the proxy's own CPU: less sensitive than req/s to how wrk and the back-ends shared the 2 cores, though not independent of it): Trellis ÷ most efficient Node peer (${bestCpu[0]}) **${(bestCpu[1] / tCpu).toFixed(2)}×**${results.has('haproxy 1 thread') ? `, ÷ haproxy **${(perCpu('haproxy 1 thread') / tCpu).toFixed(2)}×**` : ''}; Trellis ${tCpu.toFixed(1)} µs of CPU per request`,
+    );
+  }
   if (BASELINE) summary.push(`Trellis ÷ baseline (${BASELINE}): **${(trellis / median(results.get('Trellis lb (baseline)')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 1.0×: no worse)`);
   const p99T = median(results.get('Trellis lb (http)')!.map((r) => r.p99Ms));
   const p99H = median(results.get('http-proxy (keep-alive)')!.map((r) => r.p99Ms));
@@ -128,7 +157,7 @@ async function httpSection(backends: number[]): Promise<string> {
 async function tcpSection(backends: number[]): Promise<string> {
   log('\nTCP mode: starting targets');
   const targets: Target[] = [];
-  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const add = adder(targets);
   await add('Trellis lb (tcp)', freePort().then((port) => trellisNode('trellis-tcp', port, ['tcp', port, 'round-robin', ...backends])));
   await add('net pipe', freePort().then((port) => startNode('net-pipe', port, './peers/net-pipe.ts', [port, ...backends])));
   if (hasTool('haproxy')) {
@@ -150,7 +179,7 @@ async function tlsSection(backends: number[]): Promise<string> {
   spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' });
   writeFileSync(join(tmp, 'tls-combined.pem'), readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
   const targets: Target[] = [];
-  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const add = adder(targets);
   await add(
     'Trellis lb (https)',
     freePort().then((port) => start('trellis-https', port, process.execPath, [...(BUILT ? [] : ['--conditions=trellis-source']), '--import', 'tsx', fileURLToPath(new URL('./peers/trellis.ts', import.meta.url)), 'https', String(port), 'round-robin', ...backends.map(String)], { TRELLIS_LOG: 'error', BENCH_TLS_CERT: cert, BENCH_TLS_KEY: key })),
@@ -169,7 +198,7 @@ async function tlsSection(backends: number[]): Promise<string> {
 async function workersSection(backends: number[]): Promise<string> {
   log('\nAll cores: trellis lb --workers 2 against haproxy nbthread 2');
   const targets: Target[] = [];
-  const add = async (name: string, p: Promise<Proc>) => targets.push({ name, port: (await track(p)).port });
+  const add = adder(targets);
   const main = BUILT ? [fileURLToPath(new URL('../../cli/bin/trellis.js', import.meta.url))] : ['--conditions=trellis-source', '--import', 'tsx', fileURLToPath(new URL('../../cli/src/main.ts', import.meta.url))];
   const cli = (workers: number) => async () => {
     const port = await freePort();

@@ -1,5 +1,6 @@
 /** Bench plumbing: child processes that print `ready`, free ports, external tools, wrk runs and medians. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { builtFresh } from '../../../sdk/bench/built.js';
@@ -99,6 +100,57 @@ export interface WrkResult {
   rps: number;
   p99Ms: number;
   errors: number;
+  /** Requests completed in the run. */
+  requests: number;
+  /** CPU the measured process (and its children) used per request, in µs; NaN when not measured. */
+  cpuUsPerReq: number;
+}
+
+/** Clock ticks per second of /proc/PID/stat's utime and stime. */
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** `[ppid, utime + stime]` of a process from /proc/PID/stat, or undefined when it is gone. */
+function stat(pid: number): [number, number] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may hold spaces and parentheses: fields count from its last ')'
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return [Number(f[1]), Number(f[11]) + Number(f[12])];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds (user + system, all threads) used so far by `pid` and its descendants (nginx's
+ * worker is the master's child), from /proc. Linux only; NaN elsewhere.
+ */
+export function cpuSeconds(pid: number): number {
+  let pids: number[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  } catch {
+    return Number.NaN;
+  }
+  const children = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
+  for (const p of pids) {
+    const st = stat(p);
+    if (st === undefined) continue;
+    ticks.set(p, st[1]);
+    const list = children.get(st[0]);
+    if (list) list.push(p);
+    else children.set(st[0], [p]);
+  }
+  if (!ticks.has(pid)) return Number.NaN;
+  let total = 0;
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.pop()!;
+    total += ticks.get(p) ?? 0;
+    todo.push(...(children.get(p) ?? []));
+  }
+  return total / CLK_TCK;
 }
 
 function toMs(value: string, unit: string): number {
@@ -106,7 +158,13 @@ function toMs(value: string, unit: string): number {
   return unit === 'us' ? v / 1000 : unit === 's' ? v * 1000 : v;
 }
 
-export function wrk(url: string, seconds: number, connections: number): Promise<WrkResult> {
+/**
+ * One wrk run against `url`. With `pid`, also the CPU that process tree used during the run,
+ * per request (a ratio that does not depend on how the 2 cores were shared with wrk and the
+ * back-ends than requests/s, though contention still changes it).
+ */
+export function wrk(url: string, seconds: number, connections: number, pid?: number): Promise<WrkResult> {
+  const cpu0 = pid === undefined ? Number.NaN : cpuSeconds(pid);
   return new Promise((resolve, reject) => {
     const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -120,7 +178,9 @@ export function wrk(url: string, seconds: number, connections: number): Promise<
       const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
       const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
       const errors = (non2xx ? Number(non2xx[1]) : 0) + (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]) : 0);
-      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!, p99[2]!), errors });
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? Number.NaN);
+      const cpu = pid === undefined ? Number.NaN : cpuSeconds(pid) - cpu0;
+      resolve({ rps: Number(rps[1]), p99Ms: toMs(p99[1]!, p99[2]!), errors, requests, cpuUsPerReq: (cpu * 1e6) / requests });
     });
   });
 }
