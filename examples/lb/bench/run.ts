@@ -3,7 +3,8 @@
  * back-ends, alternating targets each round, reporting medians and ratios.
  *
  *   HTTP:  direct, Trellis (http, raw and undici engines), http-proxy (keep-alive agent), @fastify/http-proxy,
- *          minimal undici Pool proxy, haproxy (1 thread), nginx (1 worker)        — wrk -t1 -cC
+ *          minimal undici Pool proxy, haproxy (1 thread), nginx (1 worker), and a bare `net`
+ *          pipe (no HTTP) as the ceiling of a Node process on this machine       — wrk -t1 -cC
  *   TCP:   Trellis (tcp), minimal net pipe, haproxy mode tcp                     — wrk -t1 -cC
  *   Strategies: 4 one-at-a-time Pi back-ends, one slowed; p99 and success per strategy.
  *
@@ -38,6 +39,7 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const trellisNode = (name: string, port: number, args: (string | number)[]) => startNode(name, port, './peers/trellis.ts', args, BUILT);
 
 const PLAIN = 'Trellis lb (http, no fwd headers)';
+const PIPE = 'net pipe (no HTTP: the Node ceiling)';
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const procs: Proc[] = [];
 const tmp = mkdtempSync(join(tmpdir(), 'trellis-bench-lb-'));
@@ -118,6 +120,8 @@ async function httpSection(backends: number[]): Promise<string> {
   await add('http-proxy (keep-alive)', freePort().then((port) => startNode('http-proxy', port, './peers/http-proxy.ts', [port, ...backends])));
   await add('@fastify/http-proxy', freePort().then((port) => startNode('fastify', port, './peers/fastify-proxy.ts', [port, ...backends])));
   await add('undici Pool proxy', freePort().then((port) => startNode('undici', port, './peers/undici-proxy.ts', [port, ...backends])));
+  // not an HTTP proxy: a byte pipe per connection, the least work any Node process can do here
+  await add(PIPE, freePort().then((port) => startNode('net-pipe-http', port, './peers/net-pipe.ts', [port, ...backends])));
   const notes: string[] = [];
   if (hasTool('haproxy')) {
     const port = await freePort();
@@ -137,6 +141,8 @@ async function httpSection(backends: number[]): Promise<string> {
     `Trellis ÷ best Node peer (${best[0]}): **${(trellis / best[1]).toFixed(2)}×** (target ≥ 1.5×), Trellis as configured by default: it adds X-Forwarded-For/-Proto/-Host, Forwarded and Via, which no peer here adds`,
     `Like for like, Trellis adding no forwarding headers (\`forwardHeaders: []\`) as no peer does: ÷ best Node peer **${(plain / best[1]).toFixed(2)}×**${results.has('haproxy 1 thread') ? `, ÷ haproxy **${(plain / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×**` : ''}`,
   ];
+  const pipe = median(results.get(PIPE)!.map((r) => r.rps));
+  summary.push(`Ceiling in this run: a bare \`net\` pipe (bytes relayed per connection, no HTTP parsing or per-request routing) ÷ best Node peer **${(pipe / best[1]).toFixed(2)}×**; Trellis ÷ that pipe **${(trellis / pipe).toFixed(2)}×**`);
   if (results.has('haproxy 1 thread')) summary.push(`Trellis ÷ haproxy: **${(trellis / median(results.get('haproxy 1 thread')!.map((r) => r.rps))).toFixed(2)}×** (target ≥ 0.6×)`);
   const perCpu = (name: string) => cpuPerReq(results.get(name)!);
   const tCpu = perCpu('Trellis lb (http)');
