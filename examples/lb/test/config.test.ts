@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { runCommand } from '@trellis/sdk/cli';
 import { lb } from '../src/cli.js';
 import { parseConfig, ConfigError } from '../src/config.js';
-import { startPis, get, serverOf, waitFor, sleep } from './helpers.js';
+import { startPis, get, serverOf, waitFor } from './helpers.js';
 import { freePort } from '../bench/tools.js';
 
 const TOKEN = 'reload-token-for-the-tests-0123456789';

@@ -18,8 +18,6 @@ import type { UpstreamConnection, UpstreamPool, UpstreamUser } from './upstream-
 import type { ClientLimiter } from '../client-limits.js';
 import type { AccessLog } from '../access-log.js';
 
-const CRLFCRLF = Buffer.from('\r\n\r\n');
-
 /** A copy of back-end bytes, which arrive in a shared read buffer (see `onUpstreamData`). */
 const own = (b: Buffer): Buffer => Buffer.from(b);
 
