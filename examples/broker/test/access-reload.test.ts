@@ -14,9 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { connect as tlsConnect } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { AccessReloadError, ErrorCodes, type AccessProvider } from '@trellis/sdk';
-import { connect, connectReliable, BrokerError, BrokerErrorCode, type BrokerClient, type ReliableClient } from '@trellis/sdk/broker';
+import { connect, connectReliable, createBroker, openLmdbStore, joinRedisCluster, BrokerError, BrokerErrorCode, type Broker, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
 import { updatePasswordFile } from '@trellis/plugin-access-file/passwords';
-import { startBroker, take, arrivedWithin, until, testHost, type Running } from './helpers.js';
+import { startBroker, take, arrivedWithin, until, testHost, startRedis, HAVE_REDIS, type Running } from './helpers.js';
 
 const ACL = `
 topic read public/#
@@ -173,6 +173,96 @@ test('revoking a read grant stops deliveries to that subscriber (plain, wildcard
       await bobAcked.close();
     }
   });
+});
+
+test("a persistent session whose client is away loses a revoked subscription and what it held; after a restart too", async () => {
+  await withBroker(async (r, f) => {
+    const away = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, username: 'bob', password: 'bob-pw', reconnect: false, clientId: 'bob-phone' });
+    await away.subscribe('/weather');
+    await away.close();
+    const carol = await login(r, 'carol');
+    await carol.publish('/weather/now', 'queued for bob', { ack: true });
+    assert.is(r.broker.stats().delivery.queued, 1);
+    await writeFile(f.aclFile, ACL_BOB_REVOKED);
+    const result = await r.broker.reloadAccess();
+    assert.equal([result.clients, result.disconnected, result.subscriptionsDropped], [1, 0, 1]);
+    assert.equal([r.broker.stats().delivery.ackedSubscriptions, r.broker.stats().delivery.queued], [0, 0], 'the subscription and the message it held are gone');
+    const back = await connectReliable({ port: r.port, codec: 'json', plugins: r.host, username: 'bob', password: 'bob-pw', reconnect: false, clientId: 'bob-phone' });
+    try {
+      assert.equal(back.restored.map((s) => s.topic), [], 'the resumed session lists no /weather subscription');
+    } finally {
+      await back.close();
+    }
+  });
+  // across a restart: the rules read at start-up apply to the sessions restored from the store
+  const f = await files();
+  const state = await mkdtemp(join(tmpdir(), 'trellis-access-reload-state-'));
+  const start = async () => {
+    const host = testHost();
+    const broker = createBroker({ host, lingerMs: 200, store: await openLmdbStore(state), access: { provider: 'file', options: { passwordFile: f.passwordFile, aclFile: f.aclFile } } });
+    const { port } = await broker.listen(0);
+    return { broker, port, host, stop: async () => (await broker.close({ timeoutMs: 1000 }), await host.dispose()) };
+  };
+  let b = await start();
+  try {
+    const c = await connectReliable({ port: b.port, codec: 'json', plugins: b.host, username: 'bob', password: 'bob-pw', reconnect: false, clientId: 'bob-phone' });
+    await c.subscribe('/weather');
+    await c.close();
+    await b.stop();
+    await writeFile(f.aclFile, ACL_BOB_REVOKED);
+    b = await start();
+    assert.equal([b.broker.stats().delivery.sessions, b.broker.stats().delivery.ackedSubscriptions], [1, 0]);
+  } finally {
+    await b.stop();
+    await f.remove();
+    await rm(state, { recursive: true, force: true });
+  }
+});
+
+test('in a Redis cluster, a session resumed on a reloaded node does not bring back a revoked subscription another node still lists', async () => {
+  if (!HAVE_REDIS) {
+    console.log('SKIP cluster reload test: redis-server is absent');
+    return;
+  }
+  const f = await files();
+  const redis = await startRedis();
+  const host = testHost();
+  const nodes: { broker: Broker; cluster: RedisCluster; port: number }[] = [];
+  const clients: ReliableClient[] = [];
+  const node = async () => {
+    const broker = createBroker({ host, lingerMs: 200, access: { provider: 'file', options: { passwordFile: f.passwordFile, aclFile: f.aclFile } } });
+    const cluster = await joinRedisCluster(broker, { url: redis.url });
+    const { port } = await broker.listen(0);
+    nodes.push({ broker, cluster, port });
+    return nodes.at(-1)!;
+  };
+  const bob = async (port: number) => {
+    const c = await connectReliable({ port, codec: 'json', plugins: host, username: 'bob', password: 'bob-pw', reconnect: false, clientId: 'bob-phone' });
+    clients.push(c);
+    return c;
+  };
+  try {
+    const [a, b] = [await node(), await node()];
+    const first = await bob(a.port);
+    await first.subscribe('/weather');
+    await first.close();
+    await until(() => b.broker.stats().delivery.ackedSubscriptions === 1, 5000, 'node B mirroring the session');
+    await writeFile(f.aclFile, ACL_BOB_REVOKED);
+    const result = await b.broker.reloadAccess(); // node A is not reloaded: Redis still lists /weather
+    assert.is(result.subscriptionsDropped, 1, "node B's copy of the session");
+    const again = await bob(b.port);
+    assert.equal(again.restored.map((s) => s.topic), [], 'resumed on node B: the revoked subscription stays gone');
+    assert.is(b.broker.stats().delivery.ackedSubscriptions, 0);
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    for (const n of nodes) {
+      await n.cluster.close();
+      await n.broker.close({ timeoutMs: 500 });
+    }
+    await host.dispose();
+    await redis.stop();
+    await f.remove();
+  }
 });
 
 test('revoking a write grant refuses the very next publish; other writers go on', async () => {
