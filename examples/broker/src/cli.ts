@@ -143,7 +143,7 @@ export const broker = defineCommand({
       }
       if (access) {
         engine.reloadAccess().then(
-          (r) => io.stdout.write(`broker: access reloaded from ${files}: ${r.users ?? '?'} users, ${r.rules ?? '?'} rules; ${r.disconnected} of ${r.clients} clients disconnected, ${r.subscriptionsDropped} subscriptions dropped\n`),
+          (r) => io.stdout.write(`broker: access reloaded from ${files}: ${r.users ?? '?'} users, ${r.rules === undefined ? 'no ACL' : `${r.rules} rules`}; ${r.disconnected} of ${r.clients} clients disconnected, ${r.subscriptionsDropped} subscriptions dropped\n`),
           (err: Error) => io.stderr.write(`broker: ${err.message}\n`),
         );
       }

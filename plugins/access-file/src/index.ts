@@ -66,7 +66,8 @@ export async function createFileAccess({ options }: AccessInit): Promise<AccessP
       const loaded = await loadRules(next ?? options); // throws before anything changes
       rules = loaded;
       if (next !== undefined) options = next;
-      return { users: loaded.users.size, rules: loaded.acl ? countRules(loaded.acl) : 0 };
+      // without an ACL file there are no rules to count: every admitted client may do everything
+      return { users: loaded.users.size, ...(loaded.acl ? { rules: countRules(loaded.acl) } : {}) };
     },
     admits(identity) {
       if (identity.username === undefined) return rules.allowAnonymous;

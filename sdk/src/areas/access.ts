@@ -59,7 +59,7 @@ export interface AccessProvider {
 export interface AccessReloaded {
   /** Users known after the reload (undefined when the provider does not count them). */
   readonly users?: number;
-  /** Grants (ACL lines) in force after the reload. */
+  /** Grants (ACL lines) in force after the reload (undefined when the provider has no rule list, e.g. no ACL file). */
   readonly rules?: number;
 }
 
