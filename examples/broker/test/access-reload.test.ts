@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtemp, writeFile, rm, readFile } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm, readFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -509,6 +509,35 @@ test('reloadTls serves a new certificate to new connections; open TLS connection
     assert.throws(() => plain.broker.reloadTls({ cert: cert!, key: key! }), /does not serve TLS/);
   } finally {
     await plain.stop();
+  }
+});
+
+test('trellis broker --tls-cert/--tls-key re-reads the certificate on SIGHUP (a real process)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-broker-tls-hup-'));
+  const [certFile, keyFile] = [join(dir, 'broker.crt'), join(dir, 'broker.key')];
+  await copyFile(join(TLS, 'broker.crt'), certFile);
+  await copyFile(join(TLS, 'broker.key'), keyFile);
+  const child = spawn(process.execPath, ['--conditions=trellis-source', '--import', 'tsx', MAIN, 'broker', '--port', '0', '--in-memory', '--tls-cert', certFile, '--tls-key', keyFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (out += c));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await until(() => /listening on 127\.0\.0\.1:\d+ with TLS/.test(out), 60_000, `the broker to start: ${out}`);
+    const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    assert.is(await presented(port), new X509Certificate(await readFile(certFile)).fingerprint256);
+    await copyFile(join(TLS, 'reload.crt'), certFile);
+    await copyFile(join(TLS, 'reload.key'), keyFile);
+    child.kill('SIGHUP');
+    await until(() => /TLS certificate reloaded/.test(out), 20_000, `the reload: ${out}`);
+    assert.is(await presented(port), new X509Certificate(await readFile(certFile)).fingerprint256);
+    assert.not.match(out, /access reload/, 'no access files: nothing else is reloaded');
+  } finally {
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000).unref())]);
+    if (code === 'hung') child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    assert.is(code, 0, out);
   }
 });
 
