@@ -27,6 +27,7 @@ export const ErrorCodes = Object.freeze({
   STATE: 'TRELLIS_ERR_STATE',
   SEND_FAILED: 'TRELLIS_ERR_SEND_FAILED',
   JOIN_FAILED: 'TRELLIS_ERR_JOIN_FAILED',
+  ACCESS_RELOAD: 'TRELLIS_ERR_ACCESS_RELOAD',
 } as const);
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -270,6 +271,24 @@ export class JoinError extends TrellisError {
   }
 }
 
+/**
+ * Reloading a broker's access rules was refused: a password or ACL file that could not be read
+ * or parsed (`file` and `line` say where, when the provider knows), or a provider that cannot
+ * reload. The rules in force before the reload stay in force, all of them.
+ */
+export class AccessReloadError extends TrellisError {
+  static override readonly brand = brandFor('AccessReloadError');
+  override readonly name: string = 'AccessReloadError';
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly line?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCodes.ACCESS_RELOAD, message, options);
+  }
+}
+
 /** The error classes, handed to plugins on their context so they never import the SDK at run time. */
 export const errors = Object.freeze({
   TrellisError,
@@ -287,5 +306,6 @@ export const errors = Object.freeze({
   DisposedError,
   InvalidArgumentError,
   StateError,
+  AccessReloadError,
 });
 export type ErrorClasses = typeof errors;

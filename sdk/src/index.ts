@@ -59,6 +59,7 @@ export {
   type AccessIdentity,
   type AccessInit,
   type AccessProvider,
+  type AccessReloaded,
 } from './areas/access.js';
 export { SDK_VERSION } from './version.js';
 // The engines are subpath exports (`@trellis/sdk/balancer`, `/broker`, `/dht`, `/framing`) so that

@@ -69,10 +69,10 @@ export const broker = defineCommand({
     'max-topics-per-client': { type: 'string', default: '10000', description: 'most topics one client (address or user) may hold a last value on', placeholder: 'n' },
     'max-topic-nodes-per-client': { type: 'string', default: '25000', description: 'topic segments one client may hold through its subscriptions and last values together', placeholder: 'n' },
     'max-retained-bytes-per-client': { type: 'string', default: String(32 * 1024 * 1024), description: 'bytes of last values one client may have kept', placeholder: 'bytes' },
-    'tls-cert': { type: 'string', description: 'serve TLS with this certificate (PEM, chain included); needs --tls-key', placeholder: 'file' },
+    'tls-cert': { type: 'string', description: 'serve TLS with this certificate (PEM, chain included); needs --tls-key; re-read on SIGHUP for new connections', placeholder: 'file' },
     'tls-key': { type: 'string', description: 'the private key (PEM) of --tls-cert', placeholder: 'file' },
-    'password-file': { type: 'string', description: 'users and salted scrypt hashes (write it with "trellis passwd"); clients must log in', placeholder: 'file' },
-    'acl-file': { type: 'string', description: 'per-user topic patterns for publish (write) and subscribe (read), mosquitto format', placeholder: 'file' },
+    'password-file': { type: 'string', description: 'users and salted scrypt hashes (write it with "trellis passwd"); clients must log in; re-read on SIGHUP', placeholder: 'file' },
+    'acl-file': { type: 'string', description: 'per-user topic patterns for publish (write) and subscribe (read), mosquitto format; re-read on SIGHUP', placeholder: 'file' },
     'allow-anonymous': { type: 'boolean', description: 'with --password-file/--acl-file: also admit clients without credentials (the ACL lines before any "user" line say what they may do)' },
     'idle-timeout': { type: 'string', default: '120', description: 'seconds of silence before a client is pinged (closed if it then stays silent 30 s more); 0 = off', placeholder: 'seconds' },
     stats: { type: 'boolean', description: 'print stats to stderr every second' },
@@ -81,7 +81,9 @@ export const broker = defineCommand({
     cluster: { type: 'string', description: 'serve one topic space with the other brokers on this Redis (redis://HOST:PORT): messages, last values and persistent sessions are shared', placeholder: 'url' },
     'ws-port': { type: 'string', description: 'also serve the protocol over WebSocket on this port (browsers)', placeholder: 'port' },
   },
-  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --plugin-dir ./my-codecs --stats'],
+  description:
+    'SIGHUP re-reads --password-file and --acl-file without a restart (as mosquitto does): clients whose user was removed or whose password changed are disconnected (AUTH_FAILED), subscriptions the new ACL no longer grants are removed, and every later publish and subscription is checked against the new rules; a file that does not parse changes nothing. It also re-reads --tls-cert/--tls-key for new connections.',
+  examples: ['trellis broker --port 7000', 'trellis broker --port 7000 --password-file broker.passwd --acl-file broker.acl   # then: kill -HUP PID after editing them', 'trellis broker --port 7000 --data-dir /var/lib/trellis-broker', 'trellis broker --port 7000 --in-memory --plugin-dir ./my-codecs --stats'],
   async run({ values }, io) {
     const port = portOption('port', values.port)!;
     const maxFrameBytes = intOption('max-frame-bytes', values['max-frame-bytes'], { min: 64, max: 0xffffffff })!;
@@ -132,7 +134,34 @@ export const broker = defineCommand({
     if (cluster) io.stderr.write(`broker: in the cluster on ${values.cluster} as node ${cluster.nodeId}\n`);
     if (ws) io.stderr.write(`broker: WebSocket on ws://${ws.address!.host}:${ws.address!.port}/\n`);
     io.stderr.write(`broker: state ${dataDir ? `kept in ${dataDir}` : `in memory only (${values['in-memory'] ? '--in-memory' : 'port 0 without --data-dir'})`}; ${engine.stats().topics} last values, ${engine.stats().delivery.sessions} persistent sessions\n`);
-    await untilAborted(io.signal);
+    // SIGHUP re-reads the access files and the certificate (mosquitto's convention); a bad file changes nothing
+    const files = [passwordFile, aclFile].filter((f) => f !== undefined).join(' and ');
+    const onHangup = () => {
+      if (!access && !tls) {
+        io.stderr.write('broker: SIGHUP ignored: no --password-file, --acl-file or --tls-cert to re-read\n');
+        return;
+      }
+      if (access) {
+        engine.reloadAccess().then(
+          (r) => io.stdout.write(`broker: access reloaded from ${files}: ${r.users ?? '?'} users, ${r.rules === undefined ? 'no ACL' : `${r.rules} rules`}; ${r.disconnected} of ${r.clients} clients disconnected, ${r.subscriptionsDropped} subscriptions dropped\n`),
+          (err: Error) => io.stderr.write(`broker: ${err.message}\n`),
+        );
+      }
+      if (tls) {
+        Promise.all([readFile(values['tls-cert']!, 'utf8'), readFile(values['tls-key']!, 'utf8')])
+          .then(([cert, key]) => engine.reloadTls({ cert, key }))
+          .then(
+            () => io.stderr.write('broker: TLS certificate reloaded (for new connections)\n'),
+            (err: Error) => io.stderr.write(`broker: TLS reload failed, keeping the current certificate: ${err.message}\n`),
+          );
+      }
+    };
+    process.on('SIGHUP', onHangup);
+    try {
+      await untilAborted(io.signal);
+    } finally {
+      process.off('SIGHUP', onHangup);
+    }
     await ws?.close();
     await cluster?.close();
     await engine.close({ timeoutMs: 3000 });

@@ -1,6 +1,7 @@
 /** Test helpers: a broker on port 0 with in-process codec plugins, raw sockets, and waiting. */
 import { connect as netConnect, type Socket } from 'node:net';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { serialize, deserialize } from 'node:v8';
 import { FrameReader } from '@trellis/sdk/framing';
@@ -165,3 +166,36 @@ export function runPython(port: number, args: string[], timeoutMs: number): Prom
 
 /** `runPython` on a `-c` snippet, as its non-empty stdout lines. */
 export const pythonLines = (port: number, code: string, timeoutMs: number): Promise<string[]> => runPython(port, ['-c', code], timeoutMs).then((out) => out.split('\n').filter(Boolean));
+
+/** Whether a `redis-server` binary is installed (cluster tests are skipped with a note otherwise). */
+export const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
+
+/** A throwaway redis-server on a free loopback port, without persistence. */
+export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const stop = () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGKILL'))));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server did not start within 15 s')), 15_000);
+    let out = '';
+    child.stdout!.on('data', (c) => {
+      out += c;
+      if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
+  }).catch(async (err) => {
+    await stop();
+    throw err;
+  });
+  return { url: `redis://127.0.0.1:${port}`, stop };
+}

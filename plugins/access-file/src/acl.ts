@@ -24,6 +24,14 @@ export interface Acl {
 
 export class AclFileError extends Error {
   override readonly name = 'AclFileError';
+  constructor(
+    message: string,
+    /** The file and 1-based line at fault, when a file was being read. */
+    readonly file?: string,
+    readonly line?: number,
+  ) {
+    super(message);
+  }
 }
 
 function checkPattern(pattern: string): string | undefined {
@@ -44,32 +52,39 @@ export function parseAcl(text: string, file = 'ACL file'): Acl {
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
-    const where = `${file}:${i + 1}`;
+    const fail = (what: string) => new AclFileError(`${file}:${i + 1}: ${what}`, file, i + 1);
     const [keyword, ...rest] = line.split(/\s+/);
     if (keyword === 'user') {
-      if (rest.length !== 1) throw new AclFileError(`${where}: expected "user NAME"`);
+      if (rest.length !== 1) throw fail(`expected "user NAME"`);
       const name = rest[0]!;
       if (!users.has(name)) users.set(name, []);
       current = users.get(name)!;
       return;
     }
-    if (keyword !== 'topic' && keyword !== 'pattern') throw new AclFileError(`${where}: unknown keyword "${keyword}" (user, topic, pattern)`);
+    if (keyword !== 'topic' && keyword !== 'pattern') throw fail(`unknown keyword "${keyword}" (user, topic, pattern)`);
     let access: Access = 'readwrite';
     let pattern: string;
     if (rest.length === 2) {
-      if (rest[0] !== 'read' && rest[0] !== 'write' && rest[0] !== 'readwrite') throw new AclFileError(`${where}: access must be read, write or readwrite, got "${rest[0]}"`);
+      if (rest[0] !== 'read' && rest[0] !== 'write' && rest[0] !== 'readwrite') throw fail(`access must be read, write or readwrite, got "${rest[0]}"`);
       access = rest[0];
       pattern = rest[1]!;
     } else if (rest.length === 1) {
       pattern = rest[0]!;
     } else {
-      throw new AclFileError(`${where}: expected "${keyword} [read|write|readwrite] PATTERN"`);
+      throw fail(`expected "${keyword} [read|write|readwrite] PATTERN"`);
     }
     const bad = checkPattern(pattern);
-    if (bad) throw new AclFileError(`${where}: pattern "${pattern}": ${bad}`);
+    if (bad) throw fail(`pattern "${pattern}": ${bad}`);
     (keyword === 'pattern' ? patterns : current).push(Object.freeze({ access, pattern }));
   });
   return Object.freeze({ anonymous, users, patterns });
+}
+
+/** Grants in an ACL (its topic and pattern lines). */
+export function countRules(acl: Acl): number {
+  let n = acl.anonymous.length + acl.patterns.length;
+  for (const grants of acl.users.values()) n += grants.length;
+  return n;
 }
 
 /** Whether MQTT filter `pattern` matches topic `topic` (no wildcard in the topic). */

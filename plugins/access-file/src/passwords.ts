@@ -20,6 +20,14 @@ const USER = /^[^\s:\x00-\x1f\x7f]{1,256}$/;
 
 export class PasswordFileError extends Error {
   override readonly name = 'PasswordFileError';
+  constructor(
+    message: string,
+    /** The file and 1-based line at fault, when a file was being read. */
+    readonly file?: string,
+    readonly line?: number,
+  ) {
+    super(message);
+  }
 }
 
 /** A new salted scrypt hash of `password`. */
@@ -65,14 +73,15 @@ export function parsePasswordFile(text: string, file = 'password file'): Map<str
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
+    const fail = (what: string) => new PasswordFileError(`${file}:${i + 1}: ${what}`, file, i + 1);
     const cut = line.indexOf(':');
-    if (cut <= 0) throw new PasswordFileError(`${file}:${i + 1}: expected "user:hash"`);
+    if (cut <= 0) throw fail('expected "user:hash"');
     const user = line.slice(0, cut);
     const hash = line.slice(cut + 1);
     const bad = checkUsername(user);
-    if (bad) throw new PasswordFileError(`${file}:${i + 1}: ${bad}`);
-    if (!HASH.test(hash)) throw new PasswordFileError(`${file}:${i + 1}: the hash of "${user}" is not a $scrypt$ hash (write it with "trellis passwd")`);
-    if (users.has(user)) throw new PasswordFileError(`${file}:${i + 1}: user "${user}" is listed twice`);
+    if (bad) throw fail(bad);
+    if (!HASH.test(hash)) throw fail(`the hash of "${user}" is not a $scrypt$ hash (write it with "trellis passwd")`);
+    if (users.has(user)) throw fail(`user "${user}" is listed twice`);
     users.set(user, hash);
   });
   return users;
@@ -80,6 +89,17 @@ export function parsePasswordFile(text: string, file = 'password file'): Map<str
 
 export async function readPasswordFile(file: string): Promise<Map<string, string>> {
   return parsePasswordFile(await readFile(file, 'utf8'), file);
+}
+
+/** Like `readPasswordFile`, but a file that cannot be read is a `PasswordFileError` naming it. */
+export async function loadPasswordFile(file: string): Promise<Map<string, string>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PasswordFileError(`password file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file);
+  }
+  return parsePasswordFile(text, file);
 }
 
 /**

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHost, createLogger } from '@trellis/sdk';
 import { hashPassword, verifyPassword, parsePasswordFile, updatePasswordFile, checkUser } from '../src/passwords.js';
-import { parseAcl, allowed, covers } from '../src/acl.js';
+import { parseAcl, allowed, covers, AclFileError } from '../src/acl.js';
+import { createFileAccess } from '../src/index.js';
 
 test('hashes are salted scrypt and verify only the right password', async () => {
   const a = await hashPassword('s3cret');
@@ -104,6 +105,55 @@ test('the plugin provides access provider "file" through a real PluginHost', asy
     assert.match(failed, /ENOENT|missing/);
   } finally {
     await host.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('reload() swaps both files in together or not at all; admits() follows the password each client logged in with', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-access-reload-'));
+  try {
+    const passwordFile = join(dir, 'passwd');
+    const aclFile = join(dir, 'acl');
+    await updatePasswordFile(passwordFile, 'alice', 'a');
+    await updatePasswordFile(passwordFile, 'bob', 'b');
+    await writeFile(aclFile, 'user alice\ntopic readwrite /a/#\nuser bob\ntopic read /b/#\n');
+    const p = await createFileAccess({ options: { passwordFile, aclFile } });
+    const alice = (await p.authenticate({ username: 'alice', password: 'a', remote: '127.0.0.1' }))!;
+    const bob = (await p.authenticate({ username: 'bob', password: 'b', remote: '127.0.0.1' }))!;
+    assert.ok(p.admits!(alice) && p.admits!(bob));
+
+    // bob's password changes and the ACL breaks on line 3: nothing of either file applies
+    await updatePasswordFile(passwordFile, 'bob', 'b2');
+    await writeFile(aclFile, 'user alice\ntopic readwrite /a/#\ntopic maybe /b/#\n');
+    const err = await Promise.resolve(p.reload!()).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof AclFileError, String(err));
+    assert.is((err as AclFileError).file, aclFile);
+    assert.is((err as AclFileError).line, 3);
+    assert.ok(p.admits!(bob), "bob's old password is still the one in force");
+    assert.ok(await p.authenticate({ username: 'bob', password: 'b', remote: '127.0.0.1' }));
+    assert.not.ok(await p.authenticate({ username: 'bob', password: 'b2', remote: '127.0.0.1' }));
+    assert.ok(p.authorize(bob, 'subscribe', '/b/#'));
+
+    // the files fixed: both apply at once
+    await writeFile(aclFile, 'user alice\ntopic readwrite /a/#\n');
+    assert.equal(await p.reload!(), { users: 2, rules: 1 });
+    assert.ok(p.admits!(alice), 'alice logged in with the password still in force');
+    assert.not.ok(p.admits!(bob), 'bob logged in with a password that changed');
+    assert.not.ok(p.authorize(bob, 'subscribe', '/b/#'));
+    const bob2 = (await p.authenticate({ username: 'bob', password: 'b2', remote: '127.0.0.1' }))!;
+    assert.ok(p.admits!(bob2));
+
+    // options given to reload replace the old ones (and stay for the next reload)
+    assert.not.ok(p.admits!({ username: undefined }));
+    await p.reload!({ passwordFile, aclFile, allowAnonymous: true });
+    assert.ok(p.admits!({ username: undefined }));
+    await p.reload!();
+    assert.ok(p.admits!({ username: undefined }));
+    await updatePasswordFile(passwordFile, 'alice', undefined);
+    assert.equal(await p.reload!({ passwordFile, allowAnonymous: true }), { users: 1 }, 'without an ACL file there are no rules to count');
+    assert.not.ok(p.admits!(alice), 'a removed user is no longer admitted');
+    assert.equal(await p.authenticate({ username: 'alice', password: 'a', remote: '127.0.0.1' }), undefined);
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

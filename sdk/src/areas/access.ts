@@ -39,6 +39,28 @@ export interface AccessProvider {
   authorize(identity: AccessIdentity, action: AccessAction, topic: string): boolean;
   /** Releases what the provider holds (file watchers, connections). */
   dispose?(): void | Promise<void>;
+  /**
+   * Reads the provider's rules again (its files, its directory) and puts them in force at once;
+   * `options`, when given, replace the ones it was created with. On any error it throws and the
+   * rules in force stay exactly as they were: never half of the new rules, never none. The broker
+   * calls it from `reloadAccess()` (the CLI on SIGHUP), then asks `admits` about every client.
+   */
+  reload?(options?: Readonly<Record<string, unknown>>): AccessReloaded | Promise<AccessReloaded>;
+  /**
+   * Whether a client authenticated earlier as `identity` (an object `authenticate` returned) is
+   * still admitted by the rules in force: false once its user was removed or its password
+   * changed, or for an anonymous client once anonymous access is off. Without it, a reload keeps
+   * every connected client and only re-checks what they may publish and read.
+   */
+  admits?(identity: AccessIdentity): boolean;
+}
+
+/** What a provider's `reload()` read (for the broker's result and log line). */
+export interface AccessReloaded {
+  /** Users known after the reload (undefined when the provider does not count them). */
+  readonly users?: number;
+  /** Grants (ACL lines) in force after the reload (undefined when the provider has no rule list, e.g. no ACL file). */
+  readonly rules?: number;
 }
 
 export interface AccessInit {
@@ -89,7 +111,24 @@ export class AccessArea {
       throw new PluginError(entry.plugin, `access:${id}`, err);
     }
     const report = (hook: string, err: unknown) => this.#host.reportPluginError(err instanceof PluginError ? err : new PluginError(entry.plugin, `access:${id}.${hook}`, err));
+    // reload and admits are passed on only when the provider has them (the broker checks for them)
+    const reload = provider.reload?.bind(provider);
+    const admits = provider.admits?.bind(provider);
     return Object.freeze({
+      // a refused reload is an answer (a bad file), not a plugin crash: its error goes to the caller
+      ...(reload ? { reload: async (next?: Readonly<Record<string, unknown>>) => reload(next === undefined ? undefined : Object.freeze({ ...next })) } : {}),
+      ...(admits
+        ? {
+            admits: (identity: AccessIdentity) => {
+              try {
+                return admits(identity) === true;
+              } catch (err) {
+                report('admits', err);
+                return false; // fail closed: a client the provider cannot vouch for goes
+              }
+            },
+          }
+        : {}),
       authenticate: async (credentials: AccessCredentials) => {
         try {
           return await provider.authenticate(credentials);

@@ -13,12 +13,12 @@
  * ```
  */
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { createServer as createTlsServer, createSecureContext, type Server as TlsServer, type TlsOptions } from 'node:tls';
 import { isUtf8 } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import { SafeEmitter } from '../safe-emitter.js';
 import { createLogger, type Logger } from '../logger.js';
-import { CodecError, InvalidArgumentError, StateError } from '../errors.js';
+import { AccessReloadError, CodecError, InvalidArgumentError, StateError } from '../errors.js';
 import type { PluginHost } from '../plugin-host.js';
 import type { Codec, Value } from '../areas/serialization.js';
 import type { AccessIdentity, AccessProvider } from '../areas/access.js';
@@ -53,7 +53,7 @@ import {
   topicsFrame,
   welcomeFrame,
 } from './protocol.js';
-import { SessionEngine, type Link, type SessionOptions, type SessionStats } from './sessions.js';
+import { SessionEngine, trieFilter, type Link, type SessionOptions, type SessionStats } from './sessions.js';
 import { memoryStore, type BrokerStore } from './persistence.js';
 
 export interface BrokerOptions {
@@ -200,6 +200,23 @@ export interface TopicSnapshot {
   readonly children: readonly TopicSnapshot[];
 }
 
+/** What `reloadAccess()` did. */
+export interface AccessReloadResult {
+  /** Users the provider knows after the reload (undefined if it does not count them). */
+  readonly users: number | undefined;
+  /** Grants (ACL lines) in force after the reload (undefined if the provider does not count them). */
+  readonly rules: number | undefined;
+  /** Connected clients checked against the new rules (those disconnected included). */
+  readonly clients: number;
+  /** Clients disconnected with AUTH_FAILED: user removed, password changed, or anonymous access turned off. */
+  readonly disconnected: number;
+  /**
+   * Subscriptions removed because the new rules no longer grant them to their client (plain and
+   * acknowledged ones, of connected clients and of persistent sessions whose client is away).
+   */
+  readonly subscriptionsDropped: number;
+}
+
 export interface BrokerEvents {
   listening: [address: { host: string; port: number }];
   connection: [client: ClientInfo];
@@ -214,6 +231,8 @@ export interface BrokerEvents {
   'client-error': [client: ClientInfo, error: BrokerError];
   /** Once a second while listening, when someone listens. */
   stats: [stats: BrokerStats];
+  /** `reloadAccess()` put new access rules in force. */
+  'access-reloaded': [result: AccessReloadResult];
   error: [error: Error];
 }
 
@@ -324,8 +343,8 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   readonly #expiring = new Map<Node, number>();
   #liveTimer: NodeJS.Timeout | undefined;
   readonly #limitedLog: LineLimiter;
-  readonly #accessOption: BrokerOptions['access'];
-  readonly #tls: TlsOptions | undefined;
+  #accessOption: BrokerOptions['access'];
+  #tls: TlsOptions | undefined;
   readonly #authDelayMs: number;
   readonly #maxLogins: number;
   /** Logins being checked, per address. */
@@ -333,6 +352,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
   #access: Promise<AccessProvider> | undefined;
   /** The provider once created (the hot path reads it without awaiting). */
   #accessResolved: AccessProvider | undefined;
+  /** Incremented by every access reload that took effect (a login in progress across one is checked again). */
+  #accessEpoch = 0;
+  /** Access reloads run one at a time, in the order asked. */
+  #accessReloading: Promise<unknown> = Promise.resolve();
   readonly #lingerMs: number;
   readonly #tree = new TopicTree<Session, Retained>();
   readonly #wild = new FilterTrie<Session>();
@@ -447,6 +470,11 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     if (!this.#restored) {
       this.#restored = true;
       await this.#restore();
+      // sessions kept from before a restart hold only what the rules in force now grant
+      if (this.#accessOption) {
+        const dropped = this.#acked.revoke(this.#mayReadFilter);
+        if (dropped > 0) this.log.warn(`${dropped} subscription(s) of restored persistent sessions removed: the access rules no longer grant them`);
+      }
     }
     const server: Server = this.#tls
       ? createTlsServer({ ...this.#tls, noDelay: true }, (socket) => this.#accept(socket))
@@ -544,6 +572,134 @@ export class Broker extends SafeEmitter<BrokerEvents> {
     }
     this.#acked.restore(sessions, (wire) => codecs.get(wire));
     if (this.#store.durable) this.log.info(`restored ${kept} last values and ${sessions.length} sessions from ${this.#store.where}`);
+  }
+
+  // ------------------------------------------------------------------ reloading access rules and certificates
+
+  /**
+   * Reads the access rules again (for the `file` provider: the password and ACL files) and puts
+   * them in force for everyone at once, like mosquitto on SIGHUP. `options`, when given, are laid
+   * over the provider's current options (e.g. `{ allowAnonymous: false }`).
+   *
+   * - A file that cannot be read or parsed changes nothing: the previous rules stay in force,
+   *   all of them, and an `AccessReloadError` (TRELLIS_ERR_ACCESS_RELOAD, with `file` and `line`)
+   *   is thrown and logged.
+   * - A connected client whose user was removed, whose password changed, or that is anonymous
+   *   when anonymous access is now off, gets ERROR AUTH_FAILED and is disconnected.
+   * - Every other client keeps its connection; each of its subscriptions the new ACL no longer
+   *   grants is removed (the client is not told: the protocol has no frame for it; it stops
+   *   receiving, and subscribing again is refused with NOT_ALLOWED). Persistent sessions of absent
+   *   clients lose those subscriptions too, with what they held.
+   * - Publishes, clears and subscriptions are checked against the new rules from this moment.
+   *
+   * Reloads run one at a time. Throws `StateError` without access control, and
+   * `AccessReloadError` when the provider cannot reload.
+   */
+  reloadAccess(options?: Readonly<Record<string, unknown>>): Promise<AccessReloadResult> {
+    const run = this.#accessReloading.then(() => this.#reloadAccess(options));
+    this.#accessReloading = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reloadAccess(options: Readonly<Record<string, unknown>> | undefined): Promise<AccessReloadResult> {
+    const option = this.#accessOption;
+    if (!option) throw new StateError('this broker has no access control to reload (start it with the access option)');
+    if (this.#closing) throw new StateError('the broker is closed');
+    const provider = await this.#accessProvider();
+    if (!provider.reload) throw new AccessReloadError('the access provider cannot reload its rules (it has no reload method); restart the broker to change them');
+    // the provider's own options, with `options` laid over them; an in-process provider gets `options` as given
+    const next = 'authenticate' in option ? options : { ...(option.options ?? {}), ...(options ?? {}) };
+    let read: Awaited<ReturnType<NonNullable<AccessProvider['reload']>>>;
+    try {
+      read = await provider.reload(next);
+    } catch (err) {
+      const cause = err as { message?: unknown; file?: unknown; line?: unknown; cause?: unknown };
+      const inner = cause?.cause as { file?: unknown; line?: unknown } | undefined; // a PluginError wraps the provider's error
+      const file = typeof cause?.file === 'string' ? cause.file : typeof inner?.file === 'string' ? inner.file : undefined;
+      const line = typeof cause?.line === 'number' ? cause.line : typeof inner?.line === 'number' ? inner.line : undefined;
+      const error = new AccessReloadError(`access reload refused, the previous rules stay in force: ${err instanceof Error ? err.message : String(err)}`, file, line, { cause: err });
+      this.log.warn(error.message);
+      throw error;
+    }
+    if (next !== undefined && !('authenticate' in option)) this.#accessOption = { ...option, options: { ...next } };
+    // from here on nothing awaits: every client is checked against the rules the provider now holds
+    this.#accessEpoch++;
+    let clients = 0;
+    let disconnected = 0;
+    let dropped = 0;
+    for (const s of this.#sessions) {
+      s.allowed.clear();
+      if (s.state !== 'open') continue; // a login in progress is checked again when it completes
+      clients++;
+      const identity = s.identity ?? { username: undefined };
+      if (provider.admits && !provider.admits(identity)) {
+        const reason = identity.username === undefined ? 'anonymous access was turned off (the access rules were reloaded)' : `user ${JSON.stringify(identity.username)} is no longer accepted with the password it logged in with (the access rules were reloaded)`;
+        this.#host.access.hooks.denied.call(s.remote, identity.username, reason);
+        this.#limitedLog.line('auth', `client ${s.id} (${s.remote}) disconnected: ${reason}`);
+        this.#drop(s, BrokerErrorCode.AUTH_FAILED, reason);
+        disconnected++;
+        continue;
+      }
+      dropped += this.#revokeSubscriptions(s);
+    }
+    // acknowledged subscriptions: of the connected clients still here and of absent persistent sessions
+    dropped += this.#acked.revoke(this.#mayReadFilter);
+    const result: AccessReloadResult = { users: read?.users, rules: read?.rules, clients, disconnected, subscriptionsDropped: dropped };
+    this.log.info(`access reloaded: ${result.users ?? '?'} users, ${result.rules ?? '?'} rules; ${disconnected} of ${clients} clients disconnected, ${dropped} subscriptions dropped`);
+    this.emit('access-reloaded', result);
+    return result;
+  }
+
+  /** Removes the client's plain subscriptions the rules in force no longer grant; returns how many. */
+  #revokeSubscriptions(s: Session): number {
+    let n = 0;
+    for (const node of [...s.subs]) {
+      if (this.#may(s, 'subscribe', node.path)) continue;
+      s.subs.delete(node);
+      node.subscribers.delete(s);
+      this.#refund(s.owner, node.segments);
+      this.#tree.prune(node);
+      this.emit('unsubscribe', s.info(), node.path);
+      n++;
+    }
+    for (const [filter, w] of [...s.wilds]) {
+      if (this.#may(s, 'subscribe', filter)) continue;
+      s.wilds.delete(filter);
+      this.#wild.remove(w, s);
+      this.#refund(s.owner, segmentsOf(filter));
+      this.emit('unsubscribe', s.info(), filter);
+      n++;
+    }
+    return n;
+  }
+
+  /** Whether `user` may read subscription `filter` as given (for acknowledged subscriptions); fails closed. */
+  readonly #mayReadFilter = (user: string | undefined, filter: string): boolean => {
+    const provider = this.#accessResolved;
+    if (!provider) return false;
+    try {
+      return provider.authorize({ username: user }, 'subscribe', trieFilter(filter)) === true;
+    } catch (err) {
+      this.log.error('the access provider failed to authorize', err);
+      return false;
+    }
+  };
+
+  /**
+   * Serves new TLS connections with another certificate and key (PEM, as in `options.tls`),
+   * laid over the current TLS options; connections already open keep theirs. An unusable pair
+   * throws `InvalidArgumentError` and changes nothing.
+   */
+  reloadTls(tls: TlsOptions): void {
+    if (!this.#tls) throw new StateError('this broker does not serve TLS (start it with the tls option)');
+    const next: TlsOptions = { ...this.#tls, ...tls };
+    try {
+      createSecureContext(next); // checked first: a bad key must not touch the serving context
+    } catch (err) {
+      throw new InvalidArgumentError(`TLS reload refused, the current certificate stays: ${(err as Error).message}`);
+    }
+    this.#tls = next;
+    (this.#server as TlsServer | undefined)?.setSecureContext(next);
   }
 
   // ------------------------------------------------------------------ inspection
@@ -846,7 +1002,10 @@ export class Broker extends SafeEmitter<BrokerEvents> {
       try {
         try {
           const provider = await this.#accessProvider();
+          const epoch = this.#accessEpoch;
           identity = await provider.authenticate({ ...(hello.username !== undefined ? { username: hello.username, password: hello.password ?? '' } : {}), remote: address });
+          // the rules were reloaded while this login was being checked: it must hold under the new ones
+          if (identity && epoch !== this.#accessEpoch && provider.admits && !provider.admits(identity)) identity = undefined;
         } catch (err) {
           this.log.error(`client ${s.id}: the access provider failed`, err);
           identity = undefined;

@@ -1,5 +1,5 @@
 /** The embeddable pub/sub broker, its client, and the wire protocol they share. */
-export { Broker, createBroker, type BrokerRelay, type BrokerOptions, type BrokerEvents, type BrokerStats, type ClientInfo, type PublishEvent, type TopicSnapshot } from './broker.js';
+export { Broker, createBroker, type AccessReloadResult, type BrokerRelay, type BrokerOptions, type BrokerEvents, type BrokerStats, type ClientInfo, type PublishEvent, type TopicSnapshot } from './broker.js';
 export { BrokerClient, Subscription, connect, type ConnectOptions, type BrokerMessage, type ClientEvents } from './client.js';
 export { TopicTree, type TopicNode } from './topic-tree.js';
 export * from './protocol.js';

@@ -295,6 +295,7 @@ export class SessionEngine {
       previous.drop(SESSION_TAKEN_OVER, `session ${JSON.stringify(clientId)} was resumed by another connection`);
     }
     this.#attach(session, link);
+    this.#recheck(session, link); // the access rules may have changed while it was away (or across a restart)
     link.send(sessionAckFrame(id, true, [...session.subs.values()].map((s) => ({ id: s.id, filter: s.filter }))));
     // everything kept, in number order per subscription: unacked ones again (duplicates), then what queued while away
     // everything kept is due on this connection, sent as fast as the connection drains it
@@ -523,6 +524,37 @@ export class SessionEngine {
     }
     if (session.clientId === undefined) {
       for (const sub of [...session.subs.values()]) this.#removeSub(session, sub);
+    }
+  }
+
+  /**
+   * Removes every acknowledged subscription its session's user may no longer read (the access
+   * rules changed: `mayRead(user, filter)`), connected or not, with the messages it held; returns
+   * how many were removed. A cluster node's copy of a session another node holds is changed here
+   * only (that node, reloaded too, updates Redis; a resume checks again).
+   */
+  revoke(mayRead: (user: string | undefined, filter: string) => boolean): number {
+    let removed = 0;
+    for (const session of new Set([...this.#byId.values(), ...this.#byLink.values()])) {
+      if (session.loading) continue; // checked when the resume completes
+      for (const sub of [...session.subs.values()]) {
+        if (mayRead(session.user, sub.filter)) continue;
+        if (this.#cluster && session.clientId !== undefined && !session.link && !session.home) this.#dropSub(session, sub);
+        else this.#removeSub(session, sub);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Drops the subscriptions of a session being resumed that its user may no longer read. */
+  #recheck(session: ClientSession, link: Link): void {
+    for (const sub of [...session.subs.values()]) {
+      try {
+        link.authorizeSubscribe(sub.filter);
+      } catch {
+        this.#removeSub(session, sub);
+      }
     }
   }
 
@@ -776,6 +808,7 @@ export class SessionEngine {
           clearTimeout(s.pumpTimer);
           this.#clearQueues(s);
           this.#syncSubs(s, stored?.subs ?? []);
+          this.#recheck(s, link); // another node may have kept a subscription the rules here no longer grant
           for (const sub of s.subs.values()) {
             sub.next = 1;
             if (!sub.charged) {
