@@ -31,8 +31,15 @@ export async function startRing(options: RingOptions): Promise<Ring> {
     if (dataDir !== undefined && port === 0) throw new InvalidArgumentError('a ring with a data directory needs fixed ports');
     // the native LMDB module loads only when a data directory is asked for
     const persistence = dataDir === undefined ? undefined : (await import('./lmdb-store.js')).openLmdbPersistence(join(dataDir, String(port)), await pluginHost.serialization.codec('pickle'));
-    const node = await createUdpNode(pluginHost, { ...nodeOptions, persistence });
+    let node = await createUdpNode(pluginHost, { ...nodeOptions, persistence });
     await node.listen(port, host);
+    // an id is the hash of the address: with few bits (10 by default) an ephemeral port can land
+    // on an id the ring already has, which a join rightly refuses; take another port instead
+    for (let attempt = 0; port === 0 && attempt < 20 && nodes.some((n) => n.self.id === node.self.id); attempt++) {
+      await node.close({ graceful: false });
+      node = await createUdpNode(pluginHost, { ...nodeOptions, persistence });
+      await node.listen(0, host);
+    }
     nodes.push(node);
     if (nodes.length > 1) await node.join(nodes[0]!.address);
     return node;
