@@ -7,47 +7,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { connect, connectReliable, type BrokerClient } from '@trellis/sdk/broker';
-import { testHost } from './helpers.js';
+import { HAVE_REDIS, startRedis, testHost } from './helpers.js';
 
-const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
 const FIXTURE = new URL('./fixtures/cluster-broker.ts', import.meta.url).pathname;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function exited(child: ChildProcess): Promise<void> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
-}
-
-async function startRedis(children: ChildProcess[]): Promise<string> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server did not start within 15 s')), 15_000);
-    let out = '';
-    child.stdout!.on('data', (c) => {
-      out += c;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
-  });
-  return `redis://127.0.0.1:${port}`;
 }
 
 async function startNode(url: string, children: ChildProcess[]): Promise<{ child: ChildProcess; port: number }> {
@@ -94,8 +62,10 @@ if (!HAVE_REDIS) {
     const children: ChildProcess[] = [];
     const host = testHost();
     const clients: { close(): Promise<void> }[] = [];
+    let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
     try {
-      const url = await startRedis(children);
+      redis = await startRedis();
+      const url = redis.url;
       const a = await startNode(url, children);
       const b = await startNode(url, children);
       const subscriber = await connectReliable({ servers: [{ port: a.port }, { port: b.port }], codec: 'json', plugins: host, clientId: 'failover-1', reconnect: { initialDelayMs: 20, maxDelayMs: 200 } });
@@ -161,6 +131,7 @@ if (!HAVE_REDIS) {
       await Promise.allSettled(clients.map((c) => c.close()));
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
       await Promise.all(children.map(exited));
+      await redis?.stop();
       await host.dispose();
     }
   });

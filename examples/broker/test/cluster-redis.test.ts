@@ -7,45 +7,8 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { BrokerError, createBroker, connect, connectReliable, joinRedisCluster, type Broker, type BrokerOptions, type BrokerClient, type RedisCluster, type ReliableClient } from '@trellis/sdk/broker';
-import { testHost, take, until } from './helpers.js';
-
-const HAVE_REDIS = spawnSync('redis-server', ['--version']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis(): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server did not start within 15 s')), 15_000);
-    let out = '';
-    child.stdout!.on('data', (c) => {
-      out += c;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
-  });
-  return {
-    child,
-    url: `redis://127.0.0.1:${port}`,
-    stop: () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGKILL')))),
-  };
-}
+import { HAVE_REDIS, startRedis, testHost, take, until } from './helpers.js';
 
 interface Node {
   broker: Broker;
