@@ -123,7 +123,7 @@ test('a fresh app installs the tarballs (registry packages from the npm cache)',
   const spec = (n: string) => `file:../tarballs/${tarballOf(n)}`;
   // What a user lists; `overrides` makes the packages' own @trellis/* dependencies come from the
   // tarballs too, since they are not on the registry from here.
-  const direct = ['@trellis/sdk', '@trellis/plugin-round-robin', '@trellis/plugin-json', '@trellis/plugin-xml', '@trellis/plugin-pickle', '@trellis/plugin-chord-fingers', '@trellis/cli'];
+  const direct = ['@trellis/sdk', '@trellis/plugin-round-robin', '@trellis/plugin-json', '@trellis/plugin-xml', '@trellis/plugin-pickle', '@trellis/plugin-chord-fingers', '@trellis/plugin-access-file', '@trellis/cli'];
   await writeFile(
     join(app, 'package.json'),
     JSON.stringify(
@@ -296,6 +296,51 @@ await host.dispose();
   ok(r, 'broker.mjs');
   const out = JSON.parse(r.stdout);
   assert.equal(out.got, [out.sent, out.sent]);
+});
+
+test('a broker with the file access provider reloads its password file; a broken file is an AccessReloadError', async () => {
+  const pw = join(app, 'broker.passwd');
+  ok(await run(NPX, ['trellis', 'passwd', pw, 'alice', '--password', 'alice-pw'], app, 60_000), 'trellis passwd alice');
+  ok(await run(NPX, ['trellis', 'passwd', pw, 'bob', '--password', 'bob-pw'], app, 60_000), 'trellis passwd bob');
+  await writeFile(
+    join(app, 'access.mjs'),
+    `import { writeFile } from 'node:fs/promises';
+import { createHost, AccessReloadError } from '@trellis/sdk';
+import { createBroker, connect } from '@trellis/sdk/broker';
+import { updatePasswordFile } from '@trellis/plugin-access-file/passwords';
+const file = ${JSON.stringify(pw)};
+const host = createHost();
+const broker = createBroker({ host, access: { provider: 'file', options: { passwordFile: file } } });
+const { port } = await broker.listen(0);
+const alice = await connect({ port, codec: 'json', plugins: host, username: 'alice', password: 'alice-pw' });
+const bob = await connect({ port, codec: 'json', plugins: host, username: 'bob', password: 'bob-pw' });
+const aliceError = new Promise((resolve) => alice.on('error', (e) => resolve(e.message)));
+alice.on('close', () => undefined);
+await updatePasswordFile(file, 'alice', undefined);
+const reloaded = await broker.reloadAccess();
+const why = await aliceError;
+await bob.publish('/still/here', 1, { ack: true });
+await writeFile(file, 'not a password line\\n');
+let refused;
+try {
+  await broker.reloadAccess();
+} catch (err) {
+  refused = { isClass: err instanceof AccessReloadError, code: err.code };
+}
+await bob.publish('/still/here', 2, { ack: true });
+console.log(JSON.stringify({ reloaded, why: /AUTH_FAILED|no longer accepted/.test(String(why)), refused }));
+await bob.close();
+await broker.close({ timeoutMs: 1000 });
+await host.dispose();
+`,
+  );
+  const r = await run(process.execPath, ['access.mjs'], app, 60_000);
+  ok(r, 'access.mjs');
+  const out = JSON.parse(r.stdout);
+  // (no ACL file: no rule count, which JSON leaves out)
+  assert.equal(out.reloaded, { users: 1, clients: 2, disconnected: 1, subscriptionsDropped: 0 });
+  assert.is(out.why, true);
+  assert.equal(out.refused, { isClass: true, code: 'TRELLIS_ERR_ACCESS_RELOAD' });
 });
 
 test('two DHT nodes with chord-fingers store and find a key', async () => {
